@@ -1,0 +1,136 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "service/batching/rate_limiter.h"
+#include "service/batching/retry_policy.h"
+#include "service/common/types.h"
+
+namespace dynamo_batcher {
+
+struct BatchingOptions {
+  size_t max_items = 25;                   // per call, 1..25
+  absl::Duration linger = absl::Milliseconds(5);
+  size_t max_request_bytes = 16 * 1024 * 1024 - 64 * 1024;  // body budget per call
+  int max_inflight_calls = 8;              // concurrent calls for this table
+  uint64_t rng_seed = 0;                   // jitter; 0 = seeded from random_device
+};
+
+// One BatchWriteItem call's worth of ops for one table, handed to the engine.
+struct Batch {
+  uint64_t id = 0;
+  // The DynamoDB request elements, in the order they were taken. The engine
+  // joins them into {"RequestItems":{"<table>":[...]}}.
+  std::vector<const std::string*> request_jsons;
+  // Canonical keys parallel to request_jsons.
+  std::vector<const std::string*> keys;
+  size_t body_bytes = 0;  // sum of request_jsons sizes
+  bool is_bisect = false; // part of splitting a call rejected as a whole
+};
+
+// What DynamoDB (or the network) said about one Batch.
+struct BatchResult {
+  enum class Kind {
+    kSuccess,     // HTTP 200; `unprocessed_keys` went unwritten
+    kRetryable,   // whole call: throttling, 5xx, timeout, connection error
+    kValidation,  // whole call rejected for its content: bisect
+    kFatal,       // non-retryable (ResourceNotFound, AccessDenied, ...)
+  };
+  Kind kind = Kind::kSuccess;
+  std::vector<std::string> unprocessed_keys;  // canonical keys, kSuccess only
+  bool throttled = false;                     // kRetryable: a throttling error
+  std::string error_code;                     // DynamoDB __type or transport
+  std::string message;
+  std::optional<absl::Duration> retry_after;  // x-amz-retry-after, if sent
+};
+
+// Counters the engine turns into metrics. Monotonic.
+struct TableBatcherStats {
+  uint64_t coalesced = 0;
+  uint64_t batches = 0;
+  uint64_t retries = 0;           // op re-sends scheduled
+  uint64_t unprocessed_items = 0;
+};
+
+// The batching core for one table: coalescing, per-key ordering, batch
+// cutting, retry scheduling. Pure logic: takes `now`, never sleeps, reads no
+// clock and does no I/O.
+//
+// Guarantees (design.md):
+//  - last write in arrival order wins per key; a replaced op is answered
+//    COALESCED once its replacement is WRITTEN (FAILED if it fails);
+//  - never two writes to one key in one batch, nor two in flight at once:
+//    a newer write waits behind the in-flight one and replaces a retrying one;
+//  - a batch is cut at max_items, when its oldest item waited `linger`, or on
+//    Flush;
+//  - retries: capped exponential backoff with full jitter per op.
+//
+// Thread-safety: none; the engine calls it from one thread (or under a lock).
+//
+// Usage:
+//   TableBatcher b(schema, options, retry, limiter);
+//   b.Add(std::move(op), now);
+//   while (auto batch = b.TakeBatch(now)) send(*batch);
+//   ... later: b.OnBatchResult(batch.id, result, now, &results);
+class TableBatcher {
+ public:
+  TableBatcher(TableSchema schema, BatchingOptions options, RetryPolicy retry,
+               RateLimiter limiter);
+  ~TableBatcher();
+  TableBatcher(const TableBatcher&) = delete;
+  TableBatcher& operator=(const TableBatcher&) = delete;
+
+  const TableSchema& schema() const { return schema_; }
+
+  // Takes ownership of a validated op. If a write to the same key is queued
+  // or backing off, the older one is coalesced into this one.
+  void Add(Op op, absl::Time now);
+
+  // The next batch to send now, or nullopt. Call until nullopt. Respects
+  // the cut rules, in-flight concurrency and the rate limiter.
+  std::optional<Batch> TakeBatch(absl::Time now);
+
+  // Everything queued now is sent without waiting for linger.
+  void Flush();
+
+  // Applies DynamoDB's answer for batch `batch_id`. Final results are
+  // appended to `results`; retried ops go back to backoff.
+  void OnBatchResult(uint64_t batch_id, const BatchResult& result,
+                     absl::Time now, std::vector<OpResult>* results);
+
+  // Fails every op not in flight (queued, blocked, backing off) with
+  // `code`/`message`, e.g. when the drain timeout is reached.
+  void FailQueued(const std::string& code, const std::string& message,
+                  std::vector<OpResult>* results);
+
+  // Earliest time at which TakeBatch could return something without new
+  // input (linger expiry, backoff expiry, rate-limiter tokens), or
+  // absl::InfiniteFuture().
+  absl::Time NextWakeup(absl::Time now) const;
+
+  size_t queued_items() const;   // ops not yet answered and not in flight
+  size_t queued_bytes() const;   // their MemoryBytes()
+  size_t inflight_calls() const;
+  size_t pending_ops() const;    // every op not yet answered (incl. in flight)
+  const TableBatcherStats& stats() const { return stats_; }
+  const RateLimiter& rate_limiter() const { return limiter_; }
+
+ private:
+  struct Impl;
+  TableSchema schema_;
+  BatchingOptions options_;
+  RetryPolicy retry_;
+  RateLimiter limiter_;
+  TableBatcherStats stats_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dynamo_batcher

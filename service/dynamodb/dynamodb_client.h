@@ -1,0 +1,87 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "service/auth/credentials.h"
+#include "service/batching/table_batcher.h"
+#include "service/common/types.h"
+#include "service/dynamodb/http_transport.h"
+
+namespace dynamo_batcher {
+
+struct DynamoDbOptions {
+  std::string region = "us-east-1";
+  // Empty: https://dynamodb.<region>.amazonaws.com
+  std::string endpoint;
+  absl::Duration call_timeout = absl::Seconds(10);
+};
+
+// One BatchWriteItem call's outcome, classified for the batching core.
+struct BatchWriteResponse {
+  BatchResult result;
+  double consumed_wcu = 0;
+  long http_status = 0;
+  // For dynamo_batcher_http_errors_total{class}: "" on HTTP 200, else
+  // "4xx", "5xx", "timeout" or "connection".
+  std::string error_class;
+  absl::Duration elapsed;
+};
+
+// Classification of one whole-call failure (pure).
+// Throttling -> RESOURCE_EXHAUSTED-like retry, 5xx/network -> retry,
+// ValidationException / 413 -> bisect, the rest -> fatal.
+BatchResult::Kind ClassifyError(long http_status, absl::string_view error_type,
+                                bool transport_error, bool* throttled);
+
+// Parses an HTTP answer to BatchWriteItem for `schema`'s table (pure).
+// UnprocessedItems are mapped back to canonical keys.
+BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
+                                           const TableSchema& schema);
+
+// Parses a DescribeTable answer into a TableSchema (pure).
+absl::StatusOr<TableSchema> ParseDescribeTableResponse(absl::string_view table,
+                                                       const HttpResponse& response);
+
+// DynamoDB over its JSON protocol: SigV4-signed POSTs with
+// X-Amz-Target: DynamoDB_20120810.<Action>.
+//
+// Thread-safety: all methods may be called from any thread. Callbacks run on
+// the transport's I/O thread.
+//
+// Usage:
+//   DynamoDbClient ddb(options, transport.get(), creds.get());
+//   ddb.BatchWriteItem(schema, body, [](BatchWriteResponse r) { ... });
+class DynamoDbClient {
+ public:
+  DynamoDbClient(DynamoDbOptions options, HttpTransport* transport,
+                 CredentialsProvider* credentials);
+
+  const std::string& endpoint() const { return endpoint_; }
+
+  void BatchWriteItem(const TableSchema& schema, std::string body,
+                      std::function<void(BatchWriteResponse)> done);
+
+  // Blocking; for start-up.
+  absl::StatusOr<TableSchema> DescribeTable(const std::string& table);
+  // Creates a PAY_PER_REQUEST table with `schema`'s key; OK if it exists.
+  // For local development (dynalite) only.
+  absl::Status CreateTableIfMissing(const TableSchema& schema);
+
+  // Builds the signed request for `action` (exposed for tests).
+  absl::StatusOr<HttpRequest> SignedRequest(absl::string_view action,
+                                            std::string body, absl::Time now);
+
+ private:
+  DynamoDbOptions options_;
+  HttpTransport* transport_;
+  CredentialsProvider* credentials_;
+  std::string endpoint_;  // scheme://host[:port]
+  std::string host_;      // Host header value
+  std::string url_;       // endpoint_ + "/"
+};
+
+}  // namespace dynamo_batcher

@@ -1,0 +1,68 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace dynamo_batcher {
+
+struct HttpRequest {
+  std::string method = "POST";
+  std::string url;  // scheme://host[:port]/path
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  absl::Duration timeout = absl::Seconds(10);
+};
+
+// An HTTP answer. Any status code is a value (404 and 500 included); only
+// transport failures set `transport_error`.
+struct HttpResponse {
+  long status = 0;                 // 0 when transport_error is set
+  std::vector<std::pair<std::string, std::string>> headers;  // lower-cased names
+  std::string body;
+  // Empty on success; else a short description ("connection refused",
+  // "timeout", "connection reset", "tls: ...").
+  std::string transport_error;
+  bool timed_out = false;
+  absl::Duration elapsed;
+
+  const std::string* Header(const std::string& lower_name) const {
+    for (const auto& [k, v] : headers) if (k == lower_name) return &v;
+    return nullptr;
+  }
+};
+
+struct TlsOptions {
+  bool verify = true;       // verify peer certificate and host name
+  std::string ca_file;      // empty: system CA store
+};
+
+// Asynchronous HTTP client with a keep-alive connection pool.
+//
+// Thread-safety: Send may be called from any thread. Callbacks run on the
+// transport's own I/O thread; they must not block.
+class HttpTransport {
+ public:
+  using Callback = std::function<void(HttpResponse)>;
+  virtual ~HttpTransport() = default;
+  virtual void Send(HttpRequest request, Callback done) = 0;
+  // Blocking convenience for start-up calls (DescribeTable, credentials).
+  HttpResponse SendSync(HttpRequest request);
+};
+
+struct CurlTransportOptions {
+  TlsOptions tls;
+  long max_connections = 64;          // total pool size
+  long max_connections_per_host = 32;
+  absl::Duration connect_timeout = absl::Seconds(3);
+};
+
+// libcurl multi-handle transport: one I/O thread, HTTP keep-alive pool,
+// TLS verified by default.
+std::unique_ptr<HttpTransport> MakeCurlTransport(CurlTransportOptions options);
+
+}  // namespace dynamo_batcher
