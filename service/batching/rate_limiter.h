@@ -16,6 +16,23 @@ struct RateLimiterOptions {
 // Token bucket per table whose rate adapts to throttling (AIMD): a whole-call
 // throttle or the unprocessed fraction of a batch lowers it, success raises it.
 //
+// Algorithm:
+//  - bucket depth = max(burst_seconds * rate, 25 items), so a full
+//    BatchWriteItem (25 items) can always pass eventually;
+//  - decrease (whole-call throttle, or a 200 with UnprocessedItems):
+//      rate = max(min_rate, min(rate, measured) * (1 - (1 - decrease_factor) * f))
+//    with f = unprocessed / sent (1 for a whole-call throttle) and `measured`
+//    the items/s recently acquired. Starting from the measured rate matters
+//    when the rate is "unlimited" (1e9): the first throttle lands near what
+//    was really being sent, not at 7e8. At most one decrease per
+//    kDecreaseWindow: a later, larger fraction in the same window deepens
+//    that decrease (from the same base) instead of compounding;
+//  - increase (a call with nothing unprocessed): additive,
+//    increase_per_second * time since the last change, up to max_rate.
+//  - only throttling signals lower the rate; the caller reports 5xx and
+//    timeouts as not throttled (they say nothing about table capacity, and
+//    backoff already spaces those retries).
+//
 // "This class does not sleep. It is the responsibility of the caller to
 // sleep": TryAcquire says how long to wait instead.
 //
@@ -35,9 +52,23 @@ class RateLimiter {
   void OnResult(double sent, double unprocessed, bool throttled, absl::Time now);
 
   double rate() const { return rate_; }
+  // Items/s actually acquired recently (exponentially weighted, ~1 s time
+  // constant). What a throttle decreases from when it is below rate().
+  double MeasuredRate(absl::Time now) const;
+
+  // At most one multiplicative decrease per window: concurrent calls that
+  // were all sent at the old rate come back throttled together and must not
+  // compound into a collapse.
+  static constexpr absl::Duration kDecreaseWindow = absl::Milliseconds(100);
+  // Time constant of the send-rate measurement.
+  static constexpr absl::Duration kMeasureTau = absl::Seconds(1);
 
  private:
   void Refill(absl::Time now) const;
+  double Capacity() const;
+  // Recovery after a quiet period (additive increase). Kept apart from the
+  // decrease so another growth curve (e.g. CUBIC) can be swapped in.
+  double IncreasedRate(double rate, absl::Duration elapsed) const;
 
   RateLimiterOptions options_;
   double rate_;
@@ -45,7 +76,16 @@ class RateLimiter {
   mutable absl::Time last_refill_;
   absl::Time last_decrease_;
   absl::Time last_increase_;
-  bool started_ = false;
+  bool started_ = false;  // last_increase_/last_decrease_ are meaningful
+  // Send-rate measurement: decayed sum of acquired items.
+  double ewma_items_ = 0;
+  absl::Time ewma_last_;
+  absl::Time first_acquire_;
+  bool measured_ = false;
+  // The current decrease window: the rate it started from and the largest
+  // throttled fraction applied in it.
+  double decrease_base_ = 0;
+  double window_fraction_ = 0;
 };
 
 }  // namespace dynamo_batcher

@@ -1,0 +1,220 @@
+#include "service/codec/text.h"
+
+#include <cstdint>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "service/codec/codec.h"
+
+namespace dynamo_batcher {
+namespace codec_internal {
+
+namespace {
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
+size_t Utf8SequenceLength(const unsigned char* s, size_t i, size_t n) {
+  const unsigned char c = s[i];
+  if (c < 0x80) return 1;
+  auto cont = [&](size_t k) { return i + k < n && (s[i + k] & 0xC0) == 0x80; };
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    const unsigned char c1 = s[i + 1];
+    if (c == 0xE0 && c1 < 0xA0) return 0;  // overlong
+    if (c == 0xED && c1 > 0x9F) return 0;  // UTF-16 surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    const unsigned char c1 = s[i + 1];
+    if (c == 0xF0 && c1 < 0x90) return 0;  // overlong
+    if (c == 0xF4 && c1 > 0x8F) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+constexpr char kHex[] = "0123456789abcdef";
+
+// Non-zero for bytes that JSON requires to be escaped.
+struct EscapeTable {
+  unsigned char needs[256] = {};
+  constexpr EscapeTable() {
+    for (int c = 0; c < 0x20; ++c) needs[c] = 1;
+    needs[static_cast<unsigned char>('"')] = 1;
+    needs[static_cast<unsigned char>('\\')] = 1;
+  }
+};
+constexpr EscapeTable kEscape;
+
+void AppendEscape(unsigned char c, std::string* out) {
+  switch (c) {
+    case '"': out->append("\\\""); return;
+    case '\\': out->append("\\\\"); return;
+    case '\n': out->append("\\n"); return;
+    case '\r': out->append("\\r"); return;
+    case '\t': out->append("\\t"); return;
+    case '\b': out->append("\\b"); return;
+    case '\f': out->append("\\f"); return;
+    default: {
+      const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
+      out->append(esc, sizeof(esc));
+    }
+  }
+}
+
+constexpr size_t kMaxQuotedBytes = 200;
+
+}  // namespace
+
+bool IsValidUtf8(absl::string_view str) {
+  const auto* s = reinterpret_cast<const unsigned char*>(str.data());
+  const size_t n = str.size();
+  size_t i = 0;
+  while (i < n) {
+    // ASCII fast path, eight bytes at a time.
+    while (i + 8 <= n) {
+      uint64_t block;
+      std::memcpy(&block, s + i, sizeof(block));
+      if (block & 0x8080808080808080ULL) break;
+      i += 8;
+    }
+    if (i >= n) break;
+    const size_t len = Utf8SequenceLength(s, i, n);
+    if (len == 0) return false;
+    i += len;
+  }
+  return true;
+}
+
+void AppendQuotedForMessage(absl::string_view str, std::string* out) {
+  const auto* s = reinterpret_cast<const unsigned char*>(str.data());
+  const size_t n = str.size() < kMaxQuotedBytes ? str.size() : kMaxQuotedBytes;
+  out->push_back('"');
+  size_t i = 0;
+  while (i < n) {
+    const size_t len = Utf8SequenceLength(s, i, str.size());
+    if (len == 0) {
+      out->append("\\x");
+      out->push_back(kHex[s[i] >> 4]);
+      out->push_back(kHex[s[i] & 0xF]);
+      ++i;
+    } else if (len == 1 && kEscape.needs[s[i]]) {
+      AppendEscape(s[i], out);
+      ++i;
+    } else {
+      out->append(str.data() + i, len);
+      i += len;
+    }
+  }
+  out->push_back('"');
+  if (i < str.size()) out->append("...");
+}
+
+}  // namespace codec_internal
+
+void AppendJsonString(absl::string_view s, std::string* out) {
+  out->push_back('"');
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t run_start = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (codec_internal::kEscape.needs[p[i]]) {
+      out->append(s.data() + run_start, i - run_start);
+      codec_internal::AppendEscape(p[i], out);
+      run_start = i + 1;
+    }
+  }
+  out->append(s.data() + run_start, n - run_start);
+  out->push_back('"');
+}
+
+namespace {
+
+constexpr char kBase64Alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+struct Base64DecodeTable {
+  signed char value[256] = {};
+  constexpr Base64DecodeTable() {
+    for (int c = 0; c < 256; ++c) value[c] = -1;
+    for (int k = 0; k < 64; ++k) {
+      value[static_cast<unsigned char>(kBase64Alphabet[k])] =
+          static_cast<signed char>(k);
+    }
+  }
+};
+constexpr Base64DecodeTable kBase64Decode;
+
+}  // namespace
+
+void AppendBase64(absl::string_view bytes, std::string* out) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  const size_t start = out->size();
+  out->resize(start + (n + 2) / 3 * 4);
+  char* w = &(*out)[start];
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    const uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8) |
+                       uint32_t{p[i + 2]};
+    *w++ = kBase64Alphabet[(v >> 18) & 0x3F];
+    *w++ = kBase64Alphabet[(v >> 12) & 0x3F];
+    *w++ = kBase64Alphabet[(v >> 6) & 0x3F];
+    *w++ = kBase64Alphabet[v & 0x3F];
+  }
+  if (n - i == 1) {
+    const uint32_t v = uint32_t{p[i]} << 16;
+    *w++ = kBase64Alphabet[(v >> 18) & 0x3F];
+    *w++ = kBase64Alphabet[(v >> 12) & 0x3F];
+    *w++ = '=';
+    *w++ = '=';
+  } else if (n - i == 2) {
+    const uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8);
+    *w++ = kBase64Alphabet[(v >> 18) & 0x3F];
+    *w++ = kBase64Alphabet[(v >> 12) & 0x3F];
+    *w++ = kBase64Alphabet[(v >> 6) & 0x3F];
+    *w++ = '=';
+  }
+}
+
+absl::StatusOr<std::string> Base64Decode(absl::string_view b64) {
+  const size_t n = b64.size();
+  if (n % 4 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "base64: length ", n, " is not a multiple of 4"));
+  }
+  size_t pad = 0;
+  if (n >= 1 && b64[n - 1] == '=') ++pad;
+  if (n >= 2 && b64[n - 2] == '=') ++pad;
+  std::string out;
+  out.reserve(n / 4 * 3);
+  const auto* p = reinterpret_cast<const unsigned char*>(b64.data());
+  const size_t data_len = n - pad;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < data_len; ++i) {
+    const int v = kBase64Decode.value[p[i]];
+    if (v < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "base64: invalid character at offset ", i));
+    }
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  // Leftover bits must be zero, so every byte string has exactly one
+  // encoding (what DynamoDB and dynalite check too).
+  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
+    return absl::InvalidArgumentError(
+        "base64: non-zero bits in the last character before padding");
+  }
+  return out;
+}
+
+}  // namespace dynamo_batcher

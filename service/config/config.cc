@@ -1,0 +1,463 @@
+#include "service/config/config.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "yaml-cpp/yaml.h"
+
+namespace dynamo_batcher {
+namespace {
+
+// Collects the first error with its key path; every accessor is a no-op once
+// an error is recorded, so parsing code stays linear.
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  bool ok() const { return error_.empty(); }
+  absl::Status status() const {
+    return ok() ? absl::OkStatus() : absl::InvalidArgumentError(error_);
+  }
+  void Fail(const std::string& path, const std::string& why) {
+    if (ok()) error_ = absl::StrCat(source_, ": ", path, ": ", why);
+  }
+
+  // Rejects keys not in `known`, so typos do not pass silently.
+  void CheckKeys(const YAML::Node& node, const std::string& path,
+                 std::initializer_list<const char*> known) {
+    if (!ok() || !node) return;
+    if (!node.IsMap()) {
+      Fail(path.empty() ? "(root)" : path, "must be a mapping");
+      return;
+    }
+    std::set<std::string> allowed(known.begin(), known.end());
+    for (const auto& kv : node) {
+      std::string key = kv.first.Scalar();
+      if (!allowed.count(key)) {
+        Fail(Join(path, key), absl::StrCat("unknown key (expected one of: ",
+                                           absl::StrJoin(allowed, ", "), ")"));
+        return;
+      }
+    }
+  }
+
+  static std::string Join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : absl::StrCat(path, ".", key);
+  }
+
+  bool Scalar(const YAML::Node& node, const std::string& path, std::string* out) {
+    if (!ok() || !node || node.IsNull()) return false;
+    if (!node.IsScalar()) {
+      Fail(path, "must be a scalar value");
+      return false;
+    }
+    *out = node.Scalar();
+    return true;
+  }
+
+  void String(const YAML::Node& parent, const std::string& path,
+              const char* key, std::string* out) {
+    std::string v;
+    if (Scalar(parent[key], Join(path, key), &v)) *out = v;
+  }
+
+  void Bool(const YAML::Node& parent, const std::string& path, const char* key,
+            bool* out) {
+    std::string v;
+    if (!Scalar(parent[key], Join(path, key), &v)) return;
+    std::string l = absl::AsciiStrToLower(v);
+    if (l == "true" || l == "yes" || l == "on") {
+      *out = true;
+    } else if (l == "false" || l == "no" || l == "off") {
+      *out = false;
+    } else {
+      Fail(Join(path, key), absl::StrCat("must be true or false (got \"", v, "\")"));
+    }
+  }
+
+  void Int(const YAML::Node& parent, const std::string& path, const char* key,
+           int lo, int hi, int* out) {
+    std::string v;
+    if (!Scalar(parent[key], Join(path, key), &v)) return;
+    int n = 0;
+    if (!absl::SimpleAtoi(v, &n) || n < lo || n > hi) {
+      Fail(Join(path, key), absl::StrCat("must be an integer between ", lo,
+                                         " and ", hi, " (got \"", v, "\")"));
+      return;
+    }
+    *out = n;
+  }
+
+  void Double(const YAML::Node& parent, const std::string& path, const char* key,
+              double lo, double hi, double* out) {
+    std::string v;
+    if (!Scalar(parent[key], Join(path, key), &v)) return;
+    double d = 0;
+    if (!absl::SimpleAtod(v, &d) || !(d >= lo && d <= hi)) {
+      Fail(Join(path, key), absl::StrCat("must be a number between ", lo,
+                                         " and ", hi, " (got \"", v, "\")"));
+      return;
+    }
+    *out = d;
+  }
+
+  void Duration(const YAML::Node& parent, const std::string& path,
+                const char* key, absl::Duration lo, absl::Duration hi,
+                absl::Duration* out) {
+    std::string v;
+    if (!Scalar(parent[key], Join(path, key), &v)) return;
+    absl::Duration d;
+    if (!absl::ParseDuration(v, &d)) {
+      Fail(Join(path, key),
+           absl::StrCat("must be a duration like 5ms, 2s or 1m30s (got \"", v, "\")"));
+      return;
+    }
+    if (d < lo || d > hi) {
+      Fail(Join(path, key),
+           absl::StrCat("must be between ", absl::FormatDuration(lo), " and ",
+                        absl::FormatDuration(hi), " (got ", v, ")"));
+      return;
+    }
+    *out = d;
+  }
+
+  void Bytes(const YAML::Node& parent, const std::string& path, const char* key,
+             uint64_t lo, uint64_t hi, uint64_t* out) {
+    std::string v;
+    if (!Scalar(parent[key], Join(path, key), &v)) return;
+    auto b = ParseByteSize(v);
+    if (!b.ok()) {
+      Fail(Join(path, key), std::string(b.status().message()));
+      return;
+    }
+    if (*b < lo || *b > hi) {
+      Fail(Join(path, key), absl::StrCat("must be between ", lo, " and ", hi,
+                                         " bytes (got ", v, ")"));
+      return;
+    }
+    *out = *b;
+  }
+
+ private:
+  std::string source_;
+  std::string error_;
+};
+
+bool ParseKeyAttribute(Reader& r, const YAML::Node& node, const std::string& path,
+                       KeyAttribute* out) {
+  r.CheckKeys(node, path, {"name", "type"});
+  if (!r.ok()) return false;
+  std::string name, type;
+  if (!r.Scalar(node["name"], path + ".name", &name) || name.empty()) {
+    r.Fail(path + ".name", "is required (the attribute name)");
+    return false;
+  }
+  if (name.size() > 255) {
+    r.Fail(path + ".name", "must be at most 255 bytes (DynamoDB key attribute name limit)");
+    return false;
+  }
+  if (!r.Scalar(node["type"], path + ".type", &type)) {
+    r.Fail(path + ".type", "is required: S, N or B");
+    return false;
+  }
+  if (type == "S") {
+    out->type = KeyType::kS;
+  } else if (type == "N") {
+    out->type = KeyType::kN;
+  } else if (type == "B") {
+    out->type = KeyType::kB;
+  } else {
+    r.Fail(path + ".type", absl::StrCat("must be S, N or B (got \"", type, "\")"));
+    return false;
+  }
+  out->name = name;
+  return true;
+}
+
+bool ValidTableName(const std::string& name) {
+  // DynamoDB: 3-255 characters of [a-zA-Z0-9_.-].
+  if (name.size() < 3 || name.size() > 255) return false;
+  for (char c : name) {
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+          c == '-' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ValidListen(const std::string& addr) {
+  if (addr.rfind("unix:", 0) == 0) return addr.size() > 5;
+  auto colon = addr.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  int port = 0;
+  return absl::SimpleAtoi(addr.substr(colon + 1), &port) && port >= 0 && port <= 65535;
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> ParseByteSize(const std::string& text) {
+  std::string t(absl::StripAsciiWhitespace(text));
+  size_t i = 0;
+  while (i < t.size() && absl::ascii_isdigit(static_cast<unsigned char>(t[i]))) ++i;
+  uint64_t n = 0;
+  if (i == 0 || !absl::SimpleAtoi(t.substr(0, i), &n)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "must be a size like 64MiB, 512KiB or 1048576 (got \"", text, "\")"));
+  }
+  std::string unit = std::string(absl::StripAsciiWhitespace(t.substr(i)));
+  uint64_t mult = 1;
+  if (unit.empty() || unit == "B") {
+    mult = 1;
+  } else if (unit == "KiB" || unit == "Ki") {
+    mult = 1ull << 10;
+  } else if (unit == "MiB" || unit == "Mi") {
+    mult = 1ull << 20;
+  } else if (unit == "GiB" || unit == "Gi") {
+    mult = 1ull << 30;
+  } else if (unit == "KB" || unit == "kB" || unit == "K") {
+    mult = 1000;
+  } else if (unit == "MB" || unit == "M") {
+    mult = 1000 * 1000;
+  } else if (unit == "GB" || unit == "G") {
+    mult = 1000ull * 1000 * 1000;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown size unit \"", unit, "\" (use B, KiB, MiB, GiB, KB, MB, GB)"));
+  }
+  if (n > UINT64_MAX / mult) {
+    return absl::InvalidArgumentError(absl::StrCat("size too large (got \"", text, "\")"));
+  }
+  return n * mult;
+}
+
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
+                                   const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": line ", e.mark.line + 1, ", column ", e.mark.column + 1,
+        ": not valid YAML: ", e.msg));
+  }
+  Config c;
+  c.source = source;
+  Reader r(source);
+  try {
+    if (!root || root.IsNull()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": (root): the file is empty; at least `tables` is required"));
+    }
+    r.CheckKeys(root, "",
+                {"listen", "metrics_listen", "log", "dynamodb", "tables", "batching",
+                 "retry", "rate_limit", "buffer", "server", "drain_timeout",
+                 "dead_letter"});
+    r.String(root, "", "listen", &c.listen);
+    if (r.ok() && !ValidListen(c.listen)) {
+      r.Fail("listen", absl::StrCat("must be host:port or unix:///path (got \"", c.listen, "\")"));
+    }
+    r.String(root, "", "metrics_listen", &c.metrics_listen);
+    if (r.ok() && (!ValidListen(c.metrics_listen) || c.metrics_listen.rfind("unix:", 0) == 0)) {
+      r.Fail("metrics_listen", absl::StrCat("must be host:port (got \"", c.metrics_listen, "\")"));
+    }
+
+    if (YAML::Node log = root["log"]) {
+      r.CheckKeys(log, "log", {"level"});
+      r.String(log, "log", "level", &c.log.level);
+      if (r.ok() && c.log.level != "debug" && c.log.level != "info" &&
+          c.log.level != "warn" && c.log.level != "error") {
+        r.Fail("log.level", absl::StrCat("must be debug, info, warn or error (got \"",
+                                         c.log.level, "\")"));
+      }
+    }
+
+    if (YAML::Node d = root["dynamodb"]) {
+      const std::string p = "dynamodb";
+      r.CheckKeys(d, p, {"region", "endpoint", "call_timeout", "connect_timeout",
+                         "max_connections", "tls_verify", "ca_file", "credentials",
+                         "create_tables"});
+      r.String(d, p, "region", &c.dynamodb.region);
+      r.String(d, p, "endpoint", &c.dynamodb.endpoint);
+      r.Duration(d, p, "call_timeout", absl::Milliseconds(100), absl::Minutes(5),
+                 &c.dynamodb.call_timeout);
+      r.Duration(d, p, "connect_timeout", absl::Milliseconds(50), absl::Minutes(1),
+                 &c.dynamodb.connect_timeout);
+      r.Int(d, p, "max_connections", 1, 4096, &c.dynamodb.max_connections);
+      r.Bool(d, p, "tls_verify", &c.dynamodb.tls_verify);
+      r.String(d, p, "ca_file", &c.dynamodb.ca_file);
+      r.Bool(d, p, "create_tables", &c.dynamodb.create_tables);
+      if (YAML::Node cr = d["credentials"]) {
+        const std::string cp = "dynamodb.credentials";
+        r.CheckKeys(cr, cp, {"access_key_id", "secret_access_key", "session_token"});
+        r.String(cr, cp, "access_key_id", &c.dynamodb.access_key_id);
+        r.String(cr, cp, "secret_access_key", &c.dynamodb.secret_access_key);
+        r.String(cr, cp, "session_token", &c.dynamodb.session_token);
+        if (r.ok() && c.dynamodb.access_key_id.empty() != c.dynamodb.secret_access_key.empty()) {
+          r.Fail(cp, "access_key_id and secret_access_key must be given together");
+        }
+      }
+    }
+    if (r.ok() && c.dynamodb.region.empty()) r.Fail("dynamodb.region", "must not be empty");
+    if (r.ok() && !c.dynamodb.endpoint.empty() &&
+        c.dynamodb.endpoint.rfind("http://", 0) != 0 &&
+        c.dynamodb.endpoint.rfind("https://", 0) != 0) {
+      r.Fail("dynamodb.endpoint", absl::StrCat("must start with http:// or https:// (got \"",
+                                               c.dynamodb.endpoint, "\")"));
+    }
+
+    YAML::Node tables = root["tables"];
+    if (r.ok() && (!tables || !tables.IsSequence() || tables.size() == 0)) {
+      r.Fail("tables", "is required: a list with at least one table");
+    }
+    std::set<std::string> names;
+    for (size_t i = 0; r.ok() && i < tables.size(); ++i) {
+      const std::string p = absl::StrCat("tables[", i, "]");
+      YAML::Node t = tables[i];
+      r.CheckKeys(t, p, {"name", "partition_key", "sort_key", "max_rate",
+                         "max_wcu_per_second"});
+      if (!r.ok()) break;
+      TableConfig tc;
+      if (!r.Scalar(t["name"], p + ".name", &tc.schema.name)) {
+        r.Fail(p + ".name", "is required");
+        break;
+      }
+      if (!ValidTableName(tc.schema.name)) {
+        r.Fail(p + ".name", absl::StrCat("must be 3-255 characters of a-z, A-Z, 0-9, _ - . (got \"",
+                                         tc.schema.name, "\")"));
+        break;
+      }
+      if (!names.insert(tc.schema.name).second) {
+        r.Fail(p + ".name", absl::StrCat("table \"", tc.schema.name, "\" is listed twice"));
+        break;
+      }
+      if (t["partition_key"]) {
+        if (!ParseKeyAttribute(r, t["partition_key"], p + ".partition_key",
+                               &tc.schema.partition_key)) {
+          break;
+        }
+        tc.schema_from_config = true;
+        if (t["sort_key"]) {
+          KeyAttribute sk;
+          if (!ParseKeyAttribute(r, t["sort_key"], p + ".sort_key", &sk)) break;
+          if (sk.name == tc.schema.partition_key.name) {
+            r.Fail(p + ".sort_key.name", "must differ from partition_key.name");
+            break;
+          }
+          tc.schema.sort_key = sk;
+        }
+      } else if (t["sort_key"]) {
+        r.Fail(p + ".sort_key", "needs partition_key too (or give neither to use DescribeTable)");
+        break;
+      }
+      r.Double(t, p, "max_rate", 0, 1e9, &tc.max_rate);
+      r.Double(t, p, "max_wcu_per_second", 0, 1e9, &tc.max_wcu_per_second);
+      c.tables.push_back(std::move(tc));
+    }
+
+    if (YAML::Node b = root["batching"]) {
+      r.CheckKeys(b, "batching", {"linger", "max_items", "max_inflight_calls"});
+      r.Duration(b, "batching", "linger", absl::ZeroDuration(), absl::Seconds(10),
+                 &c.batching.linger);
+      r.Int(b, "batching", "max_items", 1, 25, &c.batching.max_items);
+      r.Int(b, "batching", "max_inflight_calls", 1, 256, &c.batching.max_inflight_calls);
+    }
+    if (YAML::Node rt = root["retry"]) {
+      r.CheckKeys(rt, "retry", {"base", "cap", "max_attempts", "op_deadline"});
+      r.Duration(rt, "retry", "base", absl::Milliseconds(1), absl::Minutes(1), &c.retry.base);
+      r.Duration(rt, "retry", "cap", absl::Milliseconds(1), absl::Minutes(10), &c.retry.cap);
+      r.Int(rt, "retry", "max_attempts", 1, 1000, &c.retry.max_attempts);
+      r.Duration(rt, "retry", "op_deadline", absl::Milliseconds(10), absl::Hours(24),
+                 &c.retry.op_deadline);
+      if (r.ok() && c.retry.cap < c.retry.base) {
+        r.Fail("retry.cap", "must be >= retry.base");
+      }
+    }
+    if (YAML::Node rl = root["rate_limit"]) {
+      r.CheckKeys(rl, "rate_limit", {"decrease_factor", "increase_per_second", "min_rate"});
+      r.Double(rl, "rate_limit", "decrease_factor", 0.05, 0.99, &c.rate_limit.decrease_factor);
+      r.Double(rl, "rate_limit", "increase_per_second", 0.1, 1e7,
+               &c.rate_limit.increase_per_second);
+      r.Double(rl, "rate_limit", "min_rate", 1, 1e7, &c.rate_limit.min_rate);
+    }
+    if (YAML::Node bu = root["buffer"]) {
+      r.CheckKeys(bu, "buffer", {"max_bytes", "max_table_bytes"});
+      r.Bytes(bu, "buffer", "max_bytes", 1 << 20, 1ull << 40, &c.buffer.max_bytes);
+      r.Bytes(bu, "buffer", "max_table_bytes", 1 << 20, 1ull << 40, &c.buffer.max_table_bytes);
+    }
+    if (YAML::Node s = root["server"]) {
+      r.CheckKeys(s, "server", {"max_message_bytes", "max_ops_per_message", "max_streams"});
+      r.Bytes(s, "server", "max_message_bytes", 4096, 1ull << 30, &c.server.max_message_bytes);
+      r.Int(s, "server", "max_ops_per_message", 1, 1000000, &c.server.max_ops_per_message);
+      r.Int(s, "server", "max_streams", 1, 1000000, &c.server.max_streams);
+    }
+    r.Duration(root, "", "drain_timeout", absl::ZeroDuration(), absl::Hours(1),
+               &c.drain_timeout);
+    if (YAML::Node dl = root["dead_letter"]) {
+      r.CheckKeys(dl, "dead_letter", {"path", "max_bytes", "max_files"});
+      r.String(dl, "dead_letter", "path", &c.dead_letter.path);
+      r.Bytes(dl, "dead_letter", "max_bytes", 4096, 1ull << 40, &c.dead_letter.max_bytes);
+      r.Int(dl, "dead_letter", "max_files", 1, 100, &c.dead_letter.max_files);
+    }
+  } catch (const YAML::Exception& e) {
+    r.Fail(absl::StrCat("line ", e.mark.line + 1), e.msg);
+  }
+  if (!r.ok()) return r.status();
+  return c;
+}
+
+absl::Status ApplyEnvironment(Config* config,
+                              const char* (*getenv_fn)(const char*)) {
+  auto get = [&](const char* name) -> const char* {
+    const char* v = getenv_fn(name);
+    return (v != nullptr && *v != '\0') ? v : nullptr;
+  };
+  if (const char* v = get("DYNAMO_BATCHER_LISTEN")) {
+    if (!ValidListen(v)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "environment: DYNAMO_BATCHER_LISTEN: must be host:port or unix:///path (got \"", v, "\")"));
+    }
+    config->listen = v;
+  }
+  if (const char* v = get("DYNAMO_BATCHER_METRICS_LISTEN")) {
+    if (!ValidListen(v)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "environment: DYNAMO_BATCHER_METRICS_LISTEN: must be host:port (got \"", v, "\")"));
+    }
+    config->metrics_listen = v;
+  }
+  if (const char* v = get("DYNAMO_BATCHER_ENDPOINT")) {
+    std::string e(v);
+    if (e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "environment: DYNAMO_BATCHER_ENDPOINT: must start with http:// or https:// (got \"", e, "\")"));
+    }
+    config->dynamodb.endpoint = e;
+  }
+  if (const char* v = get("DYNAMO_BATCHER_REGION")) config->dynamodb.region = v;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Config> LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open the config file"));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto config = ParseConfig(ss.str(), path);
+  if (!config.ok()) return config.status();
+  absl::Status env = ApplyEnvironment(&*config, [](const char* n) -> const char* {
+    return std::getenv(n);
+  });
+  if (!env.ok()) return env;
+  return config;
+}
+
+}  // namespace dynamo_batcher

@@ -1,0 +1,105 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "service/common/types.h"
+
+namespace dynamo_batcher {
+
+struct TableConfig {
+  TableSchema schema;
+  // True when the key schema came from config; false: DescribeTable at start.
+  bool schema_from_config = false;
+  double max_rate = 0;          // static ceiling, items/s; 0 = none
+  double max_wcu_per_second = 0;  // static ceiling, WCU/s; 0 = none
+};
+
+struct Config {
+  std::string source;  // file name, for messages
+
+  std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9464";
+
+  struct Log {
+    std::string level = "info";  // debug | info | warn | error
+  } log;
+
+  struct DynamoDb {
+    std::string region = "us-east-1";
+    std::string endpoint;  // empty: the region's AWS endpoint
+    absl::Duration call_timeout = absl::Seconds(10);
+    absl::Duration connect_timeout = absl::Seconds(3);
+    int max_connections = 64;
+    bool tls_verify = true;
+    std::string ca_file;
+    // Static credentials for local use (dynalite, DynamoDB Local).
+    std::string access_key_id;
+    std::string secret_access_key;
+    std::string session_token;
+    // Development only: create missing tables (PAY_PER_REQUEST) at start.
+    bool create_tables = false;
+  } dynamodb;
+
+  std::vector<TableConfig> tables;
+
+  struct Batching {
+    absl::Duration linger = absl::Milliseconds(5);
+    int max_items = 25;
+    int max_inflight_calls = 8;  // per table
+  } batching;
+
+  struct Retry {
+    absl::Duration base = absl::Milliseconds(25);
+    absl::Duration cap = absl::Seconds(5);
+    int max_attempts = 15;
+    absl::Duration op_deadline = absl::Seconds(120);
+  } retry;
+
+  struct RateLimit {
+    double decrease_factor = 0.7;
+    double increase_per_second = 500;
+    double min_rate = 25;
+  } rate_limit;
+
+  struct Buffer {
+    uint64_t max_bytes = 256ull << 20;        // all tables
+    uint64_t max_table_bytes = 128ull << 20;  // one table
+  } buffer;
+
+  struct Server {
+    uint64_t max_message_bytes = 8ull << 20;
+    int max_ops_per_message = 10000;
+    int max_streams = 1024;
+  } server;
+
+  absl::Duration drain_timeout = absl::Seconds(20);
+
+  struct DeadLetter {
+    std::string path;  // empty: no dead-letter file
+    uint64_t max_bytes = 256ull << 20;  // rotate to <path>.1 beyond this
+    int max_files = 3;
+  } dead_letter;
+};
+
+// Parses and validates YAML text. Errors name `source`, the key and the rule:
+// "config.yaml: batching.max_items: must be between 1 and 25 (got 30)".
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
+                                   const std::string& source);
+
+// Reads `path`, then ParseConfig, then ApplyEnvironment with the process env.
+absl::StatusOr<Config> LoadConfig(const std::string& path);
+
+// 12-factor overrides: DYNAMO_BATCHER_LISTEN, DYNAMO_BATCHER_METRICS_LISTEN,
+// DYNAMO_BATCHER_ENDPOINT, DYNAMO_BATCHER_REGION. `getenv` is injectable for
+// tests.
+absl::Status ApplyEnvironment(Config* config,
+                              const char* (*getenv_fn)(const char*));
+
+// Parses "256MiB", "64KB", "1048576" into bytes.
+absl::StatusOr<uint64_t> ParseByteSize(const std::string& text);
+
+}  // namespace dynamo_batcher

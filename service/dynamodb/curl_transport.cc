@@ -1,0 +1,314 @@
+// libcurl multi-handle transport: one I/O thread owns the multi handle, every
+// easy handle and every in-flight request. Other threads only append to a
+// mutex-protected queue and wake the I/O thread with curl_multi_wakeup.
+
+#include <curl/curl.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "service/dynamodb/http_transport.h"
+
+namespace dynamo_batcher {
+namespace {
+
+constexpr char kShuttingDown[] = "shutting down";
+
+struct Transfer {
+  HttpRequest request;
+  HttpTransport::Callback done;
+  HttpResponse response;
+  curl_slist* headers = nullptr;
+  std::chrono::steady_clock::time_point start;
+  char error[CURL_ERROR_SIZE] = {0};
+};
+
+HttpResponse TransportError(std::string what) {
+  HttpResponse r;
+  r.transport_error = std::move(what);
+  return r;
+}
+
+size_t OnBody(char* data, size_t size, size_t n, void* user) {
+  static_cast<Transfer*>(user)->response.body.append(data, size * n);
+  return size * n;
+}
+
+size_t OnHeader(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  absl::string_view line(data, size * n);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  if (absl::StartsWith(line, "HTTP/")) {
+    // A new status line (e.g. after an interim 1xx): start over.
+    t->response.headers.clear();
+    return size * n;
+  }
+  const size_t colon = line.find(':');
+  if (colon != absl::string_view::npos) {
+    t->response.headers.emplace_back(absl::AsciiStrToLower(line.substr(0, colon)),
+                                     std::string(absl::StripAsciiWhitespace(line.substr(colon + 1))));
+  }
+  return size * n;
+}
+
+bool IsTlsError(CURLcode code) {
+  switch (code) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_USE_SSL_FAILED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string Describe(CURLcode code, const char* detail) {
+  const std::string more = (detail != nullptr && *detail != '\0') ? detail : curl_easy_strerror(code);
+  switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+      return "timeout";
+    case CURLE_COULDNT_CONNECT:
+      return "connection refused";
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+      return "connection reset";
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      return absl::StrCat("dns: ", more);
+    default:
+      break;
+  }
+  if (IsTlsError(code)) return absl::StrCat("tls: ", more);
+  return more;
+}
+
+// One I/O thread, keep-alive pool shared through the multi handle.
+//
+// Thread-safety: Send from any thread; callbacks run on the I/O thread. The
+// destructor answers everything not yet finished with "shutting down" and
+// joins the thread; it must not be called from a callback.
+class CurlTransport : public HttpTransport {
+ public:
+  explicit CurlTransport(CurlTransportOptions options) : options_(std::move(options)) {
+    static std::once_flag init;
+    std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    multi_ = curl_multi_init();
+    if (multi_ != nullptr) {
+      curl_multi_setopt(multi_, CURLMOPT_MAX_TOTAL_CONNECTIONS, options_.max_connections);
+      curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, options_.max_connections_per_host);
+      curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, options_.max_connections);
+      thread_ = std::thread([this] { Run(); });
+    }
+  }
+
+  ~CurlTransport() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+      if (multi_ != nullptr) curl_multi_wakeup(multi_);
+    }
+    if (thread_.joinable()) thread_.join();
+    for (CURL* easy : free_easy_) curl_easy_cleanup(easy);
+    if (multi_ != nullptr) curl_multi_cleanup(multi_);
+  }
+
+  void Send(HttpRequest request, Callback done) override {
+    auto t = std::make_unique<Transfer>();
+    t->request = std::move(request);
+    t->done = std::move(done);
+    {
+      absl::MutexLock lock(&mu_);
+      if (!stopping_ && multi_ != nullptr) {
+        queue_.push_back(std::move(t));
+        // Under the lock: the destructor cannot free multi_ meanwhile.
+        curl_multi_wakeup(multi_);
+        return;
+      }
+    }
+    t->done(TransportError(multi_ == nullptr ? "curl: multi handle init failed" : kShuttingDown));
+  }
+
+ private:
+  void Run() {
+    while (true) {
+      std::vector<std::unique_ptr<Transfer>> incoming;
+      bool stopping;
+      {
+        absl::MutexLock lock(&mu_);
+        incoming.swap(queue_);
+        stopping = stopping_;
+      }
+      if (stopping) {
+        for (auto& t : incoming) t->done(TransportError(kShuttingDown));
+        break;
+      }
+      for (auto& t : incoming) Start(std::move(t));
+      int running = 0;
+      curl_multi_perform(multi_, &running);
+      int left = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
+        if (msg->msg == CURLMSG_DONE) Finish(msg->easy_handle, msg->data.result);
+      }
+      curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
+    }
+    // Whatever is still in flight is abandoned and answered.
+    auto active = std::move(active_);
+    for (auto& [easy, t] : active) {
+      curl_multi_remove_handle(multi_, easy);
+      curl_easy_cleanup(easy);
+      curl_slist_free_all(t->headers);
+      t->done(TransportError(kShuttingDown));
+    }
+  }
+
+  void Start(std::unique_ptr<Transfer> t) {
+    CURL* easy = nullptr;
+    if (!free_easy_.empty()) {
+      easy = free_easy_.back();
+      free_easy_.pop_back();
+    } else {
+      easy = curl_easy_init();
+    }
+    if (easy == nullptr) {
+      t->done(TransportError("curl: easy handle init failed"));
+      return;
+    }
+    Transfer* tp = t.get();
+    const HttpRequest& req = tp->request;
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, tp);
+    curl_easy_setopt(easy, CURLOPT_URL, req.url.c_str());
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(easy, CURLOPT_TCP_KEEPIDLE, 30L);
+    curl_easy_setopt(easy, CURLOPT_TCP_KEEPINTVL, 15L);
+    curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
+    if (req.timeout > absl::ZeroDuration() && req.timeout != absl::InfiniteDuration()) {
+      curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+                       static_cast<long>(std::max<int64_t>(1, absl::ToInt64Milliseconds(req.timeout))));
+    }
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, options_.tls.verify ? 1L : 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, options_.tls.verify ? 2L : 0L);
+    if (!options_.tls.ca_file.empty()) {
+      curl_easy_setopt(easy, CURLOPT_CAINFO, options_.tls.ca_file.c_str());
+    }
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, tp->error);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &OnBody);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, tp);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &OnHeader);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, tp);
+
+    if (req.method == "GET") {
+      curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    } else if (req.method == "HEAD") {
+      curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+    } else {
+      if (req.method != "POST") curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+      if (req.method == "POST" || !req.body.empty()) {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req.body.data());
+      }
+    }
+    bool has_content_type = false;
+    for (const auto& [name, value] : req.headers) {
+      if (absl::EqualsIgnoreCase(name, "content-type")) has_content_type = true;
+      tp->headers = curl_slist_append(tp->headers, absl::StrCat(name, ": ", value).c_str());
+    }
+    // No "Expect: 100-continue" round trip; no form content type we did not ask for.
+    tp->headers = curl_slist_append(tp->headers, "Expect:");
+    if (!has_content_type) tp->headers = curl_slist_append(tp->headers, "Content-Type:");
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, tp->headers);
+
+    tp->start = std::chrono::steady_clock::now();
+    const CURLMcode added = curl_multi_add_handle(multi_, easy);
+    if (added != CURLM_OK) {
+      curl_slist_free_all(tp->headers);
+      curl_easy_cleanup(easy);
+      t->done(TransportError(absl::StrCat("curl: ", curl_multi_strerror(added))));
+      return;
+    }
+    active_.emplace(easy, std::move(t));
+  }
+
+  void Finish(CURL* easy, CURLcode code) {
+    auto it = active_.find(easy);
+    curl_multi_remove_handle(multi_, easy);
+    if (it == active_.end()) {
+      curl_easy_cleanup(easy);
+      return;
+    }
+    std::unique_ptr<Transfer> t = std::move(it->second);
+    active_.erase(it);
+    HttpResponse& r = t->response;
+    r.elapsed = absl::FromChrono(std::chrono::steady_clock::now() - t->start);
+    if (code == CURLE_OK) {
+      long status = 0;
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+      r.status = status;
+    } else {
+      r.status = 0;
+      r.headers.clear();
+      r.body.clear();
+      r.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+      r.transport_error = Describe(code, t->error);
+    }
+    curl_slist_free_all(t->headers);
+    t->headers = nullptr;
+    // The connection stays in the multi handle's pool; the easy handle is
+    // reset and kept for the next request.
+    curl_easy_reset(easy);
+    if (free_easy_.size() < static_cast<size_t>(std::max(1L, options_.max_connections))) {
+      free_easy_.push_back(easy);
+    } else {
+      curl_easy_cleanup(easy);
+    }
+    t->done(std::move(r));
+  }
+
+  const CurlTransportOptions options_;
+  CURLM* multi_ = nullptr;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Transfer>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // I/O thread only.
+  absl::flat_hash_map<CURL*, std::unique_ptr<Transfer>> active_;
+  std::vector<CURL*> free_easy_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+std::unique_ptr<HttpTransport> MakeCurlTransport(CurlTransportOptions options) {
+  return std::make_unique<CurlTransport>(std::move(options));
+}
+
+}  // namespace dynamo_batcher

@@ -1,0 +1,165 @@
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "service/batching/table_batcher.h"
+#include "service/common/clock.h"
+#include "service/common/types.h"
+#include "service/dynamodb/dynamodb_client.h"
+#include "service/engine/dead_letter.h"
+#include "service/metrics/metrics.h"
+
+namespace dynamo_batcher {
+
+struct EngineTable {
+  TableSchema schema;
+  RateLimiterOptions rate;
+};
+
+struct EngineOptions {
+  BatchingOptions batching;
+  RetryOptions retry;
+  uint64_t max_buffer_bytes = 256ull << 20;
+  uint64_t max_table_buffer_bytes = 128ull << 20;
+  DeadLetterOptions dead_letter;
+};
+
+// Sends BatchWriteItem calls as the calls a batch: the one component that
+// owns a thread and timers. It runs the pure TableBatchers on its own thread,
+// hands batches to the DynamoDB client (asynchronous; answers come back on
+// the transport's thread and are queued here), delivers results to their
+// sinks, keeps the metrics and the dead-letter file.
+//
+// Thread-safety: every public method may be called from any thread.
+//
+// Usage:
+//   Engine engine(tables, options, &ddb, &metrics, &clock);
+//   engine.Start();
+//   if (engine.TryReserve(t, bytes)) engine.Submit(t, std::move(ops));
+//   engine.Drain(absl::Seconds(20));
+class Engine {
+ public:
+  Engine(std::vector<EngineTable> tables, EngineOptions options, DynamoDbClient* ddb,
+         Metrics* metrics, Clock* clock);
+  ~Engine();
+
+  absl::Status Start();
+  // Stops the thread; ops still buffered are not answered. Use Drain first.
+  void Stop();
+
+  // -1 when `name` is not a configured table.
+  int TableIndex(absl::string_view name) const;
+  const TableSchema& schema(int table) const { return tables_[table]->schema; }
+  const std::string* table_name(int table) const { return &tables_[table]->schema.name; }
+  size_t table_count() const { return tables_.size(); }
+
+  // Buffer budgets. Reserve before Submit; bytes are released when ops get
+  // their result. A reservation succeeds while the table and the total are
+  // under budget (one message may overshoot, so any message can pass).
+  bool TryReserve(int table, uint64_t bytes);
+  // Calls `done(true)` once `bytes` could be reserved (and reserves them), or
+  // `done(false)` at `deadline`. `done` runs on the engine thread.
+  void ReserveAsync(int table, uint64_t bytes, absl::Time deadline,
+                    std::function<void(bool)> done);
+  // Returns unused bytes (ops rejected after reservation).
+  void Release(int table, uint64_t bytes);
+
+  // Takes validated ops whose MemoryBytes() were reserved.
+  void Submit(int table, std::vector<Op> ops);
+
+  // Sends what is buffered for `table` (-1: all) and calls `done(n)` once the
+  // n ops buffered or in flight at this moment all have results.
+  void Flush(int table, std::function<void(uint64_t)> done);
+
+  // Graceful drain: flushes everything, waits up to `timeout` for results,
+  // then fails what is left (dead-lettered). True when nothing failed
+  // during the drain and nothing was left unanswered.
+  bool Drain(absl::Duration timeout);
+
+  uint64_t pending_ops() const { return pending_ops_.load(); }
+  uint64_t failed_ops() const { return failed_ops_.load(); }
+  // True once DynamoDB has answered a call with 200.
+  bool had_success() const { return had_success_.load(); }
+  uint64_t buffered_bytes() const { return total_bytes_.load(); }
+
+ private:
+  struct Table;
+  struct Completion {
+    int table;
+    uint64_t batch_id;
+    BatchWriteResponse response;
+  };
+  struct FlushWaiter {
+    std::vector<std::pair<int, uint64_t>> epochs;  // table, last epoch covered
+    uint64_t ops;
+    std::function<void(uint64_t)> done;
+  };
+  struct BudgetWaiter {
+    int table;
+    uint64_t bytes;
+    absl::Time deadline;
+    std::function<void(bool)> done;
+  };
+  struct FlushRequest {
+    int table;
+    std::function<void(uint64_t)> done;
+  };
+
+  void Run();
+  void Wake() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendReady(absl::Time now);
+  void HandleCompletion(Completion c, absl::Time now);
+  void DeliverResults(int table, std::vector<OpResult>* results, absl::Time now);
+  void StartFlush(FlushRequest req);
+  void CheckFlushWaiters();
+  void ServeBudgetWaiters(absl::Time now);
+  void PublishGauges();
+  bool BudgetAvailable(int table) const;
+
+  std::vector<std::unique_ptr<Table>> tables_;
+  absl::flat_hash_map<std::string, int> index_;
+  EngineOptions options_;
+  DynamoDbClient* ddb_;
+  Metrics* metrics_;
+  Clock* clock_;
+  DeadLetterWriter dead_letter_;
+
+  std::atomic<uint64_t> total_bytes_{0};
+  std::atomic<uint64_t> pending_ops_{0};
+  std::atomic<uint64_t> failed_ops_{0};
+  std::atomic<bool> had_success_{false};
+  std::atomic<int> inflight_calls_{0};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool wake_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool fail_queued_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<int, std::vector<Op>>> inbox_ops_ ABSL_GUARDED_BY(mu_);
+  std::vector<Completion> inbox_completions_ ABSL_GUARDED_BY(mu_);
+  std::vector<FlushRequest> inbox_flushes_ ABSL_GUARDED_BY(mu_);
+  std::vector<BudgetWaiter> inbox_budget_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<int, uint64_t>> inbox_release_ ABSL_GUARDED_BY(mu_);
+
+  // Engine-thread state.
+  std::vector<FlushWaiter> flush_waiters_;
+  std::vector<BudgetWaiter> budget_waiters_;
+  bool draining_failed_ = false;
+  std::string body_buffer_;
+
+  std::thread thread_;
+};
+
+}  // namespace dynamo_batcher

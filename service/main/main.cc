@@ -1,0 +1,337 @@
+// dynamo-batcher: a gRPC sidecar that turns single DynamoDB puts and deletes
+// into deduplicated BatchWriteItem calls. See README.md and config.yaml.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "service/auth/credentials.h"
+#include "service/auth/env_credentials.h"
+#include "service/common/log.h"
+#include "service/config/config.h"
+#include "service/dynamodb/dynamodb_client.h"
+#include "service/dynamodb/http_transport.h"
+#include "service/engine/engine.h"
+#include "service/metrics/metrics.h"
+#include "service/server/write_service.h"
+
+#ifndef DYNAMO_BATCHER_VERSION
+#define DYNAMO_BATCHER_VERSION "dev"
+#endif
+
+namespace dynamo_batcher {
+namespace {
+
+constexpr char kServiceName[] = "dynamobatcher.v1.WriteBatcher";
+
+void Usage() {
+  std::cout << "usage: dynamo-batcher [--config FILE] [--check-config] [--version]\n"
+               "\n"
+               "  --config FILE    configuration file (default: config.yaml)\n"
+               "  --check-config   validate the configuration and exit\n"
+               "  --version        print the version and exit\n"
+               "\n"
+               "Environment overrides: DYNAMO_BATCHER_LISTEN, DYNAMO_BATCHER_METRICS_LISTEN,\n"
+               "DYNAMO_BATCHER_ENDPOINT, DYNAMO_BATCHER_REGION.\n"
+               "Exit codes: 0 clean shutdown (nothing lost), 1 writes failed during drain,\n"
+               "2 bad usage or configuration, 3 start-up failure.\n";
+}
+
+absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeCredentials(const Config& config) {
+  if (!config.dynamodb.access_key_id.empty()) {
+    AwsCredentials c;
+    c.access_key_id = config.dynamodb.access_key_id;
+    c.secret_access_key = config.dynamodb.secret_access_key;
+    c.session_token = config.dynamodb.session_token;
+    return std::unique_ptr<CredentialsProvider>(
+        std::make_unique<StaticCredentialsProvider>(c, "config"));
+  }
+  auto env = MakeEnvironmentCredentialsProvider();
+  auto probe = env->GetCredentials();
+  if (!probe.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+        "dynamodb.credentials in the config for local endpoints (",
+        probe.status().message(), ")"));
+  }
+  return env;
+}
+
+int Run(int argc, char** argv) {
+  std::string config_path = "config.yaml";
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_path = a.substr(9);
+    } else if (a == "--check-config") {
+      check_only = true;
+    } else if (a == "--version") {
+      std::cout << "dynamo-batcher " << DYNAMO_BATCHER_VERSION << "\n";
+      return 0;
+    } else if (a == "--help" || a == "-h") {
+      Usage();
+      return 0;
+    } else {
+      std::cerr << "dynamo-batcher: unknown argument \"" << a << "\"\n";
+      Usage();
+      return 2;
+    }
+  }
+  auto loaded = LoadConfig(config_path);
+  if (!loaded.ok()) {
+    std::cerr << "dynamo-batcher: invalid configuration: " << loaded.status().message() << "\n";
+    return 2;
+  }
+  Config config = *std::move(loaded);
+  if (check_only) {
+    std::cout << config_path << ": OK (" << config.tables.size() << " tables)\n";
+    return 0;
+  }
+  LogLevel level;
+  ParseLogLevel(config.log.level, &level);
+  SetLogLevel(level);
+
+  // Signals go to one thread, which turns them into a drain.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto credentials = MakeCredentials(config);
+  if (!credentials.ok()) {
+    Log(LogLevel::kError, "cannot start", {{"error", std::string(credentials.status().message())}});
+    return 3;
+  }
+  CurlTransportOptions topts;
+  topts.tls.verify = config.dynamodb.tls_verify;
+  topts.tls.ca_file = config.dynamodb.ca_file;
+  topts.max_connections = config.dynamodb.max_connections;
+  topts.max_connections_per_host = config.dynamodb.max_connections;
+  topts.connect_timeout = config.dynamodb.connect_timeout;
+  std::unique_ptr<HttpTransport> transport = MakeCurlTransport(topts);
+  DynamoDbOptions dopts;
+  dopts.region = config.dynamodb.region;
+  dopts.endpoint = config.dynamodb.endpoint;
+  dopts.call_timeout = config.dynamodb.call_timeout;
+  DynamoDbClient ddb(dopts, transport.get(), credentials->get());
+
+  std::vector<std::string> names;
+  for (const auto& t : config.tables) names.push_back(t.schema.name);
+  Metrics metrics(names);
+  metrics.BuildInfo(DYNAMO_BATCHER_VERSION).Set(1);
+  metrics.CredentialsProvider((*credentials)->Name()).Set(1);
+
+  Log(LogLevel::kInfo, "starting dynamo-batcher",
+      {{"version", DYNAMO_BATCHER_VERSION},
+       {"config", config_path},
+       {"tables", absl::StrJoin(names, ",")},
+       {"endpoint", ddb.endpoint()},
+       {"region", config.dynamodb.region},
+       {"credentials", (*credentials)->Name()},
+       {"linger", absl::FormatDuration(config.batching.linger)},
+       {"max_items", absl::StrCat(config.batching.max_items)},
+       {"max_inflight_calls", absl::StrCat(config.batching.max_inflight_calls)},
+       {"buffer_max_bytes", absl::StrCat(config.buffer.max_bytes)},
+       {"dead_letter", config.dead_letter.path.empty() ? "(none)" : config.dead_letter.path}});
+
+  // Key schemas: from config, or DescribeTable (retried until it works or
+  // we are told to stop: the sidecar is useless without them).
+  std::atomic<bool> reached_dynamodb{false};
+  for (auto& t : config.tables) {
+    if (config.dynamodb.create_tables && t.schema_from_config) {
+      absl::Status s = ddb.CreateTableIfMissing(t.schema);
+      if (!s.ok()) {
+        Log(LogLevel::kError, "cannot create table", {{"table", t.schema.name}, {"error", s.ToString()}});
+        return 3;
+      }
+      reached_dynamodb = true;
+    }
+    if (t.schema_from_config) continue;
+    absl::Duration backoff = absl::Milliseconds(200);
+    for (int attempt = 1;; ++attempt) {
+      auto schema = ddb.DescribeTable(t.schema.name);
+      if (schema.ok()) {
+        t.schema = *schema;
+        reached_dynamodb = true;
+        Log(LogLevel::kInfo, "key schema from DescribeTable",
+            {{"table", t.schema.name},
+             {"partition_key", absl::StrCat(t.schema.partition_key.name, ":",
+                                            KeyTypeName(t.schema.partition_key.type))},
+             {"sort_key", t.schema.sort_key ? absl::StrCat(t.schema.sort_key->name, ":",
+                                                           KeyTypeName(t.schema.sort_key->type))
+                                            : "-"}});
+        break;
+      }
+      if (schema.status().code() == absl::StatusCode::kNotFound ||
+          schema.status().code() == absl::StatusCode::kPermissionDenied ||
+          attempt >= 30) {
+        Log(LogLevel::kError, "cannot read the table's key schema (give it in the config, or "
+            "fix access)", {{"table", t.schema.name}, {"error", schema.status().ToString()}});
+        return 3;
+      }
+      Log(LogLevel::kWarn, "DescribeTable failed; retrying",
+          {{"table", t.schema.name}, {"error", schema.status().ToString()}});
+      sigset_t pending;
+      sigpending(&pending);
+      if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)) return 1;
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(5));
+    }
+  }
+
+  std::vector<EngineTable> etables;
+  for (const auto& t : config.tables) {
+    EngineTable et;
+    et.schema = t.schema;
+    et.rate.decrease_factor = config.rate_limit.decrease_factor;
+    et.rate.increase_per_second = config.rate_limit.increase_per_second;
+    et.rate.min_rate = config.rate_limit.min_rate;
+    if (t.max_rate > 0) {
+      et.rate.max_rate = t.max_rate;
+      et.rate.initial_rate = t.max_rate;
+    }
+    etables.push_back(et);
+  }
+  EngineOptions eopts;
+  eopts.batching.linger = config.batching.linger;
+  eopts.batching.max_items = static_cast<size_t>(config.batching.max_items);
+  eopts.batching.max_inflight_calls = config.batching.max_inflight_calls;
+  eopts.retry.base = config.retry.base;
+  eopts.retry.cap = config.retry.cap;
+  eopts.retry.max_attempts = static_cast<uint32_t>(config.retry.max_attempts);
+  eopts.retry.op_deadline = config.retry.op_deadline;
+  eopts.max_buffer_bytes = config.buffer.max_bytes;
+  eopts.max_table_buffer_bytes = config.buffer.max_table_bytes;
+  eopts.dead_letter.path = config.dead_letter.path;
+  eopts.dead_letter.max_bytes = config.dead_letter.max_bytes;
+  eopts.dead_letter.max_files = config.dead_letter.max_files;
+  SteadyClock clock;
+  Engine engine(etables, eopts, &ddb, &metrics, &clock);
+  if (absl::Status s = engine.Start(); !s.ok()) {
+    Log(LogLevel::kError, "cannot start", {{"error", s.ToString()}});
+    return 3;
+  }
+
+  ServiceLimits limits;
+  limits.max_ops_per_message = config.server.max_ops_per_message;
+  limits.max_streams = config.server.max_streams;
+  WriteBatcherService service(&engine, &metrics, limits);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.server.max_message_bytes));
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || (bound_port == 0 && config.listen.rfind("unix:", 0) != 0)) {
+    Log(LogLevel::kError, "cannot listen for gRPC", {{"listen", config.listen}});
+    engine.Stop();
+    return 3;
+  }
+  std::atomic<bool> serving{false};
+  auto* health = server->GetHealthCheckService();
+  auto set_serving = [&](bool on) {
+    serving = on;
+    health->SetServingStatus(on);
+    health->SetServingStatus(kServiceName, on);
+    metrics.ready().Set(on ? 1 : 0);
+  };
+  set_serving(false);
+
+  MetricsHttpServer http(
+      metrics.registry(), [&] { return serving.load(); }, [] { return true; });
+  if (absl::Status s = http.Start(config.metrics_listen); !s.ok()) {
+    Log(LogLevel::kError, "cannot start the metrics server", {{"error", s.ToString()}});
+    server->Shutdown();
+    engine.Stop();
+    return 3;
+  }
+  std::string grpc_addr = config.listen;
+  if (bound_port > 0 && config.listen.rfind("unix:", 0) != 0) {
+    grpc_addr = absl::StrCat(config.listen.substr(0, config.listen.rfind(':')), ":", bound_port);
+  }
+  std::string metrics_addr = absl::StrCat(
+      config.metrics_listen.substr(0, config.metrics_listen.rfind(':')), ":", http.port());
+  Log(LogLevel::kInfo, "dynamo-batcher listening",
+      {{"grpc", grpc_addr}, {"metrics", absl::StrCat("http://", metrics_addr, "/metrics")},
+       {"dynamodb", ddb.endpoint()}});
+
+  // Readiness: SERVING once DynamoDB answered (DescribeTable or a write).
+  std::atomic<bool> stop_probe{false};
+  std::thread probe([&] {
+    absl::Duration backoff = absl::Milliseconds(250);
+    while (!stop_probe.load()) {
+      if (!reached_dynamodb.load() && !engine.had_success()) {
+        auto s = ddb.DescribeTable(config.tables.front().schema.name);
+        if (s.ok()) {
+          reached_dynamodb = true;
+        } else {
+          LogRateLimited(LogLevel::kWarn, "readiness", absl::Seconds(30),
+                         "DynamoDB not reachable yet; health NOT_SERVING",
+                         {{"error", s.status().ToString()}});
+        }
+      }
+      if (reached_dynamodb.load() || engine.had_success()) {
+        set_serving(true);
+        return;
+      }
+      for (absl::Time until = absl::Now() + backoff; absl::Now() < until && !stop_probe.load();) {
+        absl::SleepFor(absl::Milliseconds(50));
+      }
+      backoff = std::min(backoff * 2, absl::Seconds(5));
+    }
+  });
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  Log(LogLevel::kInfo, "signal received; draining",
+      {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+       {"drain_timeout", absl::FormatDuration(config.drain_timeout)},
+       {"pending_ops", absl::StrCat(engine.pending_ops())}});
+  stop_probe = true;
+  probe.join();
+  // A second signal forces exit.
+  std::thread force([sigs] {
+    int s2 = 0;
+    sigwait(&sigs, &s2);
+    Log(LogLevel::kError, "second signal: exiting without finishing the drain");
+    _exit(1);
+  });
+  force.detach();
+  set_serving(false);
+  service.BeginDrain();
+  const bool clean = engine.Drain(config.drain_timeout);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  http.Stop();
+  engine.Stop();
+  Log(LogLevel::kInfo, "stopped",
+      {{"clean", clean ? "true" : "false"}, {"failed_ops_total", absl::StrCat(engine.failed_ops())}});
+  return clean ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace dynamo_batcher
+
+int main(int argc, char** argv) { return dynamo_batcher::Run(argc, argv); }

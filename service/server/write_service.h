@@ -1,0 +1,77 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "dynamobatcher/v1/batcher.grpc.pb.h"
+#include "service/engine/engine.h"
+#include "service/metrics/metrics.h"
+
+namespace dynamo_batcher {
+
+struct ServiceLimits {
+  int max_ops_per_message = 10000;
+  int max_streams = 1024;
+  // Unary calls without a deadline wait at most this long for buffer space.
+  absl::Duration default_unary_wait = absl::Seconds(30);
+};
+
+// The WriteBatcher gRPC service on the callback (reactor) API: no thread is
+// held by a slow stream. Each op is validated and encoded on arrival (bad ops
+// get REJECTED at once, the others go on), then handed to the Engine; results
+// flow back on the same stream in any order.
+//
+// Backpressure: when the buffer budget is full, a stream stops reading (gRPC
+// flow control pushes back on the client) and a unary call waits up to its
+// deadline, then fails with RESOURCE_EXHAUSTED.
+//
+// Thread-safety: gRPC calls it from its own threads; BeginDrain from any.
+class WriteBatcherService final : public dynamobatcher::v1::WriteBatcher::CallbackService {
+ public:
+  WriteBatcherService(Engine* engine, Metrics* metrics, ServiceLimits limits);
+
+  grpc::ServerBidiReactor<dynamobatcher::v1::WriteRequest, dynamobatcher::v1::WriteResponse>*
+  Write(grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* context,
+                                const dynamobatcher::v1::PutRequest* request,
+                                dynamobatcher::v1::WriteResult* response) override;
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* context,
+                                   const dynamobatcher::v1::DeleteRequest* request,
+                                   dynamobatcher::v1::WriteResult* response) override;
+  grpc::ServerUnaryReactor* Flush(grpc::CallbackServerContext* context,
+                                  const dynamobatcher::v1::FlushRequest* request,
+                                  dynamobatcher::v1::FlushResponse* response) override;
+
+  // Refuses new streams and calls; open streams stop reading and finish with
+  // UNAVAILABLE once every op they read has its result.
+  void BeginDrain();
+  bool draining() const { return draining_.load(); }
+  int active_streams() const { return active_streams_.load(); }
+
+  // Validates and encodes one op. Returns true with `*table` and `*op` set,
+  // or false with `*rejected` filled (and the rejection counted).
+  bool PrepareOp(const dynamobatcher::v1::WriteOp& wire, absl::Time now, int* table, Op* op,
+                 dynamobatcher::v1::WriteResult* rejected);
+
+  Engine* engine() { return engine_; }
+  Metrics* metrics() { return metrics_; }
+  const ServiceLimits& limits() const { return limits_; }
+  std::atomic<int>& active_streams_counter() { return active_streams_; }
+
+ private:
+  grpc::ServerUnaryReactor* Single(grpc::CallbackServerContext* context,
+                                   dynamobatcher::v1::WriteOp op,
+                                   dynamobatcher::v1::WriteResult* response);
+
+  Engine* engine_;
+  Metrics* metrics_;
+  ServiceLimits limits_;
+  SteadyClock clock_;
+  std::atomic<bool> draining_{false};
+  std::atomic<int> active_streams_{0};
+};
+
+// Fills a proto result from an engine result.
+void ToProto(const OpResult& r, dynamobatcher::v1::WriteResult* out);
+
+}  // namespace dynamo_batcher

@@ -1,0 +1,393 @@
+'use strict';
+// Tests for the test tools: dynalite launcher, fault proxy, ddb CLI.
+// Run: node --test tests/tools/
+// Starts dynalite and the fault proxy as real processes on free loopback ports.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const {spawnSync} = require('node:child_process');
+const path = require('node:path');
+
+const ddb = require('./ddb');
+const {startTool, stopTool, httpJson} = require('./harness');
+const {crc32, itemSize, requestWcu, mergeConfig, defaultConfig} = require('./fault_proxy');
+
+let dyn;
+let proxy;
+let direct;   // dynalite endpoint URL
+let viaProxy; // proxy endpoint URL
+
+test.before(async () => {
+  dyn = await startTool('dynalite.js', ['--port', '0']);
+  direct = `http://127.0.0.1:${dyn.port}`;
+  proxy = await startTool('fault_proxy.js', ['--port', '0', '--target', direct, '--seed', '7']);
+  viaProxy = `http://127.0.0.1:${proxy.port}`;
+});
+
+test.after(async () => {
+  assert.equal(await stopTool(proxy), 0, 'fault proxy exits 0 on SIGTERM');
+  assert.equal(await stopTool(dyn), 0, 'dynalite exits 0 on SIGTERM');
+});
+
+// Resets stats and sets the whole config (from defaults) for one phase.
+async function phase(config) {
+  const r = await httpJson(proxy.port, 'POST', '/__proxy/config?replace=1', config);
+  assert.equal(r.status, 200, r.text);
+  assert.equal((await httpJson(proxy.port, 'POST', '/__proxy/reset')).status, 200);
+}
+async function stats() {
+  const r = await httpJson(proxy.port, 'GET', '/__proxy/stats');
+  assert.equal(r.status, 200);
+  return r.json;
+}
+
+let tableSeq = 0;
+async function freshTable(prefix) {
+  const name = `${prefix}_${process.pid}_${++tableSeq}`;
+  await ddb.createTable(direct, name, {name: 'pk', type: 'S'}, null);
+  return name;
+}
+function put(pk, extra = {}) {
+  return {PutRequest: {Item: {pk: {S: pk}, v: {N: '1'}, ...extra}}};
+}
+function puts(prefix, n, extra) {
+  return Array.from({length: n}, (_, i) => put(`${prefix}${i}`, extra));
+}
+async function keysIn(table) {
+  return new Set((await ddb.scanAll(direct, table)).map((it) => it.pk.S));
+}
+
+test('non-BatchWriteItem calls pass through and are counted', async () => {
+  await phase({});
+  const t = await freshTable('pass');
+  await ddb.call(viaProxy, 'PutItem', {TableName: t, Item: {pk: {S: 'x'}}});
+  const got = await ddb.call(viaProxy, 'GetItem', {TableName: t, Key: {pk: {S: 'x'}}});
+  assert.deepEqual(got.Item, {pk: {S: 'x'}});
+  const d = await ddb.call(viaProxy, 'DescribeTable', {TableName: t});
+  assert.equal(d.Table.TableStatus, 'ACTIVE');
+  const s = await stats();
+  assert.equal(s.calls, 3);
+  assert.equal(s.forwarded_calls, 3);
+  assert.deepEqual(s.calls_by_action, {PutItem: 1, GetItem: 1, DescribeTable: 1});
+});
+
+test('clean BatchWriteItem is forwarded byte for byte and counted as written', async () => {
+  await phase({});
+  const t = await freshTable('clean');
+  const res = await ddb.call(viaProxy, 'BatchWriteItem',
+      {RequestItems: {[t]: puts('c', 25)}, ReturnConsumedCapacity: 'TOTAL'});
+  assert.deepEqual(res.UnprocessedItems, {});
+  assert.equal((await keysIn(t)).size, 25);
+  const s = await stats();
+  assert.equal(s.items_received, 25);
+  assert.equal(s.items_forwarded, 25);
+  assert.equal(s.items_written, 25);
+  assert.equal(s.tables[t].items_written, 25);
+  assert.equal(s.tables[t].puts_written, 25);
+  assert.equal(s.tables[t].wcu_consumed, 25);
+  assert.equal(s.tables[t].consumed_capacity_reported, 25);
+});
+
+test('unprocessed injection returns DynamoDB-shaped UnprocessedItems that were really not written',
+    async () => {
+      await phase({unprocessed_fraction: 1, seed: 11});
+      const t1 = await freshTable('unproc_a');
+      const t2 = await freshTable('unproc_b');
+      const sent = {[t1]: puts('a', 15), [t2]: puts('b', 10)};
+      sent[t2].push({DeleteRequest: {Key: {pk: {S: 'gone'}}}});
+      const res = await ddb.call(viaProxy, 'BatchWriteItem', {RequestItems: sent});
+
+      const un = res.UnprocessedItems;
+      assert.equal(typeof un, 'object');
+      let unCount = 0;
+      for (const [table, reqs] of Object.entries(un)) {
+        assert.ok(table === t1 || table === t2, `unexpected table ${table}`);
+        assert.ok(Array.isArray(reqs) && reqs.length > 0);
+        for (const r of reqs) {
+          // Exactly one of PutRequest/DeleteRequest, identical to what was sent.
+          assert.equal(Object.keys(r).length, 1);
+          assert.ok(sent[table].some((s) => JSON.stringify(s) === JSON.stringify(r)),
+              `unprocessed entry not from the request: ${JSON.stringify(r)}`);
+          unCount++;
+        }
+      }
+      assert.ok(unCount >= 1 && unCount < 26, `a proper non-empty subset, got ${unCount}`);
+
+      // The held back puts are absent, all the others are present.
+      for (const table of [t1, t2]) {
+        const present = await keysIn(table);
+        const held = new Set((un[table] || []).filter((r) => r.PutRequest)
+            .map((r) => r.PutRequest.Item.pk.S));
+        for (const r of sent[table].filter((x) => x.PutRequest)) {
+          const k = r.PutRequest.Item.pk.S;
+          assert.equal(present.has(k), !held.has(k), `key ${k} in ${table}`);
+        }
+      }
+      const s = await stats();
+      assert.equal(s.unprocessed_injected_calls, 1);
+      assert.equal(s.unprocessed_injected_items, unCount);
+      assert.equal(s.items_received, 26);
+      assert.equal(s.items_forwarded, 26 - unCount);
+      assert.equal(s.items_written, 26 - unCount);
+      assert.equal((s.tables[t1].unprocessed_injected_items || 0) +
+          (s.tables[t2].unprocessed_injected_items || 0), unCount);
+    });
+
+test('a one-item batch held back entirely is answered 200 without forwarding', async () => {
+  await phase({unprocessed_fraction: 1});
+  const t = await freshTable('single');
+  const res = await ddb.call(viaProxy, 'BatchWriteItem',
+      {RequestItems: {[t]: [put('only')]}, ReturnConsumedCapacity: 'TOTAL'});
+  assert.deepEqual(res.UnprocessedItems, {[t]: [put('only')]});
+  assert.deepEqual(res.ConsumedCapacity, [{TableName: t, CapacityUnits: 0}]);
+  assert.equal((await keysIn(t)).size, 0);
+  const s = await stats();
+  assert.equal(s.forwarded_calls, 0);
+  assert.equal(s.unprocessed_injected_items, 1);
+});
+
+test('seeded randomness is reproducible after a reset', async () => {
+  const t = await freshTable('seeded');
+  const run = async () => {
+    await phase({unprocessed_fraction: 1, seed: 'abc'});
+    const res = await ddb.call(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('s', 25)}});
+    return JSON.stringify(res.UnprocessedItems);
+  };
+  assert.equal(await run(), await run());
+});
+
+test('throttle injection answers each error type with the real shape and writes nothing', async () => {
+  const t = await freshTable('throttle');
+  const expected = {
+    ProvisionedThroughputExceededException:
+      'com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException',
+    ThrottlingException: 'com.amazon.coral.availability#ThrottlingException',
+    RequestLimitExceeded: 'com.amazonaws.dynamodb.v20120810#RequestLimitExceeded',
+  };
+  for (const [name, type] of Object.entries(expected)) {
+    await phase({throttle_fraction: {[name]: 1}});
+    const res = await ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts(name, 3)}});
+    assert.equal(res.status, 400);
+    const body = JSON.parse(res.body);
+    assert.equal(body.__type, type);
+    assert.ok(body.message.length > 0);
+    assert.equal(res.headers['x-amz-crc32'], String(crc32(Buffer.from(res.body))));
+    const s = await stats();
+    assert.equal(s.throttles_injected[name], 1);
+    assert.equal(s.forwarded_calls, 0);
+  }
+  assert.equal((await keysIn(t)).size, 0);
+});
+
+test('fractional throttling hits about the configured share of calls', async () => {
+  await phase({throttle_fraction: {ThrottlingException: 0.3}, seed: 5});
+  const t = await freshTable('frac');
+  let throttled = 0;
+  let written = 0;
+  const n = 200;
+  for (let i = 0; i < n; i++) {
+    const res = await ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: [put(`f${i}`)]}});
+    if (res.status === 400) throttled++;
+    else if (res.status === 200) written++;
+  }
+  assert.equal(throttled + written, n);
+  assert.ok(throttled > 0.15 * n && throttled < 0.45 * n, `throttled ${throttled} of ${n}`);
+  const s = await stats();
+  assert.equal(s.throttles_injected.ThrottlingException, throttled);
+  assert.equal(s.items_written, written);
+  assert.equal((await keysIn(t)).size, written);
+});
+
+test('500 and 503 injection', async () => {
+  const t = await freshTable('err5xx');
+  await phase({error_500_fraction: 1});
+  let res = await ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('e', 2)}});
+  assert.equal(res.status, 500);
+  assert.equal(JSON.parse(res.body).__type, 'com.amazonaws.dynamodb.v20120810#InternalServerError');
+  assert.equal((await stats()).errors_500, 1);
+  await phase({error_503_fraction: 1});
+  res = await ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('e', 2)}});
+  assert.equal(res.status, 503);
+  assert.equal(JSON.parse(res.body).__type, 'com.amazonaws.dynamodb.v20120810#ServiceUnavailable');
+  assert.equal((await stats()).errors_503, 1);
+  assert.equal((await keysIn(t)).size, 0);
+});
+
+test('validation_error_keys rejects the whole call only when a poison key is in it', async () => {
+  await phase({validation_error_keys: ['poison']});
+  const t = await freshTable('poison');
+  const bad = puts('ok', 5).concat([put('poison')]);
+  const res = await ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: bad}});
+  assert.equal(res.status, 400);
+  const body = JSON.parse(res.body);
+  assert.equal(body.__type, 'com.amazon.coral.validate#ValidationException');
+  assert.match(body.message, /poison item/);
+  assert.equal((await keysIn(t)).size, 0);
+  // The same batch without the poison item goes through.
+  const good = await ddb.call(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('ok', 5)}});
+  assert.deepEqual(good.UnprocessedItems, {});
+  assert.equal((await keysIn(t)).size, 5);
+  // Delete requests are checked too; another attribute name can be configured.
+  await phase({validation_error_keys: ['zz'], validation_key_attribute: 'pk'});
+  const del = await ddb.rawCall(viaProxy, 'BatchWriteItem',
+      {RequestItems: {[t]: [{DeleteRequest: {Key: {pk: {S: 'zz'}}}}]}});
+  assert.equal(del.status, 400);
+  const s = await stats();
+  assert.equal(s.validation_errors_injected, 1);
+});
+
+test('capacity model limits written WCU per second and throttles when nothing fits', async () => {
+  const t = await freshTable('cap');
+  const other = await freshTable('cap_other');
+  // 1500-byte items cost 2 WCU each; 100 WCU/s with a 1 s burst.
+  await phase({capacity: {[t]: {wcu_per_second: 100, burst_seconds: 1}}});
+  const pad = {p: {S: 'x'.repeat(1500)}};
+  assert.equal(requestWcu(put('k', pad)), 2);
+  const start = Date.now();
+  let accepted = 0;
+  let fullThrottles = 0;
+  let partial = 0;
+  let i = 0;
+  while (Date.now() - start < 1500) {
+    i++;
+    // 20 items for the limited table; the other table has no capacity limit
+    // and is never held back.
+    const res = await ddb.rawCall(viaProxy, 'BatchWriteItem',
+        {RequestItems: {[t]: puts(`w${i}_`, 20, pad), [other]: puts(`o${i}_`, 5)}});
+    if (res.status === 400) {
+      fullThrottles++;
+      continue;
+    }
+    assert.equal(res.status, 200, res.body);
+    const body = JSON.parse(res.body);
+    const held = (body.UnprocessedItems[t] || []).length;
+    assert.equal(body.UnprocessedItems[other], undefined, 'unlimited table never held back');
+    if (held > 0) partial++;
+    accepted += 20 - held;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const elapsed = (Date.now() - start) / 1000;
+  // Budget: burst (100) + 100/s * elapsed, at 2 WCU per item.
+  const maxItems = (100 + 100 * elapsed) / 2;
+  assert.ok(accepted <= maxItems + 1, `accepted ${accepted} > ${maxItems}`);
+  assert.ok(accepted >= 0.6 * maxItems, `accepted ${accepted} << ${maxItems}`);
+  assert.ok(partial > 0, 'some calls were partially processed');
+  assert.equal((await keysIn(t)).size, accepted);
+  const s = await stats();
+  assert.equal(s.tables[t].items_written, accepted);
+  assert.equal(s.tables[t].wcu_consumed, 2 * accepted);
+  assert.ok(s.tables[t].capacity_unprocessed_items > 0);
+  assert.equal(s.tables[other].capacity_unprocessed_items, 0);
+
+  // When nothing fits at all: 400 ProvisionedThroughputExceededException.
+  await phase({capacity: {[t]: {wcu_per_second: 1, burst_seconds: 1}}});
+  const big = await ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: [put('big', pad)]}});
+  assert.equal(big.status, 400);
+  assert.equal(JSON.parse(big.body).__type,
+      'com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException');
+  assert.equal((await stats()).capacity_throttles, 1);
+});
+
+test('connection resets before and after forwarding', async () => {
+  const t = await freshTable('reset');
+  await phase({reset_fraction: 1, reset_after_forward_share: 0});
+  await assert.rejects(ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('b', 3)}}));
+  assert.equal((await keysIn(t)).size, 0, 'reset before forwarding writes nothing');
+  assert.equal((await stats()).resets_before_forward, 1);
+
+  await phase({reset_fraction: 1, reset_after_forward_share: 1});
+  await assert.rejects(ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('a', 3)}}));
+  assert.equal((await keysIn(t)).size, 3, 'reset after forwarding: the write landed');
+  const s = await stats();
+  assert.equal(s.resets_after_forward, 1);
+  assert.equal(s.items_written, 3);
+});
+
+test('latency applies to all actions', async () => {
+  await phase({latency_ms: 150});
+  const t = await freshTable('lat');
+  const t0 = Date.now();
+  await ddb.call(viaProxy, 'DescribeTable', {TableName: t});
+  assert.ok(Date.now() - t0 >= 140, 'DescribeTable delayed');
+  const t1 = Date.now();
+  await ddb.call(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('l', 2)}});
+  assert.ok(Date.now() - t1 >= 140, 'BatchWriteItem delayed');
+});
+
+test('malformed client JSON is forwarded untouched', async () => {
+  await phase({unprocessed_fraction: 1});
+  const res = await ddb.rawCall(viaProxy, 'BatchWriteItem', '{"RequestItems": {nope');
+  assert.equal(res.status, 400);
+  assert.match(JSON.parse(res.body).__type, /SerializationException/);
+  const s = await stats();
+  assert.equal(s.malformed_requests, 1);
+  assert.equal(s.forwarded_calls, 1);
+  assert.equal(s.unprocessed_injected_calls, 0);
+});
+
+test('errors from dynalite are relayed and counted', async () => {
+  await phase({});
+  const t = await freshTable('dup');
+  const res = await ddb.rawCall(viaProxy, 'BatchWriteItem',
+      {RequestItems: {[t]: [put('same'), put('same')]}});
+  assert.equal(res.status, 400);
+  assert.match(JSON.parse(res.body).message, /duplicates/);
+  assert.equal((await stats()).target_errors.ValidationException, 1);
+});
+
+test('control endpoint validates config and merges partial updates', async () => {
+  await phase({latency_ms: 5});
+  let r = await httpJson(proxy.port, 'POST', '/__proxy/config', {no_such_key: 1});
+  assert.equal(r.status, 400);
+  assert.match(r.json.error, /no_such_key/);
+  r = await httpJson(proxy.port, 'POST', '/__proxy/config', {unprocessed_fraction: 2});
+  assert.equal(r.status, 400);
+  r = await httpJson(proxy.port, 'POST', '/__proxy/config', {throttle_fraction: {Bogus: 0.1}});
+  assert.equal(r.status, 400);
+  r = await httpJson(proxy.port, 'POST', '/__proxy/config', {error_500_fraction: 0.25});
+  assert.equal(r.status, 200);
+  assert.equal(r.json.latency_ms, 5, 'partial update keeps other keys');
+  assert.equal(r.json.error_500_fraction, 0.25);
+  r = await httpJson(proxy.port, 'GET', '/__proxy/config');
+  assert.equal(r.json.error_500_fraction, 0.25);
+  r = await httpJson(proxy.port, 'GET', '/__proxy/nope');
+  assert.equal(r.status, 404);
+  await phase({});
+});
+
+test('item size and WCU follow DynamoDB size rules', () => {
+  assert.equal(itemSize({pk: {S: 'abc'}}), 5);
+  assert.equal(itemSize({n: {N: '12345'}}), 1 + 4);
+  assert.equal(itemSize({b: {BOOL: true}, z: {NULL: true}}), 4);
+  assert.equal(requestWcu({PutRequest: {Item: {pk: {S: 'x'.repeat(1022)}}}}), 1);
+  assert.equal(requestWcu({PutRequest: {Item: {pk: {S: 'x'.repeat(1023)}}}}), 2);
+  assert.equal(requestWcu({DeleteRequest: {Key: {pk: {S: 'x'}}}}), 1);
+  assert.throws(() => mergeConfig(defaultConfig(), {capacity: {t: {wcu_per_second: -1}}}));
+  assert.equal(crc32(Buffer.from('123456789')), 0xCBF43926);
+});
+
+test('ddb.js CLI: idempotent create-table, scan, count, delete-table', () => {
+  const cli = (...args) => spawnSync(process.execPath,
+      [path.join(__dirname, 'ddb.js'), '--endpoint', direct, ...args], {encoding: 'utf8', timeout: 15000});
+  const name = `cli_${process.pid}`;
+  let r = cli('create-table', name, '--pk', 'pk:S', '--sk', 'sk:N');
+  assert.equal(r.status, 0, r.stderr);
+  r = cli('create-table', name, '--pk', 'pk:S', '--sk', 'sk:N');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /exists/);
+  r = cli('create-table', name, '--pk', 'pk:S');
+  assert.equal(r.status, 1, 'a different key schema is an error');
+  for (let i = 0; i < 3; i++) {
+    r = cli('put', name, JSON.stringify({pk: {S: 'k'}, sk: {N: String(i)}}));
+    assert.equal(r.status, 0, r.stderr);
+  }
+  r = cli('count', name);
+  assert.equal(r.stdout.trim(), '3');
+  r = cli('scan', name);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(lines.map((it) => it.sk.N).sort(), ['0', '1', '2']);
+  assert.equal(cli('delete-table', name).status, 0);
+  assert.match(cli('delete-table', name).stdout, /absent/);
+  assert.equal(cli('count', name).status, 1);
+  assert.equal(cli('bogus').status, 2);
+});

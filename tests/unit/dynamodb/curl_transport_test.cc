@@ -1,0 +1,273 @@
+// CurlTransport against a tiny HTTP/1.1 keep-alive server on 127.0.0.1.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "service/dynamodb/http_transport.h"
+
+namespace dynamo_batcher {
+namespace {
+
+// Answers every request with 200 and the request body echoed back, on
+// keep-alive connections; requests to /hold are never answered. Counts
+// accepted connections.
+class LoopbackServer {
+ public:
+  LoopbackServer() {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(listen_fd_, 64), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~LoopbackServer() {
+    stop_ = true;
+    thread_.join();
+    for (auto& [fd, buf] : conns_) close(fd);
+    close(listen_fd_);
+  }
+
+  std::string Url(absl::string_view path = "/") const {
+    return absl::StrCat("http://127.0.0.1:", port_, path);
+  }
+  int accepted() const { return accepted_.load(); }
+  std::vector<std::string> request_heads() {
+    absl::MutexLock lock(&mu_);
+    return heads_;
+  }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      std::vector<pollfd> fds;
+      fds.push_back({listen_fd_, POLLIN, 0});
+      for (auto& [fd, buf] : conns_) fds.push_back({fd, POLLIN, 0});
+      if (poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[0].revents & POLLIN) {
+        int fd = accept(listen_fd_, nullptr, nullptr);
+        if (fd >= 0) {
+          conns_[fd] = "";
+          ++accepted_;
+        }
+      }
+      for (size_t i = 1; i < fds.size(); ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        const int fd = fds[i].fd;
+        char buf[65536];
+        const ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+          close(fd);
+          conns_.erase(fd);
+          continue;
+        }
+        conns_[fd].append(buf, n);
+        Serve(fd, &conns_[fd]);
+      }
+    }
+  }
+
+  // Answers every complete request buffered for `fd`.
+  void Serve(int fd, std::string* in) {
+    while (true) {
+      const size_t end = in->find("\r\n\r\n");
+      if (end == std::string::npos) return;
+      const std::string head = absl::AsciiStrToLower(in->substr(0, end));
+      size_t content_length = 0;
+      const size_t cl = head.find("\r\ncontent-length:");
+      if (cl != std::string::npos) {
+        const size_t eol = head.find("\r\n", cl + 2);
+        (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(head.substr(cl + 17, eol - cl - 17)),
+                               &content_length);
+      }
+      if (in->size() < end + 4 + content_length) return;
+      const std::string body = in->substr(end + 4, content_length);
+      in->erase(0, end + 4 + content_length);
+      {
+        absl::MutexLock lock(&mu_);
+        heads_.push_back(head);
+      }
+      if (absl::StartsWith(head, "post /hold ")) continue;
+      const std::string response =
+          absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Test-Header:  Yes \r\n",
+                       "Content-Length: ", body.size(), "\r\n\r\n", body);
+      size_t off = 0;
+      while (off < response.size()) {
+        const ssize_t w = write(fd, response.data() + off, response.size() - off);
+        if (w <= 0) break;
+        off += w;
+      }
+    }
+  }
+
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  std::map<int, std::string> conns_;  // server thread only
+  absl::Mutex mu_;
+  std::vector<std::string> heads_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+// Collects callbacks; waits with a bound.
+class Results {
+ public:
+  HttpTransport::Callback Callback(int i) {
+    return [this, i](HttpResponse r) {
+      absl::MutexLock lock(&mu_);
+      responses_[i] = std::move(r);
+    };
+  }
+  bool WaitFor(size_t n, absl::Duration limit = absl::Seconds(20)) {
+    absl::MutexLock lock(&mu_);
+    auto done = [&] { return responses_.size() >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&done), limit);
+  }
+  std::map<int, HttpResponse> Take() {
+    absl::MutexLock lock(&mu_);
+    return responses_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<int, HttpResponse> responses_ ABSL_GUARDED_BY(mu_);
+};
+
+HttpRequest Post(const std::string& url, std::string body, absl::Duration timeout = absl::Seconds(10)) {
+  HttpRequest r;
+  r.url = url;
+  r.body = std::move(body);
+  r.timeout = timeout;
+  r.headers = {{"Content-Type", "application/x-amz-json-1.0"}};
+  return r;
+}
+
+TEST(CurlTransport, AnswersConcurrentRequestsOverFewPooledConnections) {
+  LoopbackServer server;
+  CurlTransportOptions options;
+  options.max_connections_per_host = 4;
+  auto transport = MakeCurlTransport(options);
+  Results results;
+  constexpr int kThreads = 4, kPerThread = 10;
+  std::vector<std::thread> senders;
+  for (int t = 0; t < kThreads; ++t) {
+    senders.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const int id = t * kPerThread + i;
+        transport->Send(Post(server.Url(), absl::StrCat("{\"id\":", id, "}")), results.Callback(id));
+      }
+    });
+  }
+  for (auto& s : senders) s.join();
+  ASSERT_TRUE(results.WaitFor(kThreads * kPerThread));
+  auto responses = results.Take();
+  ASSERT_EQ(responses.size(), static_cast<size_t>(kThreads * kPerThread));
+  for (auto& [id, r] : responses) {
+    EXPECT_EQ(r.transport_error, "") << id;
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, absl::StrCat("{\"id\":", id, "}"));
+    ASSERT_NE(r.Header("x-test-header"), nullptr);
+    EXPECT_EQ(*r.Header("x-test-header"), "Yes");
+    EXPECT_GT(r.elapsed, absl::ZeroDuration());
+  }
+  EXPECT_LE(server.accepted(), 4);
+  EXPECT_LT(server.accepted(), kThreads * kPerThread);
+}
+
+TEST(CurlTransport, SequentialRequestsReuseOneConnection) {
+  LoopbackServer server;
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  for (int i = 0; i < 5; ++i) {
+    HttpResponse r = transport->SendSync(Post(server.Url(), "x"));
+    EXPECT_EQ(r.status, 200) << r.transport_error;
+  }
+  EXPECT_EQ(server.accepted(), 1);
+}
+
+TEST(CurlTransport, LargeBodySentWithoutExpectContinue) {
+  LoopbackServer server;
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  const std::string body(256 * 1024, 'a');
+  HttpResponse r = transport->SendSync(Post(server.Url(), body));
+  EXPECT_EQ(r.status, 200) << r.transport_error;
+  EXPECT_EQ(r.body.size(), body.size());
+  auto heads = server.request_heads();
+  ASSERT_EQ(heads.size(), 1u);
+  EXPECT_FALSE(absl::StrContains(heads[0], "expect:")) << heads[0];
+  EXPECT_TRUE(absl::StrContains(heads[0], "content-type: application/x-amz-json-1.0"));
+  EXPECT_TRUE(absl::StartsWith(heads[0], "post / http/1.1"));
+}
+
+TEST(CurlTransport, ReportsConnectionRefused) {
+  // A port that was just free: bind, read it, close.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  HttpResponse r = transport->SendSync(Post(absl::StrCat("http://127.0.0.1:", ntohs(addr.sin_port), "/"), "{}"));
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.transport_error, "connection refused");
+  EXPECT_FALSE(r.timed_out);
+}
+
+TEST(CurlTransport, ReportsTimeout) {
+  LoopbackServer server;
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  const absl::Time start = absl::Now();
+  HttpResponse r = transport->SendSync(Post(server.Url("/hold"), "{}", absl::Milliseconds(200)));
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_EQ(r.transport_error, "timeout");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST(CurlTransport, DestructorAnswersPendingRequestsWithoutHanging) {
+  LoopbackServer server;
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  Results results;
+  for (int i = 0; i < 3; ++i) {
+    transport->Send(Post(server.Url("/hold"), "{}", absl::Seconds(60)), results.Callback(i));
+  }
+  // Let them reach the server so some are truly in flight.
+  for (int i = 0; i < 200 && server.request_heads().size() < 3; ++i) absl::SleepFor(absl::Milliseconds(10));
+  const absl::Time start = absl::Now();
+  transport.reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  ASSERT_TRUE(results.WaitFor(3, absl::Seconds(1)));
+  for (auto& [id, r] : results.Take()) {
+    EXPECT_EQ(r.transport_error, "shutting down") << id;
+    EXPECT_EQ(r.status, 0);
+  }
+}
+
+}  // namespace
+}  // namespace dynamo_batcher
