@@ -33,6 +33,7 @@ struct Batch {
   // Canonical keys parallel to request_jsons.
   std::vector<const std::string*> keys;
   size_t body_bytes = 0;  // sum of request_jsons sizes
+  // Pointers stay valid until OnBatchResult (or the destructor) for this id.
   bool is_bisect = false; // part of splitting a call rejected as a whole
 };
 
@@ -120,6 +121,7 @@ class TableBatcher {
   size_t queued_bytes() const;   // their MemoryBytes()
   size_t inflight_calls() const;
   size_t pending_ops() const;    // every op not yet answered (incl. in flight)
+  size_t pending_bytes() const;  // MemoryBytes() of every op not yet answered
   const TableBatcherStats& stats() const { return stats_; }
   const RateLimiter& rate_limiter() const { return limiter_; }
 

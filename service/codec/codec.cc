@@ -79,8 +79,17 @@ absl::string_view NumberText(absl::string_view text) {
   return text;
 }
 
-// Validates one attribute value and appends its DynamoDB JSON, in one pass.
-// Tracks the DynamoDB size of what it encoded.
+// Validates one attribute value and appends its DynamoDB JSON, in one pass,
+// straight into the output string (no DOM). Tracks the DynamoDB size of
+// what it encoded. One instance per op; not thread-safe.
+//
+// Nesting: each M or L counts one level, so a top-level list holding a map
+// is 2 levels deep; 32 levels are allowed (DynamoDB's documented limit),
+// the 33rd is rejected. Scalars and sets add no level.
+//
+// UTF-8: protobuf already refuses to parse a proto3 `string` holding invalid
+// UTF-8, so ops from the wire are clean; the checks here cover messages built
+// in-process and keep the JSON we send valid whatever the caller did.
 class ValueEncoder {
  public:
   explicit ValueEncoder(std::string* out) : out_(out) {}

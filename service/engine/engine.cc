@@ -66,6 +66,9 @@ void Engine::Stop() {
   dead_letter_.Sync();
 }
 
+const TableSchema& Engine::schema(int table) const { return tables_[table]->schema; }
+const std::string* Engine::table_name(int table) const { return &tables_[table]->schema.name; }
+
 int Engine::TableIndex(absl::string_view name) const {
   auto it = index_.find(name);
   return it == index_.end() ? -1 : it->second;

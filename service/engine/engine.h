@@ -61,8 +61,8 @@ class Engine {
 
   // -1 when `name` is not a configured table.
   int TableIndex(absl::string_view name) const;
-  const TableSchema& schema(int table) const { return tables_[table]->schema; }
-  const std::string* table_name(int table) const { return &tables_[table]->schema.name; }
+  const TableSchema& schema(int table) const;
+  const std::string* table_name(int table) const;
   size_t table_count() const { return tables_.size(); }
 
   // Buffer budgets. Reserve before Submit; bytes are released when ops get

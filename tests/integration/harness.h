@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "dynamobatcher/v1/batcher.grpc.pb.h"

@@ -1,0 +1,151 @@
+#include "service/batching/rate_limiter.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dynamo_batcher {
+namespace {
+
+// A full BatchWriteItem must always fit in the bucket.
+constexpr double kMinCapacityItems = 25.0;
+// Floating-point slack so that waiting exactly until ReadyAt() is enough.
+constexpr double kTokenEpsilon = 1e-6;
+// Shortest window the send rate is averaged over right after start-up, so a
+// single early batch does not read as an enormous rate.
+constexpr double kMinMeasureWindowSeconds = 0.05;
+
+}  // namespace
+
+RateLimiter::RateLimiter(RateLimiterOptions options) : options_(options) {
+  if (!(options_.min_rate > 0)) options_.min_rate = 1.0;
+  if (!(options_.max_rate >= options_.min_rate)) options_.max_rate = options_.min_rate;
+  if (!(options_.decrease_factor > 0 && options_.decrease_factor < 1)) {
+    options_.decrease_factor = 0.7;
+  }
+  if (!(options_.increase_per_second >= 0)) options_.increase_per_second = 0;
+  if (!(options_.burst_seconds > 0)) options_.burst_seconds = 0.1;
+  rate_ = std::clamp(options_.initial_rate, options_.min_rate, options_.max_rate);
+  if (std::isnan(rate_)) rate_ = options_.max_rate;
+  tokens_ = Capacity();
+  last_refill_ = absl::InfinitePast();
+  last_decrease_ = absl::InfinitePast();
+  last_increase_ = absl::InfinitePast();
+}
+
+double RateLimiter::Capacity() const {
+  return std::max(options_.burst_seconds * rate_, kMinCapacityItems);
+}
+
+void RateLimiter::Refill(absl::Time now) const {
+  if (last_refill_ == absl::InfinitePast()) {
+    last_refill_ = now;
+    return;
+  }
+  if (now <= last_refill_) return;  // time never runs backwards for us
+  const double dt = absl::ToDoubleSeconds(now - last_refill_);
+  tokens_ = std::min(Capacity(), tokens_ + rate_ * dt);
+  last_refill_ = now;
+}
+
+bool RateLimiter::TryAcquire(double items, absl::Time now, absl::Time* ready_at) {
+  if (!started_) {
+    started_ = true;
+    last_increase_ = now;
+  }
+  Refill(now);
+  if (!(items > 0)) return true;
+  // More than the bucket holds can never be available at once: a full bucket
+  // lets it through and the rest is borrowed from the future.
+  const double need = std::min(items, Capacity());
+  if (tokens_ + kTokenEpsilon >= need) {
+    tokens_ -= items;
+    if (!measured_) {
+      measured_ = true;
+      first_acquire_ = now;
+      ewma_last_ = now;
+      ewma_items_ = 0;
+    }
+    if (now > ewma_last_) {
+      ewma_items_ *= std::exp(-absl::FDivDuration(now - ewma_last_, kMeasureTau));
+      ewma_last_ = now;
+    }
+    ewma_items_ += items;
+    return true;
+  }
+  if (ready_at != nullptr) *ready_at = ReadyAt(items, now);
+  return false;
+}
+
+absl::Time RateLimiter::ReadyAt(double items, absl::Time now) const {
+  Refill(now);
+  const double need = std::min(items, Capacity());
+  if (tokens_ + kTokenEpsilon >= need) return now;
+  const double seconds = (need - tokens_) / rate_;
+  // Round up to the next microsecond so the caller never wakes a hair early.
+  return now + absl::Ceil(absl::Seconds(seconds), absl::Microseconds(1));
+}
+
+double RateLimiter::MeasuredRate(absl::Time now) const {
+  if (!measured_) return 0;
+  double items = ewma_items_;
+  if (now > ewma_last_) {
+    items *= std::exp(-absl::FDivDuration(now - ewma_last_, kMeasureTau));
+  }
+  // Bias correction for the first seconds: the sum has only been collecting
+  // for `age`, so divide by the weight it could have collected.
+  const double tau = absl::ToDoubleSeconds(kMeasureTau);
+  const double age = std::max(0.0, absl::ToDoubleSeconds(now - first_acquire_));
+  const double window = std::max(tau * (1.0 - std::exp(-age / tau)), kMinMeasureWindowSeconds);
+  return items / window;
+}
+
+double RateLimiter::IncreasedRate(double rate, absl::Duration elapsed) const {
+  return std::min(options_.max_rate,
+                  rate + options_.increase_per_second * absl::ToDoubleSeconds(elapsed));
+}
+
+void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
+                           absl::Time now) {
+  if (!started_) {
+    started_ = true;
+    last_increase_ = now;
+  }
+  Refill(now);
+  double fraction = 0;
+  if (throttled) {
+    fraction = 1.0;
+  } else if (sent > 0 && unprocessed > 0) {
+    fraction = std::min(1.0, unprocessed / sent);
+  } else if (!(sent > 0)) {
+    return;  // nothing was sent: no signal either way
+  }
+  const bool in_window = last_decrease_ != absl::InfinitePast() &&
+                         now - last_decrease_ < kDecreaseWindow;
+  if (fraction > 0) {
+    if (!in_window) {
+      double base = rate_;
+      const double measured = MeasuredRate(now);
+      if (measured > 0) base = std::min(base, measured);
+      decrease_base_ = base;
+      window_fraction_ = 0;
+      last_decrease_ = now;
+    }
+    if (fraction > window_fraction_) {
+      window_fraction_ = fraction;
+      const double k = 1.0 - options_.decrease_factor;
+      rate_ = std::max(options_.min_rate, decrease_base_ * (1.0 - k * fraction));
+      tokens_ = std::min(tokens_, Capacity());
+    }
+    last_increase_ = now;  // recovery is measured from the last decrease
+    return;
+  }
+  // Success. Calls sent before a decrease keep answering for a moment; they
+  // do not count as evidence that the lower rate is fine yet.
+  if (in_window) return;
+  if (now > last_increase_) {
+    rate_ = IncreasedRate(rate_, now - last_increase_);
+    last_increase_ = now;
+  }
+}
+
+}  // namespace dynamo_batcher
