@@ -52,7 +52,7 @@ class AckReactor final : public grpc::ServerBidiReactor<v1::WriteRequest, v1::Wr
 
   void OnReadDone(bool ok) override {
     std::unique_lock<std::mutex> lock(mu_);
-    if (!ok) {
+    if (!ok || finished_) {
       read_closed_ = true;
       MaybeFinishLocked();
       return;
@@ -62,10 +62,11 @@ class AckReactor final : public grpc::ServerBidiReactor<v1::WriteRequest, v1::Wr
     request_.Clear();
     bool start_write = !writing_;
     if (start_write) writing_ = true;
+    v1::WriteResponse* next = start_write ? &queue_.front() : nullptr;
     bool read_more = queue_.size() < kMaxQueuedResponses;
     read_paused_ = !read_more;
     lock.unlock();
-    if (start_write) StartWrite(&queue_.front());
+    if (next != nullptr) StartWrite(next);
     if (read_more) StartRead(&request_);
   }
 
@@ -88,11 +89,11 @@ class AckReactor final : public grpc::ServerBidiReactor<v1::WriteRequest, v1::Wr
         return;
       }
     }
-    bool write_next = writing_;
+    // The pointer stays valid after unlocking: only OnWriteDone pops, and a
+    // deque keeps references to its elements valid across emplace_back.
+    v1::WriteResponse* next = writing_ ? &queue_.front() : nullptr;
     lock.unlock();
-    // queue_.front() stays valid: only OnWriteDone pops, and a deque keeps
-    // references to its other elements valid across emplace_back.
-    if (write_next) StartWrite(&queue_.front());
+    if (next != nullptr) StartWrite(next);
     if (resume_read) StartRead(&request_);
   }
 

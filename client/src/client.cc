@@ -53,8 +53,11 @@ struct PendingOp {
   absl::Time enqueued;
   absl::Time deadline;
   Client::Callback callback;
-  bool queued = false;  // in send_queue_, not yet taken into a message
-  bool sent = false;    // written to some stream at least once
+  bool queued = false;   // in send_queue_, not yet taken into a message
+  bool sent = false;     // written to some stream at least once
+  // Resolved, callback being delivered; erased once it has run, so that
+  // Flush returns only after callbacks (and futures) are done.
+  bool claimed = false;
 };
 
 // An op taken out of the pending set with its final outcome; delivered
@@ -161,8 +164,15 @@ class Client::Impl::Slot {
   void WriteLoop(Stream* stream);
   bool AnyPendingLocked(uint64_t upto, const std::string& table, bool only_queued)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EraseLocked(std::map<uint64_t, PendingOp>::iterator it)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks an op resolved and takes its callback; the entry stays until
+  // EraseDelivered.
+  Client::Callback ClaimLocked(PendingOp& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseDelivered(const std::vector<uint64_t>& ids);
+  // Usable: present and not resolved yet.
+  bool LiveLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = ops_.find(id);
+    return it != ops_.end() && !it->second.claimed;
+  }
 
   Impl* const impl_;
   const ClientOptions& options_;
@@ -298,17 +308,26 @@ absl::Time Client::Impl::Slot::NextDeadline() {
   return ops_.empty() ? absl::InfiniteFuture() : ops_.begin()->second.deadline;
 }
 
-void Client::Impl::Slot::EraseLocked(std::map<uint64_t, PendingOp>::iterator it) {
-  if (it->second.queued) queued_bytes_ -= it->second.bytes;
-  ops_.erase(it);
+Client::Callback Client::Impl::Slot::ClaimLocked(PendingOp& p) {
+  if (p.queued) queued_bytes_ -= p.bytes;
+  p.queued = false;
+  p.claimed = true;
+  return std::move(p.callback);
+}
+
+void Client::Impl::Slot::EraseDelivered(const std::vector<uint64_t>& ids) {
+  absl::MutexLock lock(&mu_);
+  for (uint64_t id : ids) ops_.erase(id);
+  if (progress_waiters_ > 0) progress_cv_.SignalAll();
 }
 
 void Client::Impl::Slot::ExpireDue(absl::Time now) {
   std::vector<Resolution> done;
+  std::vector<uint64_t> ids;
   {
     absl::MutexLock lock(&mu_);
-    while (!ops_.empty() && ops_.begin()->second.deadline <= now) {
-      auto it = ops_.begin();
+    for (auto it = ops_.begin(); it != ops_.end() && it->second.deadline <= now; ++it) {
+      if (it->second.claimed) continue;
       absl::Status status =
           healthy_ ? absl::DeadlineExceededError(absl::StrCat(
                          "no result from the sidecar within op_deadline (",
@@ -318,12 +337,13 @@ void Client::Impl::Slot::ExpireDue(absl::Time now) {
                          " unreachable until op_deadline: ",
                          last_error_.ok() ? "no stream established"
                                           : last_error_.ToString()));
-      done.push_back({std::move(it->second.callback), ClientFailure(std::move(status))});
-      EraseLocked(it);
+      done.push_back({ClaimLocked(it->second), ClientFailure(std::move(status))});
+      ids.push_back(it->first);
     }
-    if (!done.empty() && progress_waiters_ > 0) progress_cv_.SignalAll();
   }
-  if (!done.empty()) impl_->Deliver(std::move(done));
+  if (done.empty()) return;
+  impl_->Deliver(std::move(done));
+  EraseDelivered(ids);
 }
 
 void Client::Impl::Slot::Stop(bool graceful) {
@@ -341,12 +361,16 @@ void Client::Impl::Slot::Stop(bool graceful) {
   std::vector<Resolution> done;
   {
     absl::MutexLock lock(&mu_);
-    for (auto& [id, p] : ops_) {
-      done.push_back({std::move(p.callback),
+    for (auto it = ops_.begin(); it != ops_.end();) {
+      if (it->second.claimed) {  // being delivered by the reaper right now
+        ++it;
+        continue;
+      }
+      done.push_back({ClaimLocked(it->second),
                       ClientFailure(absl::CancelledError(
                           "client closed before the sidecar answered"))});
+      it = ops_.erase(it);
     }
-    ops_.clear();
     send_queue_.clear();
     queued_bytes_ = 0;
   }
@@ -373,6 +397,7 @@ void Client::Impl::Slot::Run() {
       queued_bytes_ = 0;
       uint64_t resent = 0;
       for (auto& [id, p] : ops_) {
+        if (p.claimed) continue;
         send_queue_.push_back(id);
         queued_bytes_ += p.bytes;
         p.queued = true;
@@ -436,7 +461,7 @@ void Client::Impl::Slot::WriteLoop(Stream* stream) {
       absl::MutexLock lock(&mu_);
       while (true) {
         if (stopping_ || broken_) return;
-        while (!send_queue_.empty() && ops_.count(send_queue_.front()) == 0) {
+        while (!send_queue_.empty() && !LiveLocked(send_queue_.front())) {
           send_queue_.pop_front();  // resolved (expired) while queued
         }
         if (send_queue_.empty()) {
@@ -454,7 +479,7 @@ void Client::Impl::Slot::WriteLoop(Stream* stream) {
       size_t bytes = 0;
       while (!send_queue_.empty() && batch.size() < max_ops) {
         auto it = ops_.find(send_queue_.front());
-        if (it == ops_.end()) {
+        if (it == ops_.end() || it->second.claimed) {
           send_queue_.pop_front();
           continue;
         }
@@ -489,25 +514,28 @@ void Client::Impl::Slot::ReadLoop(Stream* stream) {
   v1::WriteResponse response;
   while (stream->Read(&response)) {
     std::vector<Resolution> done;
+    std::vector<uint64_t> ids;
     done.reserve(response.results_size());
+    ids.reserve(response.results_size());
     {
       absl::MutexLock lock(&mu_);
       got_result_ = true;
       healthy_ = true;
       for (v1::WriteResult& r : *response.mutable_results()) {
         auto it = ops_.find(r.id());
-        if (it == ops_.end()) continue;  // expired, or a duplicate answer
+        if (it == ops_.end() || it->second.claimed) continue;  // expired, duplicate
         WriteOutcome o;
         o.outcome = r.outcome();
         o.error_code = std::move(*r.mutable_error_code());
         o.message = std::move(*r.mutable_message());
         o.attempts = r.attempts();
-        done.push_back({std::move(it->second.callback), std::move(o)});
-        EraseLocked(it);
+        done.push_back({ClaimLocked(it->second), std::move(o)});
+        ids.push_back(it->first);
       }
-      if (progress_waiters_ > 0) progress_cv_.SignalAll();
     }
-    if (!done.empty()) impl_->Deliver(std::move(done));
+    if (done.empty()) continue;
+    impl_->Deliver(std::move(done));
+    EraseDelivered(ids);
   }
   absl::MutexLock lock(&mu_);
   broken_ = true;

@@ -10,9 +10,11 @@ namespace {
 constexpr double kMinCapacityItems = 25.0;
 // Floating-point slack so that waiting exactly until ReadyAt() is enough.
 constexpr double kTokenEpsilon = 1e-6;
-// Shortest window the send rate is averaged over right after start-up, so a
-// single early batch does not read as an enormous rate.
-constexpr double kMinMeasureWindowSeconds = 0.05;
+// Shortest window the send rate is averaged over right after start-up (or
+// after an idle gap), so a single batch does not read as an infinite rate.
+// Small on purpose: overestimating only makes the first decrease milder (the
+// next windows correct it), underestimating collapses the rate.
+constexpr double kMinMeasureWindowSeconds = 0.01;
 
 }  // namespace
 
@@ -59,7 +61,9 @@ bool RateLimiter::TryAcquire(double items, absl::Time now, absl::Time* ready_at)
   const double need = std::min(items, Capacity());
   if (tokens_ + kTokenEpsilon >= need) {
     tokens_ -= items;
-    if (!measured_) {
+    if (!measured_ || now - ewma_last_ > kMeasureTau) {
+      // First send, or first after an idle gap: start a new measurement so a
+      // burst after idling is not averaged with the silence before it.
       measured_ = true;
       first_acquire_ = now;
       ewma_last_ = now;
@@ -85,18 +89,16 @@ absl::Time RateLimiter::ReadyAt(double items, absl::Time now) const {
   return now + absl::Ceil(absl::Seconds(seconds), absl::Microseconds(1));
 }
 
-double RateLimiter::MeasuredRate(absl::Time now) const {
+double RateLimiter::MeasuredRate() const {
   if (!measured_) return 0;
-  double items = ewma_items_;
-  if (now > ewma_last_) {
-    items *= std::exp(-absl::FDivDuration(now - ewma_last_, kMeasureTau));
-  }
-  // Bias correction for the first seconds: the sum has only been collecting
-  // for `age`, so divide by the weight it could have collected.
+  // Evaluated at the last send, not decayed to "now": a throttle answer that
+  // arrives after sending stopped is about the rate we were sending at.
+  // Bias correction for a young measurement: the sum has only been
+  // collecting for `age`, so divide by the weight it could have collected.
   const double tau = absl::ToDoubleSeconds(kMeasureTau);
-  const double age = std::max(0.0, absl::ToDoubleSeconds(now - first_acquire_));
+  const double age = std::max(0.0, absl::ToDoubleSeconds(ewma_last_ - first_acquire_));
   const double window = std::max(tau * (1.0 - std::exp(-age / tau)), kMinMeasureWindowSeconds);
-  return items / window;
+  return ewma_items_ / window;
 }
 
 double RateLimiter::IncreasedRate(double rate, absl::Duration elapsed) const {
@@ -124,7 +126,7 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
   if (fraction > 0) {
     if (!in_window) {
       double base = rate_;
-      const double measured = MeasuredRate(now);
+      const double measured = MeasuredRate();
       if (measured > 0) base = std::min(base, measured);
       decrease_base_ = base;
       window_fraction_ = 0;

@@ -52,9 +52,11 @@ class RateLimiter {
   void OnResult(double sent, double unprocessed, bool throttled, absl::Time now);
 
   double rate() const { return rate_; }
-  // Items/s actually acquired recently (exponentially weighted, ~1 s time
-  // constant). What a throttle decreases from when it is below rate().
-  double MeasuredRate(absl::Time now) const;
+  // Items/s acquired during the recent sending period (exponentially
+  // weighted, kMeasureTau time constant, as of the last acquisition; a gap
+  // longer than kMeasureTau starts a new period). 0 before the first send.
+  // What a throttle decreases from when it is below rate().
+  double MeasuredRate() const;
 
   // At most one multiplicative decrease per window: concurrent calls that
   // were all sent at the old rate come back throttled together and must not

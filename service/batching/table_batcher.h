@@ -99,11 +99,19 @@ class TableBatcher {
   // the cut rules, in-flight concurrency and the rate limiter.
   std::optional<Batch> TakeBatch(absl::Time now);
 
-  // Everything queued now is sent without waiting for linger.
+  // Everything queued now is sent without waiting for linger: what is ready
+  // at once, what is blocked behind an in-flight write or backing off as
+  // soon as it becomes ready. Later arrivals linger as usual.
   void Flush();
 
   // Applies DynamoDB's answer for batch `batch_id`. Final results are
-  // appended to `results`; retried ops go back to backoff.
+  // appended to `results`; retried ops go back to backoff (or, if a newer
+  // write for the key is waiting, are merged into it and never re-sent).
+  // kValidation of a multi-item call splits it in halves that are sent
+  // before anything else (Batch::is_bisect); such rejected calls do not count
+  // toward max_attempts. Only throttling (a throttled kRetryable, or
+  // unprocessed items) lowers the rate; other errors just back off.
+  // Unknown ids are ignored.
   void OnBatchResult(uint64_t batch_id, const BatchResult& result,
                      absl::Time now, std::vector<OpResult>* results);
 
@@ -114,7 +122,9 @@ class TableBatcher {
 
   // Earliest time at which TakeBatch could return something without new
   // input (linger expiry, backoff expiry, rate-limiter tokens), or
-  // absl::InfiniteFuture().
+  // absl::InfiniteFuture() -- also while all max_inflight_calls are busy,
+  // since only a result can change that. Call TakeBatch first: expired
+  // backoffs are moved to the queue there.
   absl::Time NextWakeup(absl::Time now) const;
 
   size_t queued_items() const;   // ops not yet answered and not in flight

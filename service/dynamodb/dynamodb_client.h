@@ -50,7 +50,9 @@ absl::StatusOr<TableSchema> ParseDescribeTableResponse(absl::string_view table,
 // X-Amz-Target: DynamoDB_20120810.<Action>.
 //
 // Thread-safety: all methods may be called from any thread. Callbacks run on
-// the transport's I/O thread.
+// the transport's I/O thread, except when no request could be sent at all
+// (credentials unavailable, transport shutting down): then `done` runs inline
+// on the calling thread, so do not hold a lock that `done` takes.
 //
 // Usage:
 //   DynamoDbClient ddb(options, transport.get(), creds.get());

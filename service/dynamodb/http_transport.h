@@ -44,7 +44,8 @@ struct TlsOptions {
 // Asynchronous HTTP client with a keep-alive connection pool.
 //
 // Thread-safety: Send may be called from any thread. Callbacks run on the
-// transport's own I/O thread; they must not block.
+// transport's own I/O thread; they must not block (nor call SendSync). A Send
+// that arrives after shutdown began is answered inline ("shutting down").
 class HttpTransport {
  public:
   using Callback = std::function<void(HttpResponse)>;

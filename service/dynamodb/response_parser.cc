@@ -179,6 +179,7 @@ BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
   }
   if (response.status == 200) return ParseSuccess(response, schema, std::move(out));
 
+  // Only four classes exist; a stray 1xx/3xx (we follow no redirects) counts as 4xx.
   out.error_class = response.status >= 500 ? "5xx" : "4xx";
   std::string type;
   std::string message;

@@ -57,6 +57,34 @@ def parse_duration(text):
     return sum(float(v) * UNIT_SECONDS[u] for v, u in DURATION_PART.findall(s))
 
 
+BYTE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3,
+              "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+QUANTITY_UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3,
+                  "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+# Service defaults (service/config/config.h) used when a key is absent.
+DEFAULT_BUFFER_MAX_BYTES = 256 * 1024**2
+DEFAULT_DEAD_LETTER_MAX_BYTES = 256 * 1024**2
+DEFAULT_DEAD_LETTER_MAX_FILES = 3
+
+
+def parse_bytes(text):
+    """Config byte sizes: 1048576, "64KB", "256MiB" -> bytes, or None."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    m = re.match(r"^\s*(\d+)\s*([A-Za-z]*)\s*$", str(text))
+    if not m or m.group(2).upper() not in BYTE_UNITS:
+        return None
+    return int(m.group(1)) * BYTE_UNITS[m.group(2).upper()]
+
+
+def parse_quantity(text):
+    """Kubernetes memory quantities: "256Mi", "1G", "1048576" -> bytes, or None."""
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)([A-Za-z]*)\s*$", str(text))
+    if not m or m.group(2) not in QUANTITY_UNITS:
+        return None
+    return float(m.group(1)) * QUANTITY_UNITS[m.group(2)]
+
+
 def render(kubectl, path):
     proc = subprocess.run([kubectl, "kustomize", path], capture_output=True,
                           text=True, timeout=120, check=False)
@@ -297,6 +325,27 @@ def check_render(docs, variant, where):
              "dead_letter.path should be under /var/lib/dynamo-batcher")
     need(writable_emptydir_for("/tmp"), "/tmp is not a writable emptyDir (read-only root fs)")
 
+    # --- memory and disk budgets ------------------------------------------------
+    mem_limit = parse_quantity((res.get("limits") or {}).get("memory", ""))
+    buf = parse_bytes((cfg.get("buffer") or {}).get("max_bytes", DEFAULT_BUFFER_MAX_BYTES))
+    if need(buf is not None, "buffer.max_bytes is not a byte size") and mem_limit:
+        need(buf <= mem_limit / 2,
+             f"buffer.max_bytes ({buf / 1024**2:g}MiB) must be at most half the memory "
+             f"limit ({mem_limit / 1024**2:g}Mi): buffered writes live in memory")
+    dl_cfg = cfg.get("dead_letter") or {}
+    dl_max = parse_bytes(dl_cfg.get("max_bytes", DEFAULT_DEAD_LETTER_MAX_BYTES))
+    dl_files = dl_cfg.get("max_files", DEFAULT_DEAD_LETTER_MAX_FILES)
+    dl_mount = [m for m in mounts if isinstance(dl_path, str) and
+                dl_path.startswith(m.get("mountPath", "").rstrip("/") + "/")]
+    dl_vol = (volumes.get(dl_mount[0].get("name")) or {}) if dl_mount else {}
+    size_limit = parse_quantity((dl_vol.get("emptyDir") or {}).get("sizeLimit", "")) \
+        if isinstance(dl_vol.get("emptyDir"), dict) else None
+    if size_limit and need(dl_max is not None and isinstance(dl_files, int),
+                           "dead_letter.max_bytes/max_files invalid"):
+        need(dl_max * dl_files <= size_limit,
+             f"dead-letter files (max_files {dl_files} x max_bytes {dl_max / 1024**2:g}MiB) "
+             f"exceed the emptyDir sizeLimit ({size_limit / 1024**2:g}Mi): the pod would be evicted")
+
     # --- grace period ------------------------------------------------------------
     drain = parse_duration(cfg.get("drain_timeout")) or 0.0
     grace = pod.get("terminationGracePeriodSeconds")
@@ -401,6 +450,9 @@ def selftest(docs):
         "podmonitor port": lambda d: find(d, "PodMonitor")[0]["spec"][
             "podMetricsEndpoints"][0].__setitem__("port", "http"),
         "latest tag": lambda d: side(d).__setitem__("image", "dynamo-batcher:latest"),
+        "buffer > memory": lambda d: cfg_set(d, "buffer", {"max_bytes": "1GiB"}),
+        "dead letters > emptyDir": lambda d: cfg_set(d, "dead_letter", {
+            "path": "/var/lib/dynamo-batcher/dead-letter.jsonl", "max_bytes": "256MiB"}),
     }
     baseline = set(check_render(docs, "native", "selftest"))
     if baseline:

@@ -124,18 +124,31 @@ if grep -q 'not found' <<<"$ldd_out"; then
 fi
 mapfile -t needed < <(readelf -d "$binary" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p')
 
-# Owner package of a library path; usrmerge means dpkg may know the file under
-# /lib while ldd prints /usr/lib (or the other way), so try both spellings.
-owner_of() {
-  local p="$1" real c out
+# Owner package of each library path, from one `dpkg -S` call. usrmerge means
+# dpkg may know a file under /lib while ldd prints /usr/lib (or the other way),
+# and ldd may print a symlink, so every spelling is asked for.
+declare -A owner=()
+spellings() {
+  local p="$1" real
   real=$(readlink -f "$p")
-  for c in "$p" "$real" "${p#/usr}" "${real#/usr}" "/usr$p" "/usr$real"; do
-    out=$(dpkg -S "$c" 2>/dev/null | head -n 1) || continue
-    if [[ -n "$out" ]]; then
-      echo "${out%%:*}"
+  printf '%s\n' "$p" "$real" "${p#/usr}" "${real#/usr}" "/usr$p" "/usr$real" | sort -u
+}
+mapfile -t lib_paths < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$ldd_out")
+mapfile -t candidates < <(for p in "${lib_paths[@]}"; do spellings "$p"; done | sort -u)
+while IFS= read -r line; do
+  pkgs="${line%%: *}"
+  file="${line#*: }"
+  [[ "$pkgs" == "$line" || "$pkgs" == diversion* ]] && continue
+  owner[$file]="${pkgs%%,*}"
+done < <(dpkg -S "${candidates[@]}" 2>/dev/null || true)
+owner_of() {
+  local c
+  while read -r c; do
+    if [[ -n "${owner[$c]:-}" ]]; then
+      echo "${owner[$c]%%:*}"
       return 0
     fi
-  done
+  done < <(spellings "$1")
   return 1
 }
 
@@ -161,6 +174,7 @@ done
 is_in() { local x="$1"; shift; local e; for e in "$@"; do [[ "$e" == "$x" ]] && return 0; done; return 1; }
 
 checked=0
+declare -A used_pkgs=()
 while read -r soname path; do
   [[ -z "$path" ]] && continue
   checked=$((checked + 1))
@@ -169,6 +183,7 @@ while read -r soname path; do
     continue
   fi
   pkg="${pkg%%,*}"
+  used_pkgs[$pkg]=1
   if is_in "$pkg" "${listed[@]}" || is_in "$pkg" "${base_packages[@]}"; then
     continue
   fi
@@ -180,6 +195,13 @@ while read -r soname path; do
 done < <(awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 } $1 ~ /^\// { n = split($1, a, "/"); print a[n], $1 }' <<<"$ldd_out")
 
 [[ $checked -gt 0 ]] || fail "ldd resolved no library for $binary"
+
+# Listed packages that provide no library to this binary: harmless, but dead
+# weight in the image (ca-certificates is data, not a library).
+for p in "${listed[@]}"; do
+  [[ "$p" == ca-certificates || -n "${used_pkgs[$p]:-}" ]] ||
+    echo "NOTE: $p is listed but provides no library that $(basename "$binary") loads"
+done
 
 if [[ $failures -gt 0 ]]; then
   echo "$failures check(s) failed" >&2

@@ -9,6 +9,7 @@
 
 #include "absl/strings/string_view.h"
 #include "dynamobatcher/v1/batcher.pb.h"
+#include "google/protobuf/stubs/logging.h"
 #include "service/codec/codec.h"
 #include "service/codec/text.h"
 
@@ -32,6 +33,12 @@ void Check(bool condition) {
 }
 
 }  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
+  // Invalid UTF-8 in string fields is expected input; keep the log quiet.
+  google::protobuf::SetLogHandler(nullptr);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view raw(reinterpret_cast<const char*>(data), size);

@@ -1,6 +1,11 @@
 // libFuzzer target: arbitrary bytes as the body of a BatchWriteItem answer
 // (status 200 and 400) and of a DescribeTable answer. The parser must never
 // crash, and its result must be self-consistent.
+//
+// Build note: compile service/dynamodb/response_parser.cc and the codec
+// sources with -fsanitize=fuzzer-no-link (plus address,undefined) too;
+// linking the ordinary libraries leaves the parser uninstrumented and the
+// fuzzer blind (coverage ~30 edges instead of ~1200).
 
 #include <cstddef>
 #include <cstdint>

@@ -1,0 +1,177 @@
+#include "service/batching/rate_limiter.h"
+
+#include "gtest/gtest.h"
+
+namespace dynamo_batcher {
+namespace {
+
+const absl::Time kT0 = absl::UnixEpoch() + absl::Hours(1);
+
+RateLimiterOptions Limited(double rate) {
+  RateLimiterOptions o;
+  o.initial_rate = rate;
+  o.max_rate = 10000;
+  o.min_rate = 5;
+  o.decrease_factor = 0.7;
+  o.increase_per_second = 100;
+  o.burst_seconds = 0.1;
+  return o;
+}
+
+// Sends `rate` items/s in 25-item batches for `seconds`, starting at *now.
+void SendSteadily(RateLimiter* l, double rate, double seconds, absl::Time* now) {
+  const absl::Duration step = absl::Seconds(25.0 / rate);
+  const int n = static_cast<int>(seconds * rate / 25.0);
+  for (int i = 0; i < n; ++i) {
+    absl::Time ready_at;
+    ASSERT_TRUE(l->TryAcquire(25, *now, &ready_at)) << i;
+    *now += step;
+  }
+}
+
+TEST(RateLimiter, AcquireUntilEmptyThenRefill) {
+  RateLimiter l(Limited(1000));  // bucket = max(0.1 * 1000, 25) = 100 items
+  absl::Time ready_at;
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(l.TryAcquire(25, kT0, &ready_at)) << i;
+  EXPECT_FALSE(l.TryAcquire(25, kT0, &ready_at));
+  EXPECT_EQ(ready_at, kT0 + absl::Milliseconds(25));
+  EXPECT_EQ(l.ReadyAt(25, kT0), kT0 + absl::Milliseconds(25));
+  EXPECT_FALSE(l.TryAcquire(25, kT0 + absl::Milliseconds(24), &ready_at));
+  EXPECT_TRUE(l.TryAcquire(25, kT0 + absl::Milliseconds(25), &ready_at));
+  // The bucket never holds more than its depth, however long it idles.
+  const absl::Time later = kT0 + absl::Seconds(60);
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(l.TryAcquire(25, later, &ready_at));
+  EXPECT_FALSE(l.TryAcquire(1, later, &ready_at));
+}
+
+TEST(RateLimiter, FullBatchAlwaysFitsEvenAtTinyRate) {
+  RateLimiter l(Limited(5));  // 0.1 s * 5/s = 0.5 items, but depth is 25
+  absl::Time ready_at;
+  EXPECT_TRUE(l.TryAcquire(25, kT0, &ready_at));
+  EXPECT_FALSE(l.TryAcquire(25, kT0, &ready_at));
+  EXPECT_EQ(ready_at, kT0 + absl::Seconds(5));
+  EXPECT_TRUE(l.TryAcquire(25, ready_at, &ready_at));
+}
+
+TEST(RateLimiter, ThrottleDecreasesMultiplicatively) {
+  RateLimiter l(Limited(1000));
+  absl::Time now = kT0;
+  SendSteadily(&l, 1000, 3, &now);
+  l.OnResult(25, 0, /*throttled=*/true, now);
+  EXPECT_NEAR(l.rate(), 700, 15);
+}
+
+TEST(RateLimiter, PartialUnprocessedDecreasesByTheFraction) {
+  RateLimiter l(Limited(1000));
+  absl::Time now = kT0;
+  SendSteadily(&l, 1000, 3, &now);
+  l.OnResult(25, 5, false, now);  // 20% unprocessed: 1 - 0.3 * 0.2 = 0.94
+  EXPECT_NEAR(l.rate(), 940, 15);
+
+  RateLimiter l2(Limited(1000));
+  now = kT0;
+  SendSteadily(&l2, 1000, 3, &now);
+  l2.OnResult(25, 25, false, now);  // all unprocessed: like a throttle
+  EXPECT_NEAR(l2.rate(), 700, 15);
+}
+
+TEST(RateLimiter, OnlyOneDecreasePerWindow) {
+  RateLimiter l(Limited(1000));
+  absl::Time now = kT0;
+  SendSteadily(&l, 1000, 3, &now);
+  // Eight concurrent calls come back throttled together.
+  for (int i = 0; i < 8; ++i) l.OnResult(25, 0, true, now + absl::Milliseconds(i));
+  EXPECT_NEAR(l.rate(), 700, 15);
+  // A larger fraction in the same window deepens that one decrease...
+  RateLimiter l2(Limited(1000));
+  now = kT0;
+  SendSteadily(&l2, 1000, 3, &now);
+  l2.OnResult(25, 1, false, now);
+  const double after_small = l2.rate();
+  EXPECT_NEAR(after_small, 1000 * (1 - 0.3 * 0.04), 15);
+  l2.OnResult(25, 0, true, now + absl::Milliseconds(10));
+  EXPECT_NEAR(l2.rate(), 700, 15);
+  // ...and after the window, a new throttle decreases again.
+  l2.OnResult(25, 0, true, now + absl::Milliseconds(150));
+  EXPECT_LT(l2.rate(), 700 * 0.75);
+}
+
+TEST(RateLimiter, RecoversAdditivelyUpToMaxRate) {
+  RateLimiterOptions o = Limited(1000);
+  o.max_rate = 1500;
+  RateLimiter l(o);
+  absl::Time now = kT0;
+  SendSteadily(&l, 1000, 3, &now);
+  l.OnResult(25, 0, true, now);
+  const double low = l.rate();
+  EXPECT_NEAR(low, 700, 15);
+  // Successes inside the decrease window do not raise it.
+  l.OnResult(25, 0, false, now + absl::Milliseconds(50));
+  EXPECT_DOUBLE_EQ(l.rate(), low);
+  // 2 s later: +100/s per second.
+  l.OnResult(25, 0, false, now + absl::Seconds(2));
+  EXPECT_NEAR(l.rate(), low + 200, 1e-6);
+  l.OnResult(25, 0, false, now + absl::Seconds(3));
+  EXPECT_NEAR(l.rate(), low + 300, 1e-6);
+  l.OnResult(25, 0, false, now + absl::Seconds(60));
+  EXPECT_DOUBLE_EQ(l.rate(), 1500);
+}
+
+TEST(RateLimiter, NeverBelowMinRate) {
+  RateLimiter l(Limited(10));
+  absl::Time now = kT0;
+  for (int i = 0; i < 50; ++i) {
+    l.OnResult(25, 0, true, now);
+    now += absl::Milliseconds(200);
+  }
+  EXPECT_DOUBLE_EQ(l.rate(), 5);
+  absl::Time ready_at;
+  EXPECT_TRUE(l.TryAcquire(25, now, &ready_at));  // bucket still fits a batch
+}
+
+TEST(RateLimiter, FirstThrottleFromUnlimitedLandsNearMeasuredRate) {
+  RateLimiter l;  // defaults: initial 1e9 items/s
+  EXPECT_GE(l.rate(), 1e8);
+  absl::Time now = kT0;
+  SendSteadily(&l, 4000, 5, &now);
+  EXPECT_NEAR(l.MeasuredRate(), 4000, 200);
+  l.OnResult(25, 0, true, now);
+  EXPECT_NEAR(l.rate(), 4000 * 0.7, 150);
+  // And the bucket shrank with it: no 1e8-item burst left.
+  absl::Time ready_at;
+  int passed = 0;
+  while (passed < 1000 && l.TryAcquire(25, now, &ready_at)) ++passed;
+  EXPECT_LE(passed * 25, 300);
+}
+
+TEST(RateLimiter, LateThrottleAnswerDecreasesFromTheSendingRate) {
+  RateLimiter l;
+  absl::Time now = kT0;
+  SendSteadily(&l, 4000, 3, &now);
+  l.OnResult(25, 0, true, now + absl::Seconds(2));  // a slow answer
+  EXPECT_NEAR(l.rate(), 4000 * 0.7, 150);
+}
+
+TEST(RateLimiter, BurstAfterIdleIsNotAveragedWithTheSilence) {
+  RateLimiter l;
+  absl::Time now = kT0;
+  SendSteadily(&l, 100, 3, &now);
+  now += absl::Seconds(30);
+  absl::Time ready_at;
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(l.TryAcquire(25, now, &ready_at));
+  now += absl::Milliseconds(2);
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(l.TryAcquire(25, now, &ready_at));
+  l.OnResult(25, 0, true, now + absl::Milliseconds(20));
+  // 400 items within ~2 ms read as thousands of items/s, not 13/s.
+  EXPECT_GT(l.rate(), 5000);
+}
+
+TEST(RateLimiter, MeasuredRateIsSaneRightAfterStart) {
+  RateLimiter l;
+  absl::Time now = kT0;
+  SendSteadily(&l, 2000, 0.1, &now);  // 200 items in 100 ms
+  EXPECT_NEAR(l.MeasuredRate(), 2000, 400);
+}
+
+}  // namespace
+}  // namespace dynamo_batcher
