@@ -141,7 +141,14 @@ class Client::Impl::Slot {
   Slot(Impl* impl, int index);
   ~Slot() { Stop(/*graceful=*/false); }
 
-  void Start() { thread_ = std::thread([this] { Run(); }); }
+  void Start() {
+    thread_ = std::thread([this] {
+      Run();
+      absl::MutexLock lock(&mu_);
+      run_done_ = true;
+      cv_.SignalAll();
+    });
+  }
   void Enqueue(std::shared_ptr<v1::WriteOp> op, size_t bytes, Callback callback,
                std::atomic<uint64_t>& next_id);
   // Sends ops with id <= upto at once, without lingering.
@@ -197,6 +204,7 @@ class Client::Impl::Slot {
   bool healthy_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool graceful_ ABSL_GUARDED_BY(mu_) = false;
+  bool run_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::thread thread_;
@@ -213,7 +221,8 @@ Client::Impl::Slot::Slot(Impl* impl, int index)
   // gRPC's own reconnect backoff defaults to 1 s .. 120 s; keep it in line
   // with ours so a restarted sidecar is found quickly.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, backoff_ms);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, backoff_ms);
+  // Also the minimum connect timeout: keep room for a TLS handshake.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::max(backoff_ms, 1000));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_backoff_ms);
   // A distinct argument per slot gives each slot its own connection.
   args.SetInt("dynamo_batcher.client_slot", index);
@@ -356,6 +365,14 @@ void Client::Impl::Slot::Stop(bool graceful) {
     if (context_ != nullptr && !graceful) context_->TryCancel();
     cv_.SignalAll();
     progress_cv_.SignalAll();
+    if (graceful) {
+      // The sender may be stuck in a Write the sidecar does not read; a
+      // graceful stop gets a bounded grace, then the stream is cancelled.
+      const absl::Time until = absl::Now() + 2 * kHalfCloseGrace;
+      while (!run_done_ && !cv_.WaitWithDeadline(&mu_, until)) {
+      }
+      if (!run_done_ && context_ != nullptr) context_->TryCancel();
+    }
   }
   if (thread_.joinable()) thread_.join();
   std::vector<Resolution> done;

@@ -1,7 +1,9 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -25,6 +27,9 @@ class CredentialsProvider {
   virtual absl::StatusOr<AwsCredentials> GetCredentials() = 0;
   // For the start-up log and the credentials metric, e.g. "environment".
   virtual std::string Name() const = 0;
+  // Failed refreshes so far (for dynamo_batcher_credentials_refresh_failures_total);
+  // always 0 for providers that never refresh.
+  virtual uint64_t RefreshFailures() const { return 0; }
 };
 
 // Fixed credentials (config or environment).

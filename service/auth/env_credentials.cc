@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -9,13 +10,11 @@
 namespace dynamo_batcher {
 namespace {
 
-const char* NonEmptyEnv(const char* name) {
-  const char* v = std::getenv(name);
-  return (v != nullptr && *v != '\0') ? v : nullptr;
-}
-
 class EnvironmentCredentialsProvider : public CredentialsProvider {
  public:
+  explicit EnvironmentCredentialsProvider(std::function<const char*(const char*)> getenv_fn)
+      : getenv_(std::move(getenv_fn)) {}
+
   absl::StatusOr<AwsCredentials> GetCredentials() override {
     const char* id = NonEmptyEnv("AWS_ACCESS_KEY_ID");
     if (id == nullptr) {
@@ -36,12 +35,27 @@ class EnvironmentCredentialsProvider : public CredentialsProvider {
     return creds;
   }
   std::string Name() const override { return "environment"; }
+
+ private:
+  const char* NonEmptyEnv(const char* name) const {
+    const char* v = getenv_(name);
+    return (v != nullptr && *v != '\0') ? v : nullptr;
+  }
+
+  const std::function<const char*(const char*)> getenv_;
 };
 
 }  // namespace
 
 std::unique_ptr<CredentialsProvider> MakeEnvironmentCredentialsProvider() {
-  return std::make_unique<EnvironmentCredentialsProvider>();
+  return std::make_unique<EnvironmentCredentialsProvider>(
+      [](const char* name) -> const char* { return std::getenv(name); });
+}
+
+std::unique_ptr<CredentialsProvider> MakeEnvironmentCredentialsProvider(
+    std::function<const char*(const char*)> getenv_fn) {
+  if (!getenv_fn) return MakeEnvironmentCredentialsProvider();
+  return std::make_unique<EnvironmentCredentialsProvider>(std::move(getenv_fn));
 }
 
 }  // namespace dynamo_batcher

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "service/auth/credentials.h"
@@ -18,5 +19,8 @@ namespace dynamo_batcher {
 //   auto creds = MakeEnvironmentCredentialsProvider();
 //   absl::StatusOr<AwsCredentials> c = creds->GetCredentials();
 std::unique_ptr<CredentialsProvider> MakeEnvironmentCredentialsProvider();
+// Same, reading variables through `getenv_fn` (tests, the chain).
+std::unique_ptr<CredentialsProvider> MakeEnvironmentCredentialsProvider(
+    std::function<const char*(const char*)> getenv_fn);
 
 }  // namespace dynamo_batcher

@@ -37,8 +37,13 @@ class Reader {
       return;
     }
     std::set<std::string> allowed(known.begin(), known.end());
+    std::set<std::string> seen;
     for (const auto& kv : node) {
       std::string key = kv.first.Scalar();
+      if (!seen.insert(key).second) {
+        Fail(Join(path, key), "is given twice (YAML keeps only one; remove the duplicate)");
+        return;
+      }
       if (!allowed.count(key)) {
         Fail(Join(path, key), absl::StrCat("unknown key (expected one of: ",
                                            absl::StrJoin(allowed, ", "), ")"));

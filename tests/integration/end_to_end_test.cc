@@ -41,9 +41,12 @@ batching:
   max_inflight_calls: 8
 )";
 
-std::string Config(const std::string& endpoint, const std::string& extra = "") {
+// `linger` replaces the default 5ms; `extra` is appended.
+std::string Config(const std::string& endpoint, const std::string& extra = "",
+                   const std::string& linger = "5ms") {
   std::string c = kTables;
   c.replace(c.find("ENDPOINT"), 8, endpoint);
+  c.replace(c.find("linger: 5ms"), 11, "linger: " + linger);
   return c + extra;
 }
 
@@ -66,8 +69,8 @@ class EndToEnd : public ::testing::Test {
     ASSERT_TRUE(d.ok()) << d.status();
     dynalite_ = std::move(*d);
   }
-  absl::StatusOr<Sidecar> Start(const std::string& extra = "") {
-    return StartSidecar(dir_, Config(dynalite_.endpoint(), extra));
+  absl::StatusOr<Sidecar> Start(const std::string& extra = "", const std::string& linger = "5ms") {
+    return StartSidecar(dir_, Config(dynalite_.endpoint(), extra, linger));
   }
   std::string dir_;
   Dynalite dynalite_;
@@ -348,7 +351,7 @@ TEST_F(EndToEnd, EachRejectionRuleThroughGrpcLeavesOtherOpsUntouched) {
 }
 
 TEST_F(EndToEnd, UnaryPutDeleteAndFlush) {
-  auto sidecar = Start("batching:\n  linger: 2s\n");
+  auto sidecar = Start("", "2s");
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   auto stub = v1::WriteBatcher::NewStub(sidecar->Channel());
 

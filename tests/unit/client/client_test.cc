@@ -345,6 +345,20 @@ TEST(Client, CloseFlushesThenRefusesNewOps) {
   EXPECT_TRUE(client->Close(absl::Seconds(1)).ok());  // idempotent
 }
 
+TEST(Client, CloseGivesUpOnASidecarThatNeverAnswers) {
+  FakeServer server(/*withhold=*/true);
+  ASSERT_TRUE(server.ok());
+  auto client = MustCreate(OptionsFor(server));
+  auto f = client->Put("t", Item().S("pk", "a"));
+  ASSERT_TRUE(server.service().WaitForOps(1, absl::Seconds(10)));
+  const absl::Time start = absl::Now();
+  absl::Status s = client->Close(absl::Milliseconds(200));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_EQ(f.get().status.code(), absl::StatusCode::kCancelled);
+}
+
 TEST(Client, SpreadsTablesOverSeveralStreams) {
   FakeServer server;
   ASSERT_TRUE(server.ok());

@@ -66,6 +66,11 @@ TEST(Config, UnknownKeyIsRejected) {
   EXPECT_THAT(s.message(), HasSubstr("batching.lingr: unknown key"));
 }
 
+TEST(Config, DuplicateKeyIsRejected) {
+  absl::Status s = ErrorOf(std::string(kMinimal) + "batching:\n  linger: 5ms\nbatching:\n  linger: 2s\n");
+  EXPECT_THAT(s.message(), HasSubstr("batching: is given twice"));
+}
+
 TEST(Config, BadDurationIsRejected) {
   absl::Status s = ErrorOf(std::string(kMinimal) + "batching:\n  linger: fast\n");
   EXPECT_THAT(s.message(), HasSubstr("batching.linger"));

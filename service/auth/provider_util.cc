@@ -1,0 +1,70 @@
+#include "service/auth/provider_util.h"
+
+#include <fstream>
+#include <future>
+#include <memory>
+#include <sstream>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace dynamo_batcher::auth_internal {
+
+HttpResponse SendAndWait(HttpTransport& transport, HttpRequest request) {
+  auto promise = std::make_shared<std::promise<HttpResponse>>();
+  std::future<HttpResponse> future = promise->get_future();
+  transport.Send(std::move(request),
+                 [promise](HttpResponse response) { promise->set_value(std::move(response)); });
+  return future.get();
+}
+
+std::string Env(const GetenvFunction& getenv_fn, const char* name) {
+  if (!getenv_fn) return "";
+  const char* v = getenv_fn(name);
+  return v == nullptr ? "" : std::string(v);
+}
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::ostringstream out;
+  out << in.rdbuf();
+  if (in.bad()) return absl::UnavailableError(absl::StrCat("error reading ", path));
+  return out.str();
+}
+
+std::string FormEncode(absl::string_view value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(value.size());
+  for (unsigned char c : value) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  return out;
+}
+
+bool IsTrue(absl::string_view value) {
+  const std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(value));
+  return v == "true" || v == "1" || v == "yes";
+}
+
+std::string DescribeHttpFailure(const HttpResponse& response) {
+  if (!response.transport_error.empty()) {
+    return absl::StrCat("transport: ", response.transport_error);
+  }
+  std::string body = response.body.substr(0, 200);
+  for (char& c : body) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return absl::StrCat("HTTP ", response.status, body.empty() ? "" : ": ", body);
+}
+
+}  // namespace dynamo_batcher::auth_internal
