@@ -422,7 +422,8 @@ int RunBench(const GlobalOptions& global_in, const std::vector<std::string>& arg
         "\"results\":%llu,\"seconds\":%.6f,\"ops_per_s\":%.1f,\"p50_ms\":%.3f,"
         "\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"written\":%llu,\"coalesced\":%llu,"
         "\"failed\":%llu,\"rejected\":%llu,\"missing\":%llu,\"client_errors\":%llu}\n",
-        c.use_client ? "client" : "raw", c.streams, static_cast<int>(c.ops_per_message),
+        c.use_client ? "client" : "raw", c.use_client ? 1 : c.streams,
+        static_cast<int>(c.ops_per_message),
         static_cast<unsigned long long>(all.sent),
         static_cast<unsigned long long>(all.results), seconds, ops_per_s, p50, p99, p999,
         static_cast<unsigned long long>(written), static_cast<unsigned long long>(coalesced),

@@ -39,14 +39,19 @@ std::string HmacSha256(absl::string_view key, absl::string_view data) {
   return std::string(reinterpret_cast<const char*>(out), out_len);
 }
 
-// Trims and collapses runs of spaces, as the canonical header form requires.
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+// Trims and collapses runs of whitespace, as the canonical header form
+// requires (botocore: ' '.join(value.split())).
 std::string CanonicalHeaderValue(absl::string_view value) {
   value = absl::StripAsciiWhitespace(value);
   std::string out;
   out.reserve(value.size());
   bool in_space = false;
   for (char c : value) {
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+    if (IsSpace(c)) {
       in_space = true;
       continue;
     }
@@ -71,6 +76,45 @@ std::string CanonicalQuery(absl::string_view query) {
   joined.reserve(params.size());
   for (const auto& [k, v] : params) joined.push_back(absl::StrCat(k, "=", v));
   return absl::StrJoin(joined, "&");
+}
+
+// RFC 3986 section 5.2.4 dot-segment removal; empty segments (double
+// slashes) are dropped too, as AWS services (not S3) do.
+std::string RemoveDotSegments(absl::string_view path) {
+  if (path.empty()) return "/";
+  std::vector<absl::string_view> out;
+  for (absl::string_view seg : absl::StrSplit(path, '/')) {
+    if (seg.empty() || seg == ".") continue;
+    if (seg == "..") {
+      if (!out.empty()) out.pop_back();
+      continue;
+    }
+    out.push_back(seg);
+  }
+  std::string result = path.front() == '/' ? "/" : "";
+  absl::StrAppend(&result, absl::StrJoin(out, "/"));
+  if (path.back() == '/' && !out.empty()) result.push_back('/');
+  return result;
+}
+
+// SigV4 for every service but S3: the path as sent, normalised, then
+// URI-encoded once more ('/' and unreserved characters kept), so "%20" in
+// the request line becomes "%2520" in the canonical request.
+std::string CanonicalUri(absl::string_view path) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  const std::string normalized = RemoveDotSegments(path);
+  std::string out;
+  out.reserve(normalized.size());
+  for (unsigned char c : normalized) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -121,7 +165,7 @@ SigV4Signature SignV4(const SigV4Request& request,
                                        ? Sha256Hex(request.payload)
                                        : request.payload_sha256;
   sig.canonical_request = absl::StrCat(
-      request.method, "\n", request.path.empty() ? "/" : request.path, "\n",
+      request.method, "\n", CanonicalUri(request.path), "\n",
       CanonicalQuery(request.query), "\n", canonical_headers, "\n",
       sig.signed_headers, "\n", payload_hash);
 

@@ -13,8 +13,13 @@ namespace dynamo_batcher {
 // The parts of an HTTP request that SigV4 covers.
 struct SigV4Request {
   std::string method = "POST";
-  std::string path = "/";  // already URI-encoded, as sent
-  std::string query;       // raw query string without '?', may be empty
+  // As sent (already URI-encoded). The canonical URI is this path with dot
+  // segments and empty segments removed, URI-encoded once more (the rule for
+  // every service but S3; "/" for DynamoDB).
+  std::string path = "/";
+  // Raw query string without '?', as sent (already encoded: it is not
+  // re-encoded, only its parameters sorted); may be empty.
+  std::string query;
   // Headers to sign (Host included). Names any case; values trimmed by the signer.
   std::vector<std::pair<std::string, std::string>> headers;
   // Hex SHA-256 of the payload; if empty, the signer hashes `payload`.

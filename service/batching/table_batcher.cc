@@ -231,6 +231,7 @@ struct TableBatcher::Impl {
     ks.next = e;
     backoff.push(HeapItem{retry_at, e, e->gen});
     ++self->stats_.retries;
+    if (self->backoff_observer_) self->backoff_observer_(delay);
   }
 
   // --- batch cutting -------------------------------------------------------

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -133,6 +134,10 @@ class TableBatcher {
   size_t pending_ops() const;    // every op not yet answered (incl. in flight)
   size_t pending_bytes() const;  // MemoryBytes() of every op not yet answered
   const TableBatcherStats& stats() const { return stats_; }
+  // Called with every backoff delay scheduled (for the backoff histogram).
+  void set_backoff_observer(std::function<void(absl::Duration)> observer) {
+    backoff_observer_ = std::move(observer);
+  }
   const RateLimiter& rate_limiter() const { return limiter_; }
 
  private:
@@ -142,6 +147,7 @@ class TableBatcher {
   RetryPolicy retry_;
   RateLimiter limiter_;
   TableBatcherStats stats_;
+  std::function<void(absl::Duration)> backoff_observer_;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -385,7 +385,15 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
       }
     }
     if (YAML::Node rl = root["rate_limit"]) {
-      r.CheckKeys(rl, "rate_limit", {"decrease_factor", "increase_per_second", "min_rate"});
+      r.CheckKeys(rl, "rate_limit", {"decrease_factor", "increase_per_second", "min_rate",
+                                     "recovery", "cubic_recovery"});
+      r.String(rl, "rate_limit", "recovery", &c.rate_limit.recovery);
+      if (r.ok() && c.rate_limit.recovery != "cubic" && c.rate_limit.recovery != "additive") {
+        r.Fail("rate_limit.recovery", absl::StrCat("must be cubic or additive (got \"",
+                                                   c.rate_limit.recovery, "\")"));
+      }
+      r.Duration(rl, "rate_limit", "cubic_recovery", absl::Milliseconds(100), absl::Minutes(10),
+                 &c.rate_limit.cubic_recovery);
       r.Double(rl, "rate_limit", "decrease_factor", 0.05, 0.99, &c.rate_limit.decrease_factor);
       r.Double(rl, "rate_limit", "increase_per_second", 0.1, 1e7,
                &c.rate_limit.increase_per_second);

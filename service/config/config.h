@@ -63,6 +63,8 @@ struct Config {
     double decrease_factor = 0.7;
     double increase_per_second = 500;
     double min_rate = 25;
+    std::string recovery = "cubic";  // cubic | additive
+    absl::Duration cubic_recovery = absl::Seconds(2);
   } rate_limit;
 
   struct Buffer {

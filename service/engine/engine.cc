@@ -39,6 +39,9 @@ Engine::Engine(std::vector<EngineTable> tables, EngineOptions options, DynamoDbC
     t->batcher = std::make_unique<TableBatcher>(t->schema, b, RetryPolicy(options_.retry),
                                                 RateLimiter(tables[i].rate));
     t->m = &metrics_->table(i);
+    prometheus::Histogram* backoff = t->m->backoff_seconds;
+    t->batcher->set_backoff_observer(
+        [backoff](absl::Duration d) { backoff->Observe(absl::ToDoubleSeconds(d)); });
     t->m->queue_budget_bytes->Set(static_cast<double>(options_.max_table_buffer_bytes));
     t->op_latency = std::make_unique<LocalHistogram>(t->m->op_latency_seconds,
                                                      Metrics::OpLatencyBuckets());

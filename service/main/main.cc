@@ -21,7 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "service/auth/credentials.h"
-#include "service/auth/env_credentials.h"
+#include "service/auth/credentials_chain.h"
 #include "service/common/log.h"
 #include "service/config/config.h"
 #include "service/dynamodb/dynamodb_client.h"
@@ -53,23 +53,23 @@ void Usage() {
 }
 
 absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeCredentials(const Config& config) {
-  if (!config.dynamodb.access_key_id.empty()) {
-    AwsCredentials c;
-    c.access_key_id = config.dynamodb.access_key_id;
-    c.secret_access_key = config.dynamodb.secret_access_key;
-    c.session_token = config.dynamodb.session_token;
-    return std::unique_ptr<CredentialsProvider>(
-        std::make_unique<StaticCredentialsProvider>(c, "config"));
+  // The AWS SDKs' chain, config keys first. Credentials traffic (STS, the
+  // container endpoint, IMDS) gets a small transport of its own, owned by
+  // the chain: GetCredentials may block on it, so it must not be the
+  // DynamoDB transport's I/O thread.
+  CredentialsChainOptions options;
+  options.static_credentials.access_key_id = config.dynamodb.access_key_id;
+  options.static_credentials.secret_access_key = config.dynamodb.secret_access_key;
+  options.static_credentials.session_token = config.dynamodb.session_token;
+  options.region = config.dynamodb.region;
+  if (config.dynamodb.access_key_id.empty()) {
+    CurlTransportOptions topts;
+    topts.max_connections = 4;
+    topts.max_connections_per_host = 2;
+    topts.connect_timeout = absl::Seconds(2);
+    options.owned_transport = MakeCurlTransport(topts);
   }
-  auto env = MakeEnvironmentCredentialsProvider();
-  auto probe = env->GetCredentials();
-  if (!probe.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
-        "dynamodb.credentials in the config for local endpoints (",
-        probe.status().message(), ")"));
-  }
-  return env;
+  return MakeDefaultCredentialsChain(options);
 }
 
 int Run(int argc, char** argv) {
@@ -206,6 +206,10 @@ int Run(int argc, char** argv) {
     et.rate.decrease_factor = config.rate_limit.decrease_factor;
     et.rate.increase_per_second = config.rate_limit.increase_per_second;
     et.rate.min_rate = config.rate_limit.min_rate;
+    et.rate.recovery = config.rate_limit.recovery == "additive"
+                           ? RateLimiterOptions::Recovery::kAdditive
+                           : RateLimiterOptions::Recovery::kCubic;
+    et.rate.cubic_recovery_seconds = absl::ToDoubleSeconds(config.rate_limit.cubic_recovery);
     if (t.max_rate > 0) {
       et.rate.max_rate = t.max_rate;
       et.rate.initial_rate = t.max_rate;

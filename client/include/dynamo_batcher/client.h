@@ -63,9 +63,10 @@ struct ClientOptions {
   std::string target = "127.0.0.1:50051";
   // Parallel Write streams. Ops are spread over them by table name.
   int streams = 1;
-  // Packing limits for one WriteRequest. Measured on loopback against an
-  // ack-only server, 256 ops per message reaches the plateau of ops/s;
-  // larger messages only add latency.
+  // Packing limits for one WriteRequest. Measured with `batchctl bench
+  // --client` against an ack-only fake sidecar on loopback (2 shared cores,
+  // 130-byte items): 1 op/message 85k ops/s, 16: 180k, 64: 320k, 256: 365k,
+  // 1024: 420k. 256 gets most of the gain with messages of ~35 KB.
   size_t max_ops_per_message = 256;
   size_t max_message_bytes = 1 << 20;
   // How long the first op of a message may wait for others to join it.
@@ -161,9 +162,8 @@ class Client {
   // The channel used by the streams (e.g. for health checks).
   std::shared_ptr<grpc::Channel> channel() const;
 
-  class Impl;
-
  private:
+  class Impl;
   explicit Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -65,8 +65,16 @@ TEST(RateLimiter, PartialUnprocessedDecreasesByTheFraction) {
   RateLimiter l(Limited(1000));
   absl::Time now = kT0;
   SendSteadily(&l, 1000, 3, &now);
-  l.OnResult(25, 5, false, now);  // 20% unprocessed: 1 - 0.3 * 0.2 = 0.94
-  EXPECT_NEAR(l.rate(), 940, 15);
+  l.OnResult(25, 15, false, now);  // 60% unprocessed: 1 - 0.3 * 0.6 = 0.82
+  EXPECT_NEAR(l.rate(), 820, 15);
+
+  // A small fraction still cuts by the floor (30% of a full decrease), so
+  // the rate does not ride the capacity edge.
+  RateLimiter l1(Limited(1000));
+  now = kT0;
+  SendSteadily(&l1, 1000, 3, &now);
+  l1.OnResult(25, 1, false, now);  // 4% unprocessed: floor 0.3 -> 1 - 0.3 * 0.3
+  EXPECT_NEAR(l1.rate(), 910, 15);
 
   RateLimiter l2(Limited(1000));
   now = kT0;
@@ -88,7 +96,7 @@ TEST(RateLimiter, OnlyOneDecreasePerWindow) {
   SendSteadily(&l2, 1000, 3, &now);
   l2.OnResult(25, 1, false, now);
   const double after_small = l2.rate();
-  EXPECT_NEAR(after_small, 1000 * (1 - 0.3 * 0.04), 15);
+  EXPECT_NEAR(after_small, 1000 * (1 - 0.3 * 0.3), 15);  // the floor
   l2.OnResult(25, 0, true, now + absl::Milliseconds(10));
   EXPECT_NEAR(l2.rate(), 700, 15);
   // ...and after the window, a new throttle decreases again.
@@ -99,6 +107,7 @@ TEST(RateLimiter, OnlyOneDecreasePerWindow) {
 TEST(RateLimiter, RecoversAdditivelyUpToMaxRate) {
   RateLimiterOptions o = Limited(1000);
   o.max_rate = 1500;
+  o.recovery = RateLimiterOptions::Recovery::kAdditive;
   RateLimiter l(o);
   absl::Time now = kT0;
   SendSteadily(&l, 1000, 3, &now);
@@ -115,6 +124,41 @@ TEST(RateLimiter, RecoversAdditivelyUpToMaxRate) {
   EXPECT_NEAR(l.rate(), low + 300, 1e-6);
   l.OnResult(25, 0, false, now + absl::Seconds(60));
   EXPECT_DOUBLE_EQ(l.rate(), 1500);
+}
+
+TEST(RateLimiter, CubicRecoveryClimbsBackThenFlattensThenProbes) {
+  RateLimiterOptions o = Limited(1000);
+  o.max_rate = 5000;
+  o.increase_per_second = 1;  // additive floor out of the way
+  o.recovery = RateLimiterOptions::Recovery::kCubic;
+  o.cubic_recovery_seconds = 2.0;
+  RateLimiter l(o);
+  absl::Time now = kT0;
+  SendSteadily(&l, 1000, 3, &now);
+  const absl::Time cut = now;
+  l.OnResult(25, 0, true, cut);
+  const double low = l.rate();
+  ASSERT_NEAR(low, 700, 15);
+  const double base = low / 0.7;  // the rate it was cut from
+  auto at = [&](double seconds) {
+    l.OnResult(25, 0, false, cut + absl::Milliseconds(static_cast<int64_t>(seconds * 1000)));
+    return l.rate();
+  };
+  const double r05 = at(0.5);
+  const double r10 = at(1.0);
+  const double r20 = at(2.0);
+  const double r25 = at(2.5);
+  const double r40 = at(4.0);
+  // Concave: most of the way back in the first second...
+  EXPECT_GT(r05 - low, 0.5 * (base - low));
+  EXPECT_GT(r10 - r05, 0);
+  EXPECT_LT(r10 - r05, r05 - low);
+  // ...back at the old rate after cubic_recovery_seconds, flat around it...
+  EXPECT_NEAR(r20, base, 5);
+  EXPECT_LT(r25 - r20, 0.02 * base);
+  // ...then convex probing beyond it.
+  EXPECT_GT(r40 - base, 0.2 * base);
+  EXPECT_LE(r40, o.max_rate);
 }
 
 TEST(RateLimiter, NeverBelowMinRate) {

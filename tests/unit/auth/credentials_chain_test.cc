@@ -1,0 +1,158 @@
+#include "service/auth/credentials_chain.h"
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+#include "tests/unit/auth/auth_fakes.h"
+
+namespace dynamo_batcher {
+namespace {
+
+using namespace testing_auth;  // NOLINT
+
+class ChainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    env_.Set("HOME", dir_);  // no ~/.aws here
+    options_.region = "eu-west-1";
+    options_.transport = &transport_;
+    options_.getenv = env_.Fn();
+    options_.wall_now = clock_.Fn();
+    options_.run_async = [](std::function<void()>) {};
+    // Any request the test did not plan for fails like an absent endpoint.
+    transport_.set_handler([this](const HttpRequest& r) {
+      if (absl::StartsWith(r.url, "http://sts.test/")) {
+        return Answer(200, StsXml("ASIASTS", "S", "T", "2024-05-01T13:00:00Z"));
+      }
+      if (absl::StartsWith(r.url, "http://127.0.0.1:7/creds")) {
+        return Answer(200, CredentialsJson("ASIACONT", "S", "T", "2024-05-01T13:00:00Z"));
+      }
+      if (absl::StartsWith(r.url, "http://127.0.0.1:8/")) {
+        if (r.method == "PUT") return Answer(200, "TOK");
+        if (absl::EndsWith(r.url, "/security-credentials/")) return Answer(200, "role");
+        return Answer(200, CredentialsJson("ASIAIMDS", "S", "T", "2024-05-01T13:00:00Z"));
+      }
+      HttpResponse refused;
+      refused.transport_error = "connection refused";
+      return refused;
+    });
+    // Never the real link-local IMDS address from a unit test.
+    env_.Set("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9");
+  }
+  void UseWebIdentity() {
+    WriteFile(dir_ + "/jwt", "jwt");
+    env_.Set("AWS_ROLE_ARN", "arn:aws:iam::1:role/r");
+    env_.Set("AWS_WEB_IDENTITY_TOKEN_FILE", dir_ + "/jwt");
+    env_.Set("AWS_ENDPOINT_URL_STS", "http://sts.test");
+  }
+  std::string dir_;
+  FakeEnv env_;
+  FakeWallClock clock_;
+  FakeTransport transport_;
+  CredentialsChainOptions options_;
+};
+
+TEST_F(ChainTest, ConfigKeysComeFirst) {
+  env_.Set("AWS_ACCESS_KEY_ID", "ENVKEY");
+  env_.Set("AWS_SECRET_ACCESS_KEY", "ENVSECRET");
+  options_.static_credentials.access_key_id = "CFG";
+  options_.static_credentials.secret_access_key = "CFGS";
+  auto p = MakeDefaultCredentialsChain(options_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->Name(), "config");
+  EXPECT_EQ((*p)->GetCredentials()->access_key_id, "CFG");
+}
+
+TEST_F(ChainTest, EnvironmentBeforeWebIdentity) {
+  UseWebIdentity();
+  env_.Set("AWS_ACCESS_KEY_ID", "ENVKEY");
+  env_.Set("AWS_SECRET_ACCESS_KEY", "ENVSECRET");
+  auto p = MakeDefaultCredentialsChain(options_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->Name(), "environment");
+  EXPECT_TRUE(transport_.requests().empty());
+}
+
+TEST_F(ChainTest, WebIdentityWhenItsVariablesAreSet) {
+  UseWebIdentity();
+  env_.Set("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:7/creds");
+  auto p = MakeDefaultCredentialsChain(options_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->Name(), "web_identity");
+  EXPECT_EQ((*p)->GetCredentials()->access_key_id, "ASIASTS");
+  EXPECT_EQ(transport_.requests().size(), 1u) << "probed once, then cached";
+}
+
+TEST_F(ChainTest, FailingWebIdentityFallsThroughToContainer) {
+  UseWebIdentity();
+  env_.Set("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:1");  // refused
+  env_.Set("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:7/creds");
+  auto p = MakeDefaultCredentialsChain(options_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->Name(), "container");
+  EXPECT_EQ((*p)->GetCredentials()->access_key_id, "ASIACONT");
+}
+
+TEST_F(ChainTest, ProfileBeforeImds) {
+  env_.Set("AWS_PROFILE", "dev");
+  env_.Set("AWS_SHARED_CREDENTIALS_FILE", dir_ + "/credentials");
+  WriteFile(dir_ + "/credentials", "[dev]\naws_access_key_id=PK\naws_secret_access_key=PS\n");
+  env_.Set("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:8");
+  auto p = MakeDefaultCredentialsChain(options_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->Name(), "profile:dev");
+  EXPECT_EQ((*p)->GetCredentials()->access_key_id, "PK");
+}
+
+TEST_F(ChainTest, ImdsLast) {
+  env_.Set("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:8");
+  auto p = MakeDefaultCredentialsChain(options_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->Name(), "imds");
+  EXPECT_EQ((*p)->GetCredentials()->access_key_id, "ASIAIMDS");
+}
+
+TEST_F(ChainTest, NothingFoundListsWhatWasTriedWithoutSecrets) {
+  UseWebIdentity();
+  env_.Set("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:1");
+  auto p = MakeDefaultCredentialsChain(options_);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kFailedPrecondition);
+  const std::string msg(p.status().message());
+  EXPECT_TRUE(absl::StrContains(msg, "web_identity:")) << msg;
+  EXPECT_TRUE(absl::StrContains(msg, "profile:default:")) << msg;
+  EXPECT_TRUE(absl::StrContains(msg, "imds:")) << msg;
+  EXPECT_FALSE(absl::StrContains(msg, "jwt\n"));
+}
+
+TEST_F(ChainTest, ImdsCanBeDisabled) {
+  env_.Set("AWS_EC2_METADATA_DISABLED", "true");
+  env_.Set("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:8");
+  auto p = MakeDefaultCredentialsChain(options_);
+  ASSERT_FALSE(p.ok());
+  EXPECT_TRUE(absl::StrContains(p.status().message(), "disabled")) << p.status();
+  EXPECT_TRUE(transport_.requests().empty());
+}
+
+TEST_F(ChainTest, OwnedTransportIsKeptAlive) {
+  auto owned = std::make_shared<FakeTransport>();
+  owned->set_handler([](const HttpRequest& r) {
+    if (r.method == "PUT") return Answer(200, "TOK");
+    if (absl::EndsWith(r.url, "/security-credentials/")) return Answer(200, "role");
+    return Answer(200, CredentialsJson("ASIAOWN", "S", "T", "2024-05-01T13:00:00Z"));
+  });
+  options_.transport = nullptr;
+  options_.owned_transport = owned;
+  std::weak_ptr<FakeTransport> weak = owned;
+  owned.reset();
+  auto p = MakeDefaultCredentialsChain(options_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  options_.owned_transport.reset();
+  EXPECT_FALSE(weak.expired());
+  EXPECT_EQ((*p)->Name(), "imds");
+  p->reset();
+  EXPECT_TRUE(weak.expired());
+}
+
+}  // namespace
+}  // namespace dynamo_batcher
