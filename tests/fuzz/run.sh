@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Builds every libFuzzer target with clang++ (-fsanitize=fuzzer,address,
+# undefined; the code under test is compiled in the same command, so it is
+# instrumented for coverage too) and runs each for SECONDS. Fails on any
+# crash, leak, sanitizer report or invariant violation (abort).
+#
+#   tests/fuzz/run.sh BUILD_DIR [SECONDS]      (default 10 s per target)
+#
+# Outputs go to BUILD_DIR/fuzz/: binaries, generated proto sources (protoc),
+# a corpus per target (kept between runs), logs, crash-* artifacts.
+# FUZZ_TARGETS="sts_xml config" restricts the set; FUZZ_RUNS=N runs N inputs
+# instead of a time budget.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD_DIR=${1:?usage: tests/fuzz/run.sh BUILD_DIR [SECONDS]}
+SECONDS_PER_TARGET=${2:-10}
+mkdir -p "$BUILD_DIR"
+OUT=$(cd "$BUILD_DIR" && pwd)/fuzz
+mkdir -p "$OUT/gen"
+CXX=${FUZZ_CXX:-clang++}
+command -v "$CXX" >/dev/null || { echo "fuzz: $CXX not found (Debian: clang, libclang-rt-14-dev)"; exit 1; }
+
+protoc --cpp_out="$OUT/gen" -I "$ROOT/proto" "$ROOT/proto/dynamobatcher/v1/batcher.proto"
+
+FLAGS=(-std=c++17 -g -O1 -fno-omit-frame-pointer
+       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+       -I "$ROOT" -I "$OUT/gen" -DRAPIDJSON_HAS_STDSTRING=1 -w)
+ABSL_LIBS=$(pkg-config --libs absl_status absl_statusor absl_strings absl_str_format absl_time \
+            absl_flat_hash_map absl_flat_hash_set absl_hash absl_raw_hash_set absl_synchronization)
+CODEC=("$ROOT"/service/codec/codec.cc "$ROOT"/service/codec/number.cc "$ROOT"/service/codec/text.cc)
+PB="$OUT/gen/dynamobatcher/v1/batcher.pb.cc"
+
+declare -A SOURCES LIBS
+SOURCES[codec]="$ROOT/tests/fuzz/codec_fuzz.cc ${CODEC[*]} $PB"
+LIBS[codec]="$(pkg-config --libs protobuf) $ABSL_LIBS"
+SOURCES[response_parser]="$ROOT/tests/fuzz/response_parser_fuzz.cc $ROOT/service/dynamodb/response_parser.cc ${CODEC[*]} $PB"
+LIBS[response_parser]="$(pkg-config --libs protobuf) $ABSL_LIBS"
+SOURCES[sts_xml]="$ROOT/tests/fuzz/sts_xml_fuzz.cc $ROOT/service/auth/sts_xml.cc $ROOT/service/auth/credentials_json.cc"
+LIBS[sts_xml]="$ABSL_LIBS"
+SOURCES[config]="$ROOT/tests/fuzz/config_fuzz.cc $ROOT/service/config/config.cc"
+LIBS[config]="$(pkg-config --libs yaml-cpp) $ABSL_LIBS"
+
+TARGETS=${FUZZ_TARGETS:-codec response_parser sts_xml config}
+
+seed() {  # small valid inputs so the fuzzers start from the interesting part
+  local t=$1 dir=$OUT/corpus/$1
+  mkdir -p "$dir"
+  case $t in
+    sts_xml)
+      printf '%s' '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><SessionToken>T&amp;1</SessionToken><SecretAccessKey>S</SecretAccessKey><Expiration>2024-05-01T13:00:00Z</Expiration><AccessKeyId>A</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>' > "$dir/seed-sts"
+      printf '%s' '<?xml version="1.0"?><ErrorResponse><Error><Code>InvalidIdentityToken</Code><Message>m</Message></Error></ErrorResponse>' > "$dir/seed-err"
+      printf '%s' '{"Code":"Success","AccessKeyId":"A","SecretAccessKey":"S","Token":"T","Expiration":"2024-05-01T13:00:00Z"}' > "$dir/seed-json" ;;
+    config)
+      cp "$ROOT/config.yaml" "$dir/seed-config.yaml" ;;
+    response_parser)
+      printf '%s' '{"UnprocessedItems":{"events":[{"PutRequest":{"Item":{"pk":{"S":"a"},"sk":{"N":"1"}}}}]},"ConsumedCapacity":[{"TableName":"events","CapacityUnits":1}]}' > "$dir/seed-ok" ;;
+    *) ;;
+  esac
+}
+
+status=0
+for t in $TARGETS; do
+  bin=$OUT/${t}_fuzz
+  echo "fuzz: building $t"
+  # shellcheck disable=SC2086
+  "$CXX" "${FLAGS[@]}" ${SOURCES[$t]} -o "$bin" ${LIBS[$t]} -lpthread
+  seed "$t"
+  mkdir -p "$OUT/artifacts/$t"
+  limit=(-max_total_time="$SECONDS_PER_TARGET")
+  [ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS")
+  echo "fuzz: running $t (${FUZZ_RUNS:+$FUZZ_RUNS runs}${FUZZ_RUNS:-${SECONDS_PER_TARGET}s})"
+  if ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1} \
+     UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
+     "$bin" "${limit[@]}" -print_final_stats=1 -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+       -artifact_prefix="$OUT/artifacts/$t/" "$OUT/corpus/$t" > "$OUT/$t.log" 2>&1; then
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$OUT/$t.log" | grep -o '[0-9]*$' || echo '?')
+    cov=$(grep -o 'cov: [0-9]*' "$OUT/$t.log" | tail -1 || true)
+    echo "fuzz: $t OK: $runs executions in ${SECONDS_PER_TARGET}s, $cov"
+  else
+    echo "fuzz: $t FAILED (log: $OUT/$t.log)"
+    grep -E 'ERROR|SUMMARY|runtime error|deadly signal|Test unit written' "$OUT/$t.log" | head -20 || true
+    status=1
+  fi
+done
+exit $status
