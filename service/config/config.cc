@@ -405,7 +405,33 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
       r.Bytes(bu, "buffer", "max_table_bytes", 1 << 20, 1ull << 40, &c.buffer.max_table_bytes);
     }
     if (YAML::Node s = root["server"]) {
-      r.CheckKeys(s, "server", {"max_message_bytes", "max_ops_per_message", "max_streams"});
+      r.CheckKeys(s, "server", {"max_message_bytes", "max_ops_per_message", "max_streams",
+                                "max_inflight_ops_per_stream", "unix_socket_mode", "tls"});
+      r.Int(s, "server", "max_inflight_ops_per_stream", 1, 100000000,
+            &c.server.max_inflight_ops_per_stream);
+      std::string mode;
+      if (r.Scalar(s["unix_socket_mode"], "server.unix_socket_mode", &mode)) {
+        char* end = nullptr;
+        long m = strtol(mode.c_str(), &end, 8);
+        if (mode.empty() || *end != '\0' || m < 0 || m > 0777) {
+          r.Fail("server.unix_socket_mode",
+                 absl::StrCat("must be an octal file mode like 0660 (got \"", mode, "\")"));
+        } else {
+          c.server.unix_socket_mode = static_cast<int>(m);
+        }
+      }
+      if (YAML::Node tls = s["tls"]) {
+        r.CheckKeys(tls, "server.tls", {"cert_file", "key_file", "client_ca_file"});
+        r.String(tls, "server.tls", "cert_file", &c.server.tls_cert_file);
+        r.String(tls, "server.tls", "key_file", &c.server.tls_key_file);
+        r.String(tls, "server.tls", "client_ca_file", &c.server.tls_client_ca_file);
+        if (r.ok() && c.server.tls_cert_file.empty() != c.server.tls_key_file.empty()) {
+          r.Fail("server.tls", "cert_file and key_file must be given together");
+        }
+        if (r.ok() && !c.server.tls_client_ca_file.empty() && c.server.tls_cert_file.empty()) {
+          r.Fail("server.tls.client_ca_file", "needs cert_file and key_file (mTLS is on top of TLS)");
+        }
+      }
       r.Bytes(s, "server", "max_message_bytes", 4096, 1ull << 30, &c.server.max_message_bytes);
       r.Int(s, "server", "max_ops_per_message", 1, 1000000, &c.server.max_ops_per_message);
       r.Int(s, "server", "max_streams", 1, 1000000, &c.server.max_streams);

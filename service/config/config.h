@@ -76,6 +76,16 @@ struct Config {
     uint64_t max_message_bytes = 8ull << 20;
     int max_ops_per_message = 10000;
     int max_streams = 1024;
+    // A stream stops being read while this many of its ops are unanswered,
+    // so one client cannot take the whole buffer from the others.
+    int max_inflight_ops_per_stream = 100000;
+    // File mode of the socket when `listen` is unix:///path.
+    int unix_socket_mode = 0660;
+    // TLS for the gRPC port (both files, PEM). client_ca_file turns on mTLS:
+    // clients must present a certificate signed by it.
+    std::string tls_cert_file;
+    std::string tls_key_file;
+    std::string tls_client_ca_file;
   } server;
 
   absl::Duration drain_timeout = absl::Seconds(20);

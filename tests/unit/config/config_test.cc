@@ -132,6 +132,26 @@ TEST(Config, ByteSizesParse) {
   EXPECT_THAT(s.message(), HasSubstr("buffer.max_bytes"));
 }
 
+TEST(Config, ListenerLockdownOptions) {
+  auto c = ParseConfig(std::string(kMinimal) + R"(
+server:
+  unix_socket_mode: "0600"
+  max_inflight_ops_per_stream: 500
+  tls: {cert_file: /c.pem, key_file: /k.pem, client_ca_file: /ca.pem}
+)", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server.unix_socket_mode, 0600);
+  EXPECT_EQ(c->server.max_inflight_ops_per_stream, 500);
+  EXPECT_EQ(c->server.tls_client_ca_file, "/ca.pem");
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "server:\n  unix_socket_mode: rw\n").message(),
+              HasSubstr("server.unix_socket_mode"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "server:\n  tls: {cert_file: /c.pem}\n").message(),
+              HasSubstr("server.tls"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "server:\n  tls: {client_ca_file: /ca.pem}\n")
+                  .message(),
+              HasSubstr("server.tls"));
+}
+
 TEST(Config, RetryCapBelowBaseIsRejected) {
   absl::Status s = ErrorOf(std::string(kMinimal) + "retry:\n  base: 1s\n  cap: 10ms\n");
   EXPECT_THAT(s.message(), HasSubstr("retry.cap"));
