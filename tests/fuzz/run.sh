@@ -71,14 +71,16 @@ for t in $TARGETS; do
   mkdir -p "$OUT/artifacts/$t"
   limit=(-max_total_time="$SECONDS_PER_TARGET")
   [ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS")
-  echo "fuzz: running $t (${FUZZ_RUNS:+$FUZZ_RUNS runs}${FUZZ_RUNS:-${SECONDS_PER_TARGET}s})"
+  if [ -n "${FUZZ_RUNS:-}" ]; then budget="$FUZZ_RUNS runs"; else budget="${SECONDS_PER_TARGET}s"; fi
+  echo "fuzz: running $t ($budget)"
+  t0=$(date +%s)
   if ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1} \
      UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:suppressions=$ROOT/tests/fuzz/ubsan.supp} \
      "$bin" "${limit[@]}" -print_final_stats=1 -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
        -artifact_prefix="$OUT/artifacts/$t/" "$OUT/corpus/$t" > "$OUT/$t.log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$OUT/$t.log" | grep -o '[0-9]*$' || echo '?')
     cov=$(grep -o 'cov: [0-9]*' "$OUT/$t.log" | tail -1 || true)
-    echo "fuzz: $t OK: $runs executions in ${SECONDS_PER_TARGET}s, $cov"
+    echo "fuzz: $t OK: $runs executions in $(( $(date +%s) - t0 ))s, $cov"
   else
     echo "fuzz: $t FAILED (log: $OUT/$t.log)"
     grep -E 'ERROR|SUMMARY|runtime error|deadly signal|Test unit written' "$OUT/$t.log" | head -20 || true

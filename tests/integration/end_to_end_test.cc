@@ -438,6 +438,35 @@ TEST_F(EndToEnd, HealthMetricsAndReadiness) {
   }
 }
 
+TEST_F(EndToEnd, KeySchemaFromDescribeTableWhenNotInConfig) {
+  ASSERT_TRUE(CreateTable(dynalite_.endpoint(), "orders", "customer:S", "seq:N").ok());
+  auto sidecar = StartSidecar(dir_, absl::StrCat(R"(
+dynamodb:
+  endpoint: )", dynalite_.endpoint(), R"(
+  credentials: {access_key_id: local, secret_access_key: local}
+tables:
+  - name: orders
+)"));
+  ASSERT_TRUE(sidecar.ok()) << sidecar.status();
+  EXPECT_THAT(sidecar->process->ReadLog(), HasSubstr("key schema from DescribeTable"));
+  auto stub = v1::WriteBatcher::NewStub(sidecar->Channel());
+  // Right types per the described schema: written. Wrong type: REJECTED.
+  for (const auto& [seq, want] : std::vector<std::pair<v1::AttributeValue, v1::Outcome>>{
+           {N("1"), v1::WRITTEN}, {S("one"), v1::REJECTED}}) {
+    grpc::ClientContext ctx;
+    v1::PutRequest req;
+    req.set_table("orders");
+    (*req.mutable_item()->mutable_attributes())["customer"] = S("c1");
+    (*req.mutable_item()->mutable_attributes())["seq"] = seq;
+    v1::WriteResult r;
+    ASSERT_TRUE(stub->Put(&ctx, req, &r).ok());
+    EXPECT_EQ(r.outcome(), want) << r.message();
+  }
+  auto items = ScanTable(dynalite_.endpoint(), "orders");
+  ASSERT_TRUE(items.ok());
+  EXPECT_EQ(items->size(), 1u);
+}
+
 TEST_F(EndToEnd, BadConfigExitsNonZeroNamingFileKeyAndReason) {
   std::string path = dir_ + "/bad.yaml";
   {
