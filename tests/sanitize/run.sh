@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # AddressSanitizer (with LeakSanitizer) + UndefinedBehaviorSanitizer run:
 # configures a separate Debug build with -DDYNAMO_BATCHER_SANITIZE=address,undefined,
-# builds the unit test executables, the sidecar and the end-to-end
-# integration test, then runs `ctest -L unit` and end_to_end_test in it.
+# builds the unit test executables, the sidecar and the end-to-end and AWS
+# identity integration tests, then runs `ctest -L unit` and those two in it.
 # Any sanitizer report fails the run (halt_on_error).
 #
 #   tests/sanitize/run.sh [SANITIZE_BUILD_DIR]   (default: build-sanitize)
@@ -20,7 +20,7 @@ cmake -S "$ROOT" -B "$DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 # Every executable under tests/unit/, plus what end_to_end_test needs.
 mapfile -t UNIT < <(ninja -C "$DIR" -t targets all |
   sed -n 's|^tests/unit/[^:]*/\([A-Za-z0-9_]*\): CXX_EXECUTABLE_LINKER.*|\1|p' | sort -u)
-targets=("${UNIT[@]}" dynamo-batcher end_to_end_test)
+targets=("${UNIT[@]}" dynamo-batcher end_to_end_test aws_identity_test)
 [ -n "$(ninja -C "$DIR" -t targets all | grep -o '^batchctl:' || true)" ] && targets+=(batchctl)
 echo "sanitize: building ${#targets[@]} targets in $DIR ($JOBS jobs)"
 cmake --build "$DIR" -j "$JOBS" --target "${targets[@]}"
@@ -38,7 +38,7 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tests/sanitize/lsan.supp:
 cd "$DIR"
 status=0
 ctest -L unit -j "$JOBS" --output-on-failure --timeout 600 || status=1
-ctest -R '^end_to_end_test$' --output-on-failure --timeout 900 || status=1
+ctest -R '^(end_to_end_test|aws_identity_test)$' --output-on-failure --timeout 900 || status=1
 end=$(date +%s)
 echo "sanitize: build $((built - start)) s, tests $((end - built)) s, total $((end - start)) s"
 exit $status
