@@ -18,6 +18,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "prometheus/counter.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "service/auth/credentials.h"
@@ -52,6 +53,9 @@ void Usage() {
                "2 bad usage or configuration, 3 start-up failure.\n";
 }
 
+// dynamo_batcher_credentials_refresh_failures_total, once metrics exist.
+std::atomic<prometheus::Counter*> g_refresh_failures{nullptr};
+
 absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeCredentials(const Config& config) {
   // The AWS SDKs' chain, config keys first. Credentials traffic (STS, the
   // container endpoint, IMDS) gets a small transport of its own, owned by
@@ -62,6 +66,9 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeCredentials(const Confi
   options.static_credentials.secret_access_key = config.dynamodb.secret_access_key;
   options.static_credentials.session_token = config.dynamodb.session_token;
   options.region = config.dynamodb.region;
+  options.on_refresh_failure = [](const std::string&, const absl::Status&) {
+    if (prometheus::Counter* c = g_refresh_failures.load()) c->Increment();
+  };
   if (config.dynamodb.access_key_id.empty()) {
     CurlTransportOptions topts;
     topts.max_connections = 4;
@@ -140,6 +147,7 @@ int Run(int argc, char** argv) {
   Metrics metrics(names);
   metrics.BuildInfo(DYNAMO_BATCHER_VERSION).Set(1);
   metrics.CredentialsProvider((*credentials)->Name()).Set(1);
+  g_refresh_failures.store(&metrics.CredentialsRefreshFailures());
 
   Log(LogLevel::kInfo, "starting dynamo-batcher",
       {{"version", DYNAMO_BATCHER_VERSION},

@@ -109,6 +109,10 @@ Metrics::Metrics(const std::vector<std::string>& tables)
                 .Help("1 when the sidecar has reached DynamoDB and serves traffic.")
                 .Register(r).Add({});
 
+  refresh_failures_ = &BuildCounter().Name("dynamo_batcher_credentials_refresh_failures_total")
+                           .Help("Failed refreshes of the AWS credentials in use (the previous "
+                                 "credentials stay in use until they expire).")
+                           .Register(r).Add({});
   for (const auto& t : tables) {
     Table m;
     m.received_put = &received_->Add({{"table", t}, {"op", "put"}});

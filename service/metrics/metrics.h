@@ -61,6 +61,7 @@ class Metrics {
   prometheus::Gauge& ready() { return *ready_; }
   prometheus::Gauge& BuildInfo(const std::string& version);
   prometheus::Gauge& CredentialsProvider(const std::string& name);
+  prometheus::Counter& CredentialsRefreshFailures() { return *refresh_failures_; }
 
   static const std::vector<double>& OpLatencyBuckets();
 
@@ -91,6 +92,7 @@ class Metrics {
   prometheus::Gauge* inflight_requests_;
   prometheus::Gauge* active_streams_;
   prometheus::Gauge* ready_;
+  prometheus::Counter* refresh_failures_;
   std::vector<Table> tables_;
 };
 
