@@ -2,6 +2,11 @@
 // into deduplicated BatchWriteItem calls. See README.md and config.yaml.
 
 #include <signal.h>
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+#include <fstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -77,6 +82,32 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeCredentials(const Confi
     options.owned_transport = MakeCurlTransport(topts);
   }
   return MakeDefaultCredentialsChain(options);
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& key, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(key, ": cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Insecure (loopback / unix socket), TLS, or mTLS with server.tls.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const Config& config) {
+  if (config.server.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  auto cert = ReadFile("server.tls.cert_file", config.server.tls_cert_file);
+  if (!cert.ok()) return cert.status();
+  auto key = ReadFile("server.tls.key_file", config.server.tls_key_file);
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!config.server.tls_client_ca_file.empty()) {
+    auto ca = ReadFile("server.tls.client_ca_file", config.server.tls_client_ca_file);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
 }
 
 int Run(int argc, char** argv) {
@@ -247,13 +278,21 @@ int Run(int argc, char** argv) {
   ServiceLimits limits;
   limits.max_ops_per_message = config.server.max_ops_per_message;
   limits.max_streams = config.server.max_streams;
+  limits.max_inflight_ops_per_stream = config.server.max_inflight_ops_per_stream;
   WriteBatcherService service(&engine, &metrics, limits);
+  auto listen_credentials = ServerCredentials(config);
+  if (!listen_credentials.ok()) {
+    Log(LogLevel::kError, "cannot set up the gRPC listener",
+        {{"error", std::string(listen_credentials.status().message())}});
+    engine.Stop();
+    return 2;
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(config.listen, *listen_credentials, &bound_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.server.max_message_bytes));
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -261,6 +300,18 @@ int Run(int argc, char** argv) {
     Log(LogLevel::kError, "cannot listen for gRPC", {{"listen", config.listen}});
     engine.Stop();
     return 3;
+  }
+  if (config.listen.rfind("unix:", 0) == 0) {
+    // unix:///abs/path or unix:rel/path
+    std::string path = config.listen.substr(5);
+    if (path.rfind("//", 0) == 0) path = path.substr(2);
+    if (chmod(path.c_str(), static_cast<mode_t>(config.server.unix_socket_mode)) != 0) {
+      Log(LogLevel::kError, "cannot set the socket's file mode",
+          {{"path", path}, {"error", strerror(errno)}});
+      server->Shutdown();
+      engine.Stop();
+      return 3;
+    }
   }
   std::atomic<bool> serving{false};
   auto* health = server->GetHealthCheckService();

@@ -97,15 +97,26 @@ class WriteReactor final
   void Deliver(OpResult result) override {
     bool start = false;
     bool finish = false;
+    bool resume = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       --outstanding_;
       if (finished_) return;
       ToProto(result, pending_.add_results());
       start = TakeWriteLocked();
-      if (!start) finish = ShouldFinishLocked();
+      // Resume a stream paused at its in-flight cap once half has drained.
+      if (read_paused_ && outstanding_ <= service_->limits().max_inflight_ops_per_stream / 2) {
+        read_paused_ = false;
+        if (service_->draining() || broken_) {
+          read_done_ = true;
+        } else {
+          resume = true;
+        }
+      }
+      if (!start && !resume) finish = ShouldFinishLocked();
     }
     if (start) StartWrite(&out_);
+    if (resume) StartRead(&request_);
     if (finish) DoFinish();
   }
 
@@ -194,6 +205,8 @@ class WriteReactor final
       start = TakeWriteLocked();
       if (service_->draining() || broken_) {
         read_done_ = true;
+      } else if (outstanding_ >= service_->limits().max_inflight_ops_per_stream) {
+        read_paused_ = true;  // Deliver resumes it
       } else {
         read = true;
       }
@@ -263,6 +276,7 @@ class WriteReactor final
   int64_t outstanding_ = 0;    // ops read, result not yet queued
   bool writing_ = false;
   bool read_done_ = false;
+  bool read_paused_ = false;  // at max_inflight_ops_per_stream
   bool broken_ = false;
   bool finished_ = false;
 };

@@ -12,6 +12,8 @@ namespace dynamo_batcher {
 struct ServiceLimits {
   int max_ops_per_message = 10000;
   int max_streams = 1024;
+  // A stream stops being read while this many of its ops are unanswered.
+  int64_t max_inflight_ops_per_stream = 100000;
   // Unary calls without a deadline wait at most this long for buffer space.
   absl::Duration default_unary_wait = absl::Seconds(30);
 };
