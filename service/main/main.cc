@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -313,9 +314,17 @@ int Run(int argc, char** argv) {
       return 3;
     }
   }
+  // Health ("" and the WriteBatcher service, gRPC and /readyz alike):
+  // NOT_SERVING until DynamoDB answered once, SERVING then, NOT_SERVING for
+  // good once the drain begins (the probe can no longer turn it back on).
   std::atomic<bool> serving{false};
+  std::mutex health_mu;
+  bool health_final = false;  // guarded by health_mu
   auto* health = server->GetHealthCheckService();
-  auto set_serving = [&](bool on) {
+  auto set_serving = [&](bool on, bool final_state = false) {
+    std::lock_guard<std::mutex> lock(health_mu);
+    if (health_final) return;
+    health_final = final_state;
     serving = on;
     health->SetServingStatus(on);
     health->SetServingStatus(kServiceName, on);
@@ -369,13 +378,8 @@ int Run(int argc, char** argv) {
 
   int sig = 0;
   sigwait(&sigs, &sig);
-  Log(LogLevel::kInfo, "signal received; draining",
-      {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
-       {"drain_timeout", absl::FormatDuration(config.drain_timeout)},
-       {"pending_ops", absl::StrCat(engine.pending_ops())}});
-  stop_probe = true;
-  probe.join();
-  // A second signal forces exit.
+  const uint64_t failed_before = engine.failed_ops();
+  // A second signal forces exit at once, whatever the drain is waiting for.
   std::thread force([sigs] {
     int s2 = 0;
     sigwait(&sigs, &s2);
@@ -383,14 +387,55 @@ int Run(int argc, char** argv) {
     _exit(1);
   });
   force.detach();
-  set_serving(false);
+  // The process never hangs: the drain is bounded by drain_timeout, then
+  // calls already sent to DynamoDB get up to call_timeout to answer (their
+  // items may land, so they are waited for, not failed), plus the gRPC
+  // shutdown grace. Past that, exit non-zero.
+  const absl::Duration hard_limit =
+      config.drain_timeout + config.dynamodb.call_timeout + absl::Seconds(10);
+  std::thread watchdog([hard_limit] {
+    absl::SleepFor(hard_limit);
+    Log(LogLevel::kError, "shutdown took too long; exiting without finishing the drain",
+        {{"limit", absl::FormatDuration(hard_limit)}});
+    _exit(1);
+  });
+  watchdog.detach();
+  set_serving(false, /*final_state=*/true);
   service.BeginDrain();
-  const bool clean = engine.Drain(config.drain_timeout);
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  Log(LogLevel::kInfo, "signal received; draining",
+      {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+       {"drain_timeout", absl::FormatDuration(config.drain_timeout)},
+       {"pending_ops", absl::StrCat(engine.pending_ops())},
+       {"open_streams", absl::StrCat(service.active_streams())}});
+  stop_probe = true;
+  const absl::Time drain_start = absl::Now();
+  bool clean = engine.Drain(config.drain_timeout);
+  Log(LogLevel::kInfo, "buffered writes drained",
+      {{"elapsed", absl::FormatDuration(absl::Now() - drain_start)},
+       {"pending_ops", absl::StrCat(engine.pending_ops())},
+       {"failed_during_drain", absl::StrCat(engine.failed_ops() - failed_before)}});
+  // Streams finish once every op they read has its result; a message whose
+  // read completed just as the drain began may still be submitted here, so
+  // the engine keeps running while gRPC shuts down, and drains once more.
+  // Shutdown waits for open client connections until its deadline; clients
+  // that keep their channel open would cost the whole grace, so it is cut
+  // short once no stream or call is left to answer (plus a moment for the
+  // last unary answers to leave: a unary call counts as done at Finish).
+  const absl::Time grace_end = absl::Now() + absl::Seconds(2);
+  while (!service.idle() && absl::Now() < grace_end) absl::SleepFor(absl::Milliseconds(5));
+  server->Shutdown(absl::ToChronoTime(
+      service.idle() ? std::min(grace_end, absl::Now() + absl::Milliseconds(250)) : grace_end));
+  Log(LogLevel::kInfo, "gRPC server stopped",
+      {{"elapsed", absl::FormatDuration(absl::Now() - drain_start)}});
+  if (engine.pending_ops() > 0) clean = engine.Drain(absl::Seconds(1)) && clean;
+  clean = clean && engine.pending_ops() == 0 && engine.failed_ops() == failed_before;
+  probe.join();  // at most one DescribeTable call (call_timeout) away
   http.Stop();
   engine.Stop();
   Log(LogLevel::kInfo, "stopped",
-      {{"clean", clean ? "true" : "false"}, {"failed_ops_total", absl::StrCat(engine.failed_ops())}});
+      {{"clean", clean ? "true" : "false"},
+       {"failed_during_drain", absl::StrCat(engine.failed_ops() - failed_before)},
+       {"failed_ops_total", absl::StrCat(engine.failed_ops())}});
   return clean ? 0 : 1;
 }
 

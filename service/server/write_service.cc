@@ -45,6 +45,7 @@ void Reject(v1::WriteResult* out, const v1::WriteOp& op, const std::string& code
 class WriteReactor final
     : public grpc::ServerBidiReactor<v1::WriteRequest, v1::WriteResponse>,
       public ResultSink,
+      public WriteBatcherService::DrainListener,
       public std::enable_shared_from_this<WriteReactor> {
  public:
   explicit WriteReactor(WriteBatcherService* service) : service_(service) {}
@@ -52,15 +53,38 @@ class WriteReactor final
   void Begin() {
     self_ = shared_from_this();
     service_->metrics()->active_streams().Increment();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      read_pending_ = true;
+    }
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      read_pending_ = false;
+      // Finished while this read waited (drain or cancel): the message, if
+      // any, is discarded unread; the client learns it from the status.
+      if (finished_) return;
+      if (!ok) half_closed_ = true;
+    }
     if (!ok) {
       StopReading();
       return;
     }
     Process();
+  }
+
+  // The drain began: a stream idle in a read, with every op answered, can
+  // finish now instead of waiting for the client's next message.
+  void OnDrain() override {
+    bool finish;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      finish = ShouldFinishLocked();
+    }
+    if (finish) DoFinish();
   }
 
   void OnWriteDone(bool ok) override {
@@ -88,6 +112,7 @@ class WriteReactor final
   }
 
   void OnDone() override {
+    service_->RemoveStream(this);
     service_->metrics()->active_streams().Decrement();
     service_->active_streams_counter().fetch_sub(1);
     std::shared_ptr<WriteReactor> keep = std::move(self_);
@@ -111,6 +136,7 @@ class WriteReactor final
           read_done_ = true;
         } else {
           resume = true;
+          read_pending_ = true;
         }
       }
       if (!start && !resume) finish = ShouldFinishLocked();
@@ -209,6 +235,7 @@ class WriteReactor final
         read_paused_ = true;  // Deliver resumes it
       } else {
         read = true;
+        read_pending_ = true;
       }
       if (!start) finish = ShouldFinishLocked();
     }
@@ -238,7 +265,9 @@ class WriteReactor final
 
   bool ShouldFinishLocked() {
     if (finished_ || writing_) return false;
-    if (broken_ || (read_done_ && outstanding_ == 0 && pending_.results_size() == 0)) {
+    // While draining, a read still waiting for the client will not be used.
+    const bool reads_over = read_done_ || (read_pending_ && service_->draining());
+    if (broken_ || (reads_over && outstanding_ == 0 && pending_.results_size() == 0)) {
       finished_ = true;
       return true;
     }
@@ -248,13 +277,15 @@ class WriteReactor final
   void DoFinish() {
     bool draining = service_->draining();
     bool broken;
+    bool half_closed;
     {
       std::lock_guard<std::mutex> lock(mu_);
       broken = broken_;
+      half_closed = half_closed_;
     }
     if (broken) {
       Finish(grpc::Status::CANCELLED);
-    } else if (draining) {
+    } else if (draining && !half_closed) {
       Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "dynamo-batcher is draining (shutting down); every op read from this "
                           "stream has its result; send the rest to another instance"));
@@ -276,6 +307,8 @@ class WriteReactor final
   int64_t outstanding_ = 0;    // ops read, result not yet queued
   bool writing_ = false;
   bool read_done_ = false;
+  bool read_pending_ = false;  // a StartRead awaits OnReadDone
+  bool half_closed_ = false;   // the client finished writing
   bool read_paused_ = false;  // at max_inflight_ops_per_stream
   bool broken_ = false;
   bool finished_ = false;
@@ -288,19 +321,28 @@ class RefusingReactor final
   void OnDone() override { delete this; }
 };
 
+// Finishes a unary call and counts it out of WriteBatcherService::idle().
+void FinishUnary(grpc::ServerUnaryReactor* reactor, std::atomic<int>* calls,
+                 grpc::Status status) {
+  reactor->Finish(std::move(status));
+  calls->fetch_sub(1);
+}
+
 // Answers one unary Put/Delete once its result arrives.
 class UnarySink final : public ResultSink {
  public:
-  UnarySink(grpc::ServerUnaryReactor* reactor, v1::WriteResult* response)
-      : reactor_(reactor), response_(response) {}
+  UnarySink(grpc::ServerUnaryReactor* reactor, v1::WriteResult* response,
+            std::atomic<int>* calls)
+      : reactor_(reactor), response_(response), calls_(calls) {}
   void Deliver(OpResult result) override {
     ToProto(result, response_);
-    reactor_->Finish(grpc::Status::OK);
+    FinishUnary(reactor_, calls_, grpc::Status::OK);
   }
 
  private:
   grpc::ServerUnaryReactor* reactor_;
   v1::WriteResult* response_;
+  std::atomic<int>* calls_;
 };
 
 }  // namespace
@@ -308,7 +350,29 @@ class UnarySink final : public ResultSink {
 WriteBatcherService::WriteBatcherService(Engine* engine, Metrics* metrics, ServiceLimits limits)
     : engine_(engine), metrics_(metrics), limits_(limits) {}
 
-void WriteBatcherService::BeginDrain() { draining_.store(true); }
+void WriteBatcherService::BeginDrain() {
+  std::vector<std::shared_ptr<DrainListener>> open;
+  {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    draining_.store(true);
+    for (auto& [key, weak] : streams_) {
+      if (auto s = weak.lock()) open.push_back(std::move(s));
+    }
+  }
+  for (auto& s : open) s->OnDrain();
+}
+
+bool WriteBatcherService::AddStream(const std::shared_ptr<DrainListener>& stream) {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  if (draining_.load()) return false;
+  streams_[stream.get()] = stream;
+  return true;
+}
+
+void WriteBatcherService::RemoveStream(const DrainListener* stream) {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  streams_.erase(stream);
+}
 
 bool WriteBatcherService::PrepareOp(const v1::WriteOp& wire, absl::Time now, int* table, Op* op,
                                     v1::WriteResult* rejected) {
@@ -349,7 +413,14 @@ grpc::ServerBidiReactor<v1::WriteRequest, v1::WriteResponse>* WriteBatcherServic
                      "); reuse one stream per client")));
   }
   auto reactor = std::make_shared<WriteReactor>(this);
+  if (!AddStream(reactor)) {  // the drain began since the check above
+    active_streams_.fetch_sub(1);
+    return new RefusingReactor(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                            "dynamo-batcher is draining (shutting down)"));
+  }
   reactor->Begin();
+  // A BeginDrain between AddStream and Begin found no read to abandon.
+  if (draining_.load()) reactor->OnDrain();
   return reactor.get();
 }
 
@@ -362,13 +433,14 @@ grpc::ServerUnaryReactor* WriteBatcherService::Single(grpc::CallbackServerContex
                                  "dynamo-batcher is draining (shutting down)"));
     return reactor;
   }
+  unary_calls_.fetch_add(1);
   int table = -1;
   Op op;
   if (!PrepareOp(wire, clock_.Now(), &table, &op, response)) {
-    reactor->Finish(grpc::Status::OK);
+    FinishUnary(reactor, &unary_calls_, grpc::Status::OK);
     return reactor;
   }
-  op.sink = std::make_shared<UnarySink>(reactor, response);
+  op.sink = std::make_shared<UnarySink>(reactor, response, &unary_calls_);
   const uint64_t bytes = op.MemoryBytes();
   if (engine_->TryReserve(table, bytes)) {
     std::vector<Op> ops;
@@ -381,10 +453,11 @@ grpc::ServerUnaryReactor* WriteBatcherService::Single(grpc::CallbackServerContex
   auto held = std::make_shared<Op>(std::move(op));
   engine_->ReserveAsync(table, bytes, deadline, [this, table, held, reactor](bool ok) {
     if (!ok) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                   "dynamo-batcher buffer is full (buffer.max_bytes / "
-                                   "buffer.max_table_bytes) and no space freed up before the "
-                                   "call's deadline"));
+      FinishUnary(reactor, &unary_calls_,
+                  grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               "dynamo-batcher buffer is full (buffer.max_bytes / "
+                               "buffer.max_table_bytes) and no space freed up before the "
+                               "call's deadline"));
       return;
     }
     std::vector<Op> ops;
@@ -429,9 +502,10 @@ grpc::ServerUnaryReactor* WriteBatcherService::Flush(grpc::CallbackServerContext
       return reactor;
     }
   }
-  engine_->Flush(table, [reactor, response](uint64_t ops) {
+  unary_calls_.fetch_add(1);
+  engine_->Flush(table, [this, reactor, response](uint64_t ops) {
     response->set_ops(ops);
-    reactor->Finish(grpc::Status::OK);
+    FinishUnary(reactor, &unary_calls_, grpc::Status::OK);
   });
   return reactor;
 }

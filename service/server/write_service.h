@@ -2,6 +2,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
 
 #include "dynamobatcher/v1/batcher.grpc.pb.h"
 #include "service/engine/engine.h"
@@ -44,11 +47,25 @@ class WriteBatcherService final : public dynamobatcher::v1::WriteBatcher::Callba
                                   const dynamobatcher::v1::FlushRequest* request,
                                   dynamobatcher::v1::FlushResponse* response) override;
 
-  // Refuses new streams and calls; open streams stop reading and finish with
-  // UNAVAILABLE once every op they read has its result.
+  // Drain semantics (design guarantee 7), per open Write stream:
+  //  - no message is read after BeginDrain except one whose read had already
+  //    completed; a read still waiting for the client is abandoned: the
+  //    message, if it arrives, is discarded unread (no op of it is buffered);
+  //  - every op the server did read gets exactly one result (WRITTEN,
+  //    COALESCED, REJECTED, or FAILED "ShuttingDown" after drain_timeout);
+  //    the answered ops of a stream are always whole messages, a prefix of
+  //    what the client sent;
+  //  - then the stream finishes with UNAVAILABLE ("draining"): any op the
+  //    client sent without a result was never read and may be resent to
+  //    another instance. A stream the client had already half-closed
+  //    finishes OK (all its ops were read and answered).
+  // New streams and unary Put/Delete are refused with UNAVAILABLE.
   void BeginDrain();
   bool draining() const { return draining_.load(); }
   int active_streams() const { return active_streams_.load(); }
+  // No Write stream open and no unary call (Put, Delete, Flush) unanswered:
+  // once draining, the gRPC server can stop without its shutdown grace.
+  bool idle() const { return active_streams_.load() == 0 && unary_calls_.load() == 0; }
 
   // Validates and encodes one op. Returns true with `*table` and `*op` set,
   // or false with `*rejected` filled (and the rejection counted).
@@ -59,6 +76,17 @@ class WriteBatcherService final : public dynamobatcher::v1::WriteBatcher::Callba
   Metrics* metrics() { return metrics_; }
   const ServiceLimits& limits() const { return limits_; }
   std::atomic<int>& active_streams_counter() { return active_streams_; }
+
+  // An open Write stream, told when the drain begins (so a stream waiting
+  // for the client's next message can finish). Internal to the service.
+  class DrainListener {
+   public:
+    virtual ~DrainListener() = default;
+    virtual void OnDrain() = 0;
+  };
+  // Registers an open stream; false (not registered) when draining already.
+  bool AddStream(const std::shared_ptr<DrainListener>& stream);
+  void RemoveStream(const DrainListener* stream);
 
  private:
   grpc::ServerUnaryReactor* Single(grpc::CallbackServerContext* context,
@@ -71,6 +99,9 @@ class WriteBatcherService final : public dynamobatcher::v1::WriteBatcher::Callba
   SteadyClock clock_;
   std::atomic<bool> draining_{false};
   std::atomic<int> active_streams_{0};
+  std::atomic<int> unary_calls_{0};  // Put/Delete/Flush not yet finished
+  std::mutex streams_mu_;  // orders AddStream against BeginDrain
+  std::map<const DrainListener*, std::weak_ptr<DrainListener>> streams_;  // by streams_mu_
 };
 
 // Fills a proto result from an engine result.
