@@ -142,7 +142,7 @@ bool Engine::Drain(absl::Duration timeout) {
       Wake();
     }
     // In-flight calls come back within the call timeout; retries are refused.
-    const absl::Time hard = absl::Now() + absl::Seconds(15);
+    const absl::Time hard = absl::Now() + options_.inflight_grace;
     while (absl::Now() < hard && pending_ops_.load() > 0) {
       absl::SleepFor(absl::Milliseconds(10));
     }

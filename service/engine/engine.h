@@ -34,6 +34,9 @@ struct EngineOptions {
   uint64_t max_buffer_bytes = 256ull << 20;
   uint64_t max_table_buffer_bytes = 128ull << 20;
   DeadLetterOptions dead_letter;
+  // After drain_timeout, how long to wait for calls already in flight (their
+  // writes may land, so they are not failed blindly): call_timeout + margin.
+  absl::Duration inflight_grace = absl::Seconds(15);
 };
 
 // Sends BatchWriteItem calls as the calls a batch: the one component that

@@ -269,6 +269,7 @@ int Run(int argc, char** argv) {
   eopts.dead_letter.path = config.dead_letter.path;
   eopts.dead_letter.max_bytes = config.dead_letter.max_bytes;
   eopts.dead_letter.max_files = config.dead_letter.max_files;
+  eopts.inflight_grace = config.dynamodb.call_timeout + absl::Seconds(2);
   SteadyClock clock;
   Engine engine(etables, eopts, &ddb, &metrics, &clock);
   if (absl::Status s = engine.Start(); !s.ok()) {
