@@ -9,8 +9,8 @@
 // Usage:
 //   node client/node/example.js --target 127.0.0.1:50051 --table events
 //
-// Writes items pk=node#0..node#N-1 (N = --items), then overwrites the first
-// few and deletes the last few. Exit 0 when every op is WRITTEN or COALESCED,
+// Writes items pk=node#0..node#N-1 (N = --items; "node" is --prefix) with
+// value "v1", then overwrites the first 5 with "v2" and deletes the last 5. Exit 0 when every op is WRITTEN or COALESCED,
 // 1 on any other outcome or a missing result, 3 when the sidecar is
 // unreachable, 2 on bad arguments.
 'use strict';
@@ -24,19 +24,21 @@ function parseArgs(argv) {
     target: process.env.DYNAMO_BATCHER_TARGET || '127.0.0.1:50051',
     table: 'events',
     key: 'pk',
+    prefix: 'node',
     items: 100,
     opsPerMessage: 25,
     timeoutMs: 60000,
   };
   const names = {
-    '--target': 'target', '--table': 'table', '--key': 'key', '--items': 'items',
+    '--target': 'target', '--table': 'table', '--key': 'key', '--prefix': 'prefix',
+    '--items': 'items',
     '--ops-per-message': 'opsPerMessage', '--timeout-ms': 'timeoutMs',
   };
   for (let i = 0; i < argv.length; i++) {
     let [flag, value] = argv[i].split(/=(.*)/s);
     if (flag === '--help' || flag === '-h') {
       console.log('usage: example.js [--target HOST:PORT] [--table T] [--key pk] ' +
-                  '[--items N] [--ops-per-message N] [--timeout-ms MS]');
+                  '[--prefix P] [--items N] [--ops-per-message N] [--timeout-ms MS]');
       process.exit(0);
     }
     const name = names[flag];
@@ -76,7 +78,7 @@ function main() {
     id: String(id),
     table: opts.table,
     put: {attributes: {
-      [opts.key]: {s: `node#${n}`},
+      [opts.key]: {s: `${opts.prefix}#${n}`},
       n: {n: String(n)},
       value: {s: value},
       source: {s: 'node'},
@@ -85,7 +87,7 @@ function main() {
   const deleteOp = (id, n) => ({
     id: String(id),
     table: opts.table,
-    delete_key: {attributes: {[opts.key]: {s: `node#${n}`}}},
+    delete_key: {attributes: {[opts.key]: {s: `${opts.prefix}#${n}`}}},
   });
 
   const ops = [];

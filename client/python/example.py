@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """Streams puts and deletes to the dynamo-batcher sidecar and checks every result.
 
-Generates the gRPC stubs at run time into client/python/gen/ (git-ignored) with
-grpc_tools.protoc (Debian: python3-grpcio, python3-grpc-tools), then opens one
+Generates the gRPC stubs at run time into client/python/gen/ (git-ignored;
+--gen-dir to choose another directory) with grpc_tools.protoc (Debian: python3-grpcio, python3-grpc-tools), then opens one
 Write stream, sends ops packed several per WriteRequest, and matches each
 WriteResult to its op by id.
 
 Usage:
   /usr/bin/python3 client/python/example.py --target 127.0.0.1:50051 --table events
 
-Writes items pk=py#0..py#N-1 (N = --items), then overwrites the first few and
-deletes the last few. Exits 0 when every op is WRITTEN or COALESCED, 1 on any
+Writes items pk=py#0..py#N-1 (N = --items; "py" is --prefix) with value "v1",
+then overwrites the first 5 with value "v2" and deletes the last 5. Exits 0 when every op is WRITTEN or COALESCED, 1 on any
 other outcome or a missing result, 3 when the sidecar is unreachable.
 """
 
@@ -25,24 +25,24 @@ PROTO_ROOT = os.path.join(REPO, "proto")
 GEN = os.path.join(HERE, "gen")
 
 
-def generate_stubs():
+def generate_stubs(gen):
     from grpc_tools import protoc
 
-    os.makedirs(GEN, exist_ok=True)
+    os.makedirs(gen, exist_ok=True)
     proto = os.path.join(PROTO_ROOT, "dynamobatcher", "v1", "batcher.proto")
     rc = protoc.main([
         "grpc_tools.protoc",
         "-I" + PROTO_ROOT,
-        "--python_out=" + GEN,
-        "--grpc_python_out=" + GEN,
+        "--python_out=" + gen,
+        "--grpc_python_out=" + gen,
         proto,
     ])
     if rc != 0:
         sys.exit("protoc failed for %s" % proto)
     # Generated modules import "dynamobatcher.v1...": make those packages.
-    for d in (os.path.join(GEN, "dynamobatcher"), os.path.join(GEN, "dynamobatcher", "v1")):
+    for d in (os.path.join(gen, "dynamobatcher"), os.path.join(gen, "dynamobatcher", "v1")):
         open(os.path.join(d, "__init__.py"), "a").close()
-    sys.path.insert(0, GEN)
+    sys.path.insert(0, gen)
 
 
 def main():
@@ -51,12 +51,15 @@ def main():
                                                            "127.0.0.1:50051"))
     parser.add_argument("--table", default="events")
     parser.add_argument("--key", default="pk", help="partition key attribute (type S)")
+    parser.add_argument("--prefix", default="py", help="keys are PREFIX#0, PREFIX#1, ...")
     parser.add_argument("--items", type=int, default=100)
     parser.add_argument("--ops-per-message", type=int, default=25)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--gen-dir", default=GEN,
+                        help="where to generate the stubs (default client/python/gen)")
     args = parser.parse_args()
 
-    generate_stubs()
+    generate_stubs(os.path.abspath(args.gen_dir))
     import grpc
     from dynamobatcher.v1 import batcher_pb2 as pb
     from dynamobatcher.v1 import batcher_pb2_grpc as pb_grpc
@@ -71,7 +74,7 @@ def main():
 
     def put_op(op_id, n, value):
         op = pb.WriteOp(id=op_id, table=args.table)
-        op.put.attributes[args.key].s = "py#%d" % n
+        op.put.attributes[args.key].s = "%s#%d" % (args.prefix, n)
         op.put.attributes["n"].n = str(n)
         op.put.attributes["value"].s = value
         op.put.attributes["source"].s = "python"
@@ -79,7 +82,7 @@ def main():
 
     def delete_op(op_id, n):
         op = pb.WriteOp(id=op_id, table=args.table)
-        op.delete_key.attributes[args.key].s = "py#%d" % n
+        op.delete_key.attributes[args.key].s = "%s#%d" % (args.prefix, n)
         return op
 
     ops = []
