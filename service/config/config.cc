@@ -325,8 +325,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
     for (size_t i = 0; r.ok() && i < tables.size(); ++i) {
       const std::string p = absl::StrCat("tables[", i, "]");
       YAML::Node t = tables[i];
-      r.CheckKeys(t, p, {"name", "partition_key", "sort_key", "max_rate",
-                         "max_wcu_per_second"});
+      r.CheckKeys(t, p, {"name", "partition_key", "sort_key", "max_rate"});
       if (!r.ok()) break;
       TableConfig tc;
       if (!r.Scalar(t["name"], p + ".name", &tc.schema.name)) {
@@ -362,7 +361,6 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
         break;
       }
       r.Double(t, p, "max_rate", 0, 1e9, &tc.max_rate);
-      r.Double(t, p, "max_wcu_per_second", 0, 1e9, &tc.max_wcu_per_second);
       c.tables.push_back(std::move(tc));
     }
 

@@ -15,7 +15,6 @@ struct TableConfig {
   // True when the key schema came from config; false: DescribeTable at start.
   bool schema_from_config = false;
   double max_rate = 0;          // static ceiling, items/s; 0 = none
-  double max_wcu_per_second = 0;  // static ceiling, WCU/s; 0 = none
 };
 
 struct Config {
