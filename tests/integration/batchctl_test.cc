@@ -2,6 +2,7 @@
 // exit codes and stats.
 
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <string>
 #include <vector>
