@@ -146,10 +146,14 @@ struct TableBatcher::Impl {
   void EmitWritten(Entry* e, std::vector<OpResult>* results) {
     static const std::string kEmpty;
     static const std::string kCoalesced(kCoalescedMessage);
-    Emit(std::move(e->head), Outcome::kWritten, kEmpty, kEmpty, results);
+    // Older ops first, the newest (head) last: results reach a stream in
+    // this order, so a client whose stream breaks in between never holds a
+    // WRITTEN for the newest write while an older one to the same key is
+    // still unanswered (and would be re-sent over it).
     for (Op& op : e->coalesced) {
       Emit(std::move(op), Outcome::kCoalesced, kEmpty, kCoalesced, results);
     }
+    Emit(std::move(e->head), Outcome::kWritten, kEmpty, kEmpty, results);
   }
 
   void EmitFailed(Entry* e, const std::string& code, const std::string& message,
