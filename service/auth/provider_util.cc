@@ -1,5 +1,7 @@
 #include "service/auth/provider_util.h"
 
+#include "service/auth/sigv4.h"
+
 #include <fstream>
 #include <future>
 #include <memory>
@@ -36,19 +38,7 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
 }
 
 std::string FormEncode(absl::string_view value) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(value.size());
-  for (unsigned char c : value) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    }
-  }
-  return out;
+  return UriEncode(value, /*keep_slash=*/false);
 }
 
 bool IsTrue(absl::string_view value) {

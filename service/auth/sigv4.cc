@@ -101,12 +101,18 @@ std::string RemoveDotSegments(absl::string_view path) {
 // URI-encoded once more ('/' and unreserved characters kept), so "%20" in
 // the request line becomes "%2520" in the canonical request.
 std::string CanonicalUri(absl::string_view path) {
+  return UriEncode(RemoveDotSegments(path), /*keep_slash=*/true);
+}
+
+}  // namespace
+
+std::string UriEncode(absl::string_view value, bool keep_slash) {
   static constexpr char kHex[] = "0123456789ABCDEF";
-  const std::string normalized = RemoveDotSegments(path);
   std::string out;
-  out.reserve(normalized.size());
-  for (unsigned char c : normalized) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+  out.reserve(value.size());
+  for (unsigned char c : value) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        (keep_slash && c == '/')) {
       out.push_back(static_cast<char>(c));
     } else {
       out.push_back('%');
@@ -116,8 +122,6 @@ std::string CanonicalUri(absl::string_view path) {
   }
   return out;
 }
-
-}  // namespace
 
 std::string AmzDate(absl::Time now) {
   return absl::FormatTime("%Y%m%dT%H%M%SZ", now, absl::UTCTimeZone());

@@ -45,6 +45,10 @@ SigV4Signature SignV4(const SigV4Request& request,
                       absl::string_view region, absl::string_view service,
                       absl::Time now);
 
+// AWS's UriEncode: unreserved characters (A-Z a-z 0-9 - _ . ~) kept, and
+// '/' when `keep_slash`; everything else %XX with upper-case hex.
+std::string UriEncode(absl::string_view value, bool keep_slash);
+
 // YYYYMMDD'T'HHMMSS'Z' in UTC.
 std::string AmzDate(absl::Time now);
 // Lower-case hex SHA-256.
