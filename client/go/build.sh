@@ -3,7 +3,8 @@
 # Debian-packaged sources in /usr/share/gocode (golang-google-grpc-dev,
 # golang-google-protobuf-dev); nothing is fetched from the network.
 #
-#   client/go/build.sh OUT_DIR    -> OUT_DIR/go-example (and OUT_DIR/gopath, gocache)
+#   client/go/build.sh OUT_DIR         -> OUT_DIR/go-example (and OUT_DIR/gopath, gocache)
+#   client/go/build.sh OUT_DIR --test  also runs the package's tests (go test)
 #
 # Stubs are generated with protoc-gen-go / protoc-gen-go-grpc into
 # OUT_DIR/gopath under the proto's go_package import path.
@@ -23,3 +24,6 @@ export GO111MODULE=off GOPATH="$GP:/usr/share/gocode" GOCACHE="$OUT/gocache" GOF
 cd "$GP/src/$MOD/client/go"
 go vet ./batcher ./example
 go build -o "$OUT/go-example" ./example
+if [ "${2:-}" = "--test" ]; then
+  go test -count=1 ./batcher
+fi

@@ -5,7 +5,9 @@
 #
 #   client/java/build.sh OUT_DIR  -> OUT_DIR/dynamo-batcher-client.jar and
 #                                    OUT_DIR/classpath (the jar + its runtime jars)
-#   java -cp "$(cat OUT_DIR/classpath)" dev.dynamobatcher.client.Example --help
+#                                    OUT_DIR/test-classes (StreamEndTest)
+#   java -cp "$(cat OUT_DIR/classpath)" dev.dynamobatcher.client.Example --target HOST:PORT
+#   client/java/build.sh OUT_DIR --test  also runs StreamEndTest
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -21,8 +23,8 @@ cp_of() { local IFS=:; local out=(); for j in "$@"; do out+=("$J/$j.jar"); done;
 for j in "${COMPILE[@]}" "${RUNTIME[@]}"; do
   [ -f "$J/$j.jar" ] || { echo "missing $J/$j.jar (install the Debian packages in ./dev)" >&2; exit 1; }
 done
-rm -rf "$OUT/gen" "$OUT/classes"
-mkdir -p "$OUT/gen" "$OUT/classes"
+rm -rf "$OUT/gen" "$OUT/classes" "$OUT/test-classes"
+mkdir -p "$OUT/gen" "$OUT/classes" "$OUT/test-classes"
 protoc -I"$REPO/proto" --java_out="$OUT/gen" \
   --plugin=protoc-gen-grpc-java=/usr/bin/grpc_java_plugin --grpc-java_out="$OUT/gen" \
   "$REPO/proto/dynamobatcher/v1/batcher.proto"
@@ -33,3 +35,8 @@ javac -nowarn -encoding UTF-8 -d "$OUT/classes" -cp "$(cp_of "${COMPILE[@]}")" \
   $(find "$OUT/gen" "$HERE/src" -name '*.java')
 jar cf "$OUT/dynamo-batcher-client.jar" -C "$OUT/classes" .
 echo "$OUT/dynamo-batcher-client.jar:$(cp_of "${COMPILE[@]}" "${RUNTIME[@]}")" > "$OUT/classpath"
+javac -nowarn -encoding UTF-8 -d "$OUT/test-classes" \
+  -cp "$OUT/classes:$(cp_of "${COMPILE[@]}")" $(find "$HERE/test" -name '*.java')
+if [ "${2:-}" = "--test" ]; then
+  java -cp "$(cat "$OUT/classpath"):$OUT/test-classes" dev.dynamobatcher.client.StreamEndTest
+fi

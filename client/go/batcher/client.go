@@ -44,6 +44,7 @@ import (
 	"io"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	pb "github.com/dynamo-batcher/dynamo-batcher/gen/go/dynamobatcher/v1"
 	"google.golang.org/grpc"
@@ -288,6 +289,13 @@ func (c *Client) submit(ctx context.Context, op *pb.WriteOp, cb func(Result)) {
 			return
 		}
 	}
+	if err := checkUTF8(op); err != nil {
+		// proto3 strings must be UTF-8: such an op could never be sent, and
+		// would break the stream for every op packed with it.
+		<-c.budget
+		fail(status.Error(codes.InvalidArgument, "batcher: "+err.Error()))
+		return
+	}
 	now := time.Now()
 	bytes := proto.Size(op) + opOverheadBytes
 	c.mu.Lock()
@@ -307,6 +315,65 @@ func (c *Client) submit(ctx context.Context, op *pb.WriteOp, cb func(Result)) {
 	c.stats.Submitted++
 	c.mu.Unlock()
 	c.signal()
+}
+
+// checkUTF8 names the first string of op that is not valid UTF-8.
+func checkUTF8(op *pb.WriteOp) error {
+	if !utf8.ValidString(op.Table) {
+		return fmt.Errorf("WriteOp.table: not valid UTF-8")
+	}
+	item := op.GetPut()
+	if item == nil {
+		item = op.GetDeleteKey()
+	}
+	return checkAttrs("item", item.GetAttributes())
+}
+
+func checkAttrs(path string, attrs map[string]*pb.AttributeValue) error {
+	for name, v := range attrs {
+		if !utf8.ValidString(name) {
+			return fmt.Errorf("%s: attribute name %q is not valid UTF-8", path, name)
+		}
+		if err := checkValue(path+"."+name, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkValue(path string, v *pb.AttributeValue) error {
+	bad := func(s string) bool { return !utf8.ValidString(s) }
+	switch x := v.GetValue().(type) {
+	case *pb.AttributeValue_S:
+		if bad(x.S) {
+			return fmt.Errorf("%s (S): not valid UTF-8", path)
+		}
+	case *pb.AttributeValue_N:
+		if bad(x.N) {
+			return fmt.Errorf("%s (N): not valid UTF-8", path)
+		}
+	case *pb.AttributeValue_Ss:
+		for _, s := range x.Ss.GetValues() {
+			if bad(s) {
+				return fmt.Errorf("%s (SS): a member is not valid UTF-8", path)
+			}
+		}
+	case *pb.AttributeValue_Ns:
+		for _, s := range x.Ns.GetValues() {
+			if bad(s) {
+				return fmt.Errorf("%s (NS): a member is not valid UTF-8", path)
+			}
+		}
+	case *pb.AttributeValue_M:
+		return checkAttrs(path, x.M.GetFields())
+	case *pb.AttributeValue_L:
+		for i, e := range x.L.GetValues() {
+			if err := checkValue(fmt.Sprintf("%s[%d]", path, i), e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (c *Client) isClosed() bool {
