@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -55,6 +56,7 @@ var (
 	expectOut = flag.String("expect-out", "", "stress: file for the expected rows")
 	perMsg    = flag.Int("ops-per-message", 256, "ops per WriteRequest (bench default 64)")
 	deadline  = flag.Duration("op-deadline", 60*time.Second, "client op deadline")
+	cpuProf   = flag.String("cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
 )
 
 func main() {
@@ -65,6 +67,16 @@ func main() {
 	opts := batcher.Options{Target: *target, MaxOpsPerMessage: *perMsg, OpDeadline: *deadline}
 	if *mode == "outcomes" {
 		opts.Linger = 50 * time.Millisecond // the 10 same-key puts share one message
+	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "go example: --cpuprofile:", err)
+			os.Exit(1)
+		}
 	}
 	c, err := batcher.New(opts)
 	if err != nil {
@@ -88,6 +100,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c.Close(ctx)
+	pprof.StopCPUProfile()
 	os.Exit(rc)
 }
 
