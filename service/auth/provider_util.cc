@@ -2,6 +2,7 @@
 
 #include "service/auth/sigv4.h"
 
+#include <algorithm>
 #include <fstream>
 #include <future>
 #include <memory>
@@ -15,6 +16,7 @@
 namespace dynamo_batcher::auth_internal {
 
 HttpResponse SendAndWait(HttpTransport& transport, HttpRequest request) {
+  request.max_response_bytes = std::min(request.max_response_bytes, kMaxCredentialsResponseBytes);
   auto promise = std::make_shared<std::promise<HttpResponse>>();
   std::future<HttpResponse> future = promise->get_future();
   transport.Send(std::move(request),

@@ -20,9 +20,14 @@ using WallClockFunction = std::function<absl::Time()>;
 
 namespace auth_internal {
 
-// Sends and waits for the answer. HttpTransport::SendSync lives in the
-// dynamodb library (which depends on this one), so auth has its own. Must
-// not be called from the transport's I/O thread.
+// Credentials answers (STS, the container endpoint, IMDS) are a few KiB; a
+// bigger one is aborted rather than buffered.
+inline constexpr size_t kMaxCredentialsResponseBytes = 64 << 10;
+
+// Sends and waits for the answer, capped at kMaxCredentialsResponseBytes.
+// HttpTransport::SendSync lives in the dynamodb library (which depends on
+// this one), so auth has its own. Must not be called from the transport's
+// I/O thread.
 HttpResponse SendAndWait(HttpTransport& transport, HttpRequest request);
 
 // The variable's value, or "" when unset (or no getenv was given).
