@@ -72,6 +72,8 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeCredentials(const Confi
   options.static_credentials.secret_access_key = config.dynamodb.secret_access_key;
   options.static_credentials.session_token = config.dynamodb.session_token;
   options.region = config.dynamodb.region;
+  // The engine thread signs requests: it must never wait on credentials I/O.
+  options.never_block = true;
   options.on_refresh_failure = [](const std::string&, const absl::Status&) {
     if (prometheus::Counter* c = g_refresh_failures.load()) c->Increment();
   };
@@ -350,6 +352,13 @@ int Run(int argc, char** argv) {
   Log(LogLevel::kInfo, "dynamo-batcher listening",
       {{"grpc", grpc_addr}, {"metrics", absl::StrCat("http://", metrics_addr, "/metrics")},
        {"dynamodb", ddb.endpoint()}});
+  if (ListenIsRemote(config) && config.server.tls_cert_file.empty()) {
+    // Only reachable with server.allow_insecure_remote (config validation).
+    Log(LogLevel::kWarn,
+        "gRPC listens beyond loopback without TLS (server.allow_insecure_remote): anyone who "
+        "can reach this port can write to the tables with the sidecar's AWS identity",
+        {{"grpc", grpc_addr}});
+  }
 
   // Readiness: SERVING once DynamoDB answered (DescribeTable or a write).
   std::atomic<bool> stop_probe{false};
