@@ -149,6 +149,13 @@ int Run(int argc, char** argv) {
   LogLevel level;
   ParseLogLevel(config.log.level, &level);
   SetLogLevel(level);
+  if (ListenIsRemote(config) && config.server.tls_cert_file.empty()) {
+    // Only possible with server.allow_insecure_remote (config validation).
+    Log(LogLevel::kWarn,
+        "gRPC listens beyond loopback without TLS (server.allow_insecure_remote): anyone who "
+        "can reach this port can write to the tables with the sidecar's AWS identity",
+        {{"listen", config.listen}});
+  }
 
   // Signals go to one thread, which turns them into a drain.
   sigset_t sigs;
@@ -352,13 +359,6 @@ int Run(int argc, char** argv) {
   Log(LogLevel::kInfo, "dynamo-batcher listening",
       {{"grpc", grpc_addr}, {"metrics", absl::StrCat("http://", metrics_addr, "/metrics")},
        {"dynamodb", ddb.endpoint()}});
-  if (ListenIsRemote(config) && config.server.tls_cert_file.empty()) {
-    // Only reachable with server.allow_insecure_remote (config validation).
-    Log(LogLevel::kWarn,
-        "gRPC listens beyond loopback without TLS (server.allow_insecure_remote): anyone who "
-        "can reach this port can write to the tables with the sidecar's AWS identity",
-        {{"grpc", grpc_addr}});
-  }
 
   // Readiness: SERVING once DynamoDB answered (DescribeTable or a write).
   std::atomic<bool> stop_probe{false};
