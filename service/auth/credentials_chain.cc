@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -110,8 +111,9 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeDefaultCredentialsChain
     if (transport == nullptr) return configured_error("container", no_transport);
     return commit(MakeContainerCredentialsProvider(**std::move(container), transport, refresh));
   }
-  // 5. Shared files: configured when the profile exists, or when one is
-  // named explicitly (AWS_PROFILE / AWS_DEFAULT_PROFILE).
+  // 5. Shared files: configured when the profile holds credentials
+  // settings. A profile named explicitly (AWS_PROFILE / AWS_DEFAULT_PROFILE)
+  // that exists in neither file is an error too.
   const ProfileLocation where = ProfileLocationFromEnvironment(getenv_fn);
   const std::string profile_name = absl::StrCat("profile:", where.profile);
   const bool profile_named = !auth_internal::Env(getenv_fn, "AWS_PROFILE").empty() ||
@@ -119,7 +121,9 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeDefaultCredentialsChain
   absl::StatusOr<std::unique_ptr<CredentialsProvider>> profile =
       MakeProfileCredentialsProvider(where, options.region, getenv_fn, transport, refresh);
   if (profile.ok()) return commit(*std::move(profile));
-  if (profile.status().code() != absl::StatusCode::kNotFound || profile_named) {
+  const bool profile_missing = absl::StartsWith(profile.status().message(), "no profile");
+  if (profile.status().code() != absl::StatusCode::kNotFound ||
+      (profile_named && profile_missing)) {
     return configured_error(profile_name, profile.status());
   }
   std::vector<std::string> tried = {

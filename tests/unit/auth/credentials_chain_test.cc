@@ -176,6 +176,25 @@ TEST_F(ChainTest, ImdsLast) {
   EXPECT_EQ((*p)->GetCredentials()->access_key_id, "ASIAIMDS");
 }
 
+TEST_F(ChainTest, ProfileWithoutCredentialsSettingsLeavesItToImds) {
+  // ~/.aws/config with only a region, as on many EC2 hosts.
+  env_.Set("AWS_CONFIG_FILE", dir_ + "/config");
+  WriteFile(dir_ + "/config", "[default]\nregion = eu-west-1\n");
+  env_.Set("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:8");
+  auto p = MakeDefaultCredentialsChain(options_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->Name(), "imds");
+}
+
+TEST_F(ChainTest, UnusableProfileCredentialsAreAnErrorNotImds) {
+  env_.Set("AWS_SHARED_CREDENTIALS_FILE", dir_ + "/credentials");
+  WriteFile(dir_ + "/credentials", "[default]\naws_access_key_id=A\n");
+  env_.Set("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:8");
+  auto p = MakeDefaultCredentialsChain(options_);
+  ASSERT_FALSE(p.ok()) << (*p)->Name();
+  EXPECT_TRUE(absl::StrContains(p.status().message(), "profile:default")) << p.status();
+}
+
 TEST_F(ChainTest, NothingFoundListsWhatWasTried) {
   auto p = MakeDefaultCredentialsChain(options_);
   ASSERT_FALSE(p.ok());
