@@ -33,10 +33,17 @@ std::string Env(const GetenvFunction& getenv_fn, const char* name) {
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream out;
-  out << in.rdbuf();
+  // Read at most one byte past the cap: a path pointing at a huge or
+  // endless file (/dev/zero) fails instead of exhausting memory.
+  std::string out(kMaxCredentialsFileBytes + 1, '\0');
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
   if (in.bad()) return absl::UnavailableError(absl::StrCat("error reading ", path));
-  return out.str();
+  out.resize(static_cast<size_t>(in.gcount()));
+  if (out.size() > kMaxCredentialsFileBytes) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " is larger than ", kMaxCredentialsFileBytes, " bytes (tokens and profiles are small)"));
+  }
+  return out;
 }
 
 std::string FormEncode(absl::string_view value) {

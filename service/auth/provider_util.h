@@ -33,7 +33,11 @@ HttpResponse SendAndWait(HttpTransport& transport, HttpRequest request);
 // The variable's value, or "" when unset (or no getenv was given).
 std::string Env(const GetenvFunction& getenv_fn, const char* name);
 
+// Token and shared credentials/config files are read up to this size.
+inline constexpr size_t kMaxCredentialsFileBytes = 1 << 20;
+
 // Whole file; NOT_FOUND / PERMISSION_DENIED style errors name the path only.
+// FAILED_PRECONDITION beyond kMaxCredentialsFileBytes.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // application/x-www-form-urlencoded value encoding (RFC 3986 unreserved kept).

@@ -155,5 +155,16 @@ TEST(ContainerCredentials, ProviderIsNamedContainer) {
   EXPECT_FALSE(p->GetCredentials().ok());
 }
 
+TEST(ContainerCredentials, EndlessTokenFileFailsWithoutReadingItAll) {
+  FakeTransport t([](const HttpRequest&) { return Answer(200, "{}"); });
+  ContainerCredentialsConfig c;
+  c.url = "http://127.0.0.1:1/creds";
+  c.authorization_token_file = "/dev/zero";
+  auto creds = FetchContainerCredentials(c, t);
+  ASSERT_FALSE(creds.ok());
+  EXPECT_TRUE(absl::StrContains(creds.status().message(), "larger than")) << creds.status();
+  EXPECT_TRUE(t.requests().empty());
+}
+
 }  // namespace
 }  // namespace dynamo_batcher
