@@ -12,6 +12,7 @@
 #include <cstring>
 #include <condition_variable>
 #include <mutex>
+#include <future>
 #include <map>
 #include <string>
 #include <thread>
@@ -24,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "service/auth/container_credentials.h"
+#include "service/dynamodb/dynamodb_client.h"
 #include "service/dynamodb/http_transport.h"
 
 namespace dynamo_batcher {
@@ -426,6 +428,33 @@ TEST(CurlTransport, CredentialsAnswersAreCappedAt64KiB) {
       << creds.status();
   EXPECT_TRUE(absl::StrContains(creds.status().message(), "response too large: more than 65536"))
       << creds.status();
+  EXPECT_LT(PeakRssBytes() - rss_before, 16ull << 20);
+}
+
+TEST(CurlTransport, BatchWriteItemAnswerIsBoundedByItsRequest) {
+  // A hostile endpoint answers a small BatchWriteItem with 400 MiB: the call
+  // fails as a retryable connection error naming the cap, memory stays flat.
+  HugeBodyServer server(400ull << 20, /*announce_length=*/false);
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  StaticCredentialsProvider creds({"AKID", "SECRET", "", std::nullopt}, "test");
+  DynamoDbOptions o;
+  o.endpoint = server.Url();
+  DynamoDbClient ddb(o, transport.get(), &creds);
+  TableSchema schema;
+  schema.name = "events";
+  schema.partition_key = {"pk", KeyType::kS};
+  const std::string body =
+      R"({"RequestItems":{"events":[{"PutRequest":{"Item":{"pk":{"S":"a"}}}}]}})";
+  const uint64_t rss_before = PeakRssBytes();
+  std::promise<BatchWriteResponse> got;
+  ddb.BatchWriteItem(schema, body, [&](BatchWriteResponse r) { got.set_value(std::move(r)); });
+  auto f = got.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  const BatchWriteResponse r = f.get();
+  EXPECT_EQ(r.result.kind, BatchResult::Kind::kRetryable);
+  EXPECT_TRUE(absl::StrContains(r.result.message,
+                                absl::StrCat("response too large: more than ", body.size() + (1 << 20))))
+      << r.result.message;
   EXPECT_LT(PeakRssBytes() - rss_before, 16ull << 20);
 }
 
