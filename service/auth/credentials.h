@@ -25,6 +25,10 @@ class CredentialsProvider {
  public:
   virtual ~CredentialsProvider() = default;
   virtual absl::StatusOr<AwsCredentials> GetCredentials() = 0;
+  // Like GetCredentials, but waits for a fetch when nothing is cached even
+  // if the provider was made never to block (start-up only: never on the
+  // engine or transport threads).
+  virtual absl::StatusOr<AwsCredentials> GetCredentialsBlocking() { return GetCredentials(); }
   // For the start-up log and the credentials metric, e.g. "environment".
   virtual std::string Name() const = 0;
   // Failed refreshes so far (for dynamo_batcher_credentials_refresh_failures_total);

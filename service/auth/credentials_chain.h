@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "service/auth/container_credentials.h"
 #include "service/auth/credentials.h"
 #include "service/auth/provider_util.h"
 #include "service/auth/refreshing_credentials.h"
@@ -32,6 +33,11 @@ struct CredentialsChainOptions {
   absl::Duration imds_timeout = absl::Seconds(1);
   // Tests: run background refreshes here instead of a thread.
   std::function<void(std::function<void()>)> run_async;
+  // The chosen provider's GetCredentials never waits for I/O (see
+  // RefreshOptions::never_block): set for callers on the engine thread.
+  bool never_block = false;
+  // Tests: name resolution for the container-credentials host check.
+  HostResolver resolve_host;
 };
 
 // The AWS SDKs' default chain, in the order of the product contract:
@@ -41,11 +47,15 @@ struct CredentialsChainOptions {
 //   4. "container"     AWS_CONTAINER_CREDENTIALS_{RELATIVE,FULL}_URI (ECS, EKS Pod Identity)
 //   5. "profile:<p>"   shared credentials/config files, AWS_PROFILE
 //   6. "imds"          EC2 instance metadata (IMDSv2), unless AWS_EC2_METADATA_DISABLED=true
-// Each configured provider is asked once, in order; the first that yields
-// credentials is returned (already holding them, refreshing them from then
-// on), and its Name() says which it is. A provider whose variables are unset
-// is not asked. When none works, FAILED_PRECONDITION lists every provider
-// tried and why it failed (no secrets).
+// The first provider whose configuration is present is the one used, for
+// the life of the process: the identity never silently downgrades. If its
+// first fetch fails (STS down, agent not up yet) it is still returned, and
+// it retries with backoff (a warning is logged); callers see UNAVAILABLE
+// meanwhile. A configuration that is present but unusable (one key variable
+// without the other, an invalid container URI, a named profile that is
+// missing or unusable) is FAILED_PRECONDITION, never skipped. IMDS, the last
+// resort, is probed once; when nothing is configured and IMDS does not
+// answer, FAILED_PRECONDITION lists what was looked for (no secrets).
 //
 // Usage (main):
 //   CredentialsChainOptions o;

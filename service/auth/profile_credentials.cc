@@ -159,7 +159,9 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeProfileCredentialsProvi
     return std::unique_ptr<CredentialsProvider>(
         std::make_unique<StaticCredentialsProvider>(std::move(c), name));
   }
-  return absl::FailedPreconditionError(absl::StrCat(
+  // A profile that only sets e.g. the region configures no credentials: the
+  // chain moves on (to IMDS), as the AWS SDKs do.
+  return absl::NotFoundError(absl::StrCat(
       name, ": has neither aws_access_key_id/aws_secret_access_key nor "
             "role_arn/web_identity_token_file"));
 }

@@ -34,8 +34,10 @@ ProfileLocation ProfileLocationFromEnvironment(const GetenvFunction& getenv_fn);
 //   aws_access_key_id + aws_secret_access_key (+ aws_session_token): static;
 //   role_arn + web_identity_token_file (+ role_session_name): STS
 //     AssumeRoleWithWebIdentity, refreshed.
-// NOT_FOUND when neither file has the profile (the chain moves on);
-// FAILED_PRECONDITION for a profile the sidecar cannot use (names the keys).
+// NOT_FOUND when neither file has the profile, or the profile holds no
+// credentials settings (only a region, say); FAILED_PRECONDITION for
+// credentials settings the sidecar cannot use (names the keys): the chain
+// stops there rather than use another identity.
 // The provider's Name() is "profile:<name>". `transport` must outlive it.
 absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeProfileCredentialsProvider(
     const ProfileLocation& location, const std::string& region, const GetenvFunction& getenv_fn,

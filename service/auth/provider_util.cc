@@ -2,6 +2,7 @@
 
 #include "service/auth/sigv4.h"
 
+#include <algorithm>
 #include <fstream>
 #include <future>
 #include <memory>
@@ -15,6 +16,7 @@
 namespace dynamo_batcher::auth_internal {
 
 HttpResponse SendAndWait(HttpTransport& transport, HttpRequest request) {
+  request.max_response_bytes = std::min(request.max_response_bytes, kMaxCredentialsResponseBytes);
   auto promise = std::make_shared<std::promise<HttpResponse>>();
   std::future<HttpResponse> future = promise->get_future();
   transport.Send(std::move(request),
@@ -31,10 +33,17 @@ std::string Env(const GetenvFunction& getenv_fn, const char* name) {
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream out;
-  out << in.rdbuf();
+  // Read at most one byte past the cap: a path pointing at a huge or
+  // endless file (/dev/zero) fails instead of exhausting memory.
+  std::string out(kMaxCredentialsFileBytes + 1, '\0');
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
   if (in.bad()) return absl::UnavailableError(absl::StrCat("error reading ", path));
-  return out.str();
+  out.resize(static_cast<size_t>(in.gcount()));
+  if (out.size() > kMaxCredentialsFileBytes) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " is larger than ", kMaxCredentialsFileBytes, " bytes (tokens and profiles are small)"));
+  }
+  return out;
 }
 
 std::string FormEncode(absl::string_view value) {

@@ -20,15 +20,24 @@ using WallClockFunction = std::function<absl::Time()>;
 
 namespace auth_internal {
 
-// Sends and waits for the answer. HttpTransport::SendSync lives in the
-// dynamodb library (which depends on this one), so auth has its own. Must
-// not be called from the transport's I/O thread.
+// Credentials answers (STS, the container endpoint, IMDS) are a few KiB; a
+// bigger one is aborted rather than buffered.
+inline constexpr size_t kMaxCredentialsResponseBytes = 64 << 10;
+
+// Sends and waits for the answer, capped at kMaxCredentialsResponseBytes.
+// HttpTransport::SendSync lives in the dynamodb library (which depends on
+// this one), so auth has its own. Must not be called from the transport's
+// I/O thread.
 HttpResponse SendAndWait(HttpTransport& transport, HttpRequest request);
 
 // The variable's value, or "" when unset (or no getenv was given).
 std::string Env(const GetenvFunction& getenv_fn, const char* name);
 
+// Token and shared credentials/config files are read up to this size.
+inline constexpr size_t kMaxCredentialsFileBytes = 1 << 20;
+
 // Whole file; NOT_FOUND / PERMISSION_DENIED style errors name the path only.
+// FAILED_PRECONDITION beyond kMaxCredentialsFileBytes.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // application/x-www-form-urlencoded value encoding (RFC 3986 unreserved kept).

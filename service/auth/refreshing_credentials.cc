@@ -45,6 +45,7 @@ void RefreshingCredentialsProvider::Complete(const absl::StatusOr<AwsCredentials
     cached_ = *result;
     fetched_at_ = started;
     last_error_ = absl::OkStatus();
+    consecutive_failures_ = 0;
     // Credentials that come back already inside the refresh window (IMDS
     // hands out the same ones until close to expiry) must not make every
     // call refresh again.
@@ -52,11 +53,22 @@ void RefreshingCredentialsProvider::Complete(const absl::StatusOr<AwsCredentials
   } else {
     failures_.fetch_add(1);
     last_error_ = result.status();
-    next_attempt_ = now + options_.min_attempt_interval;
+    ++consecutive_failures_;
+    absl::Duration wait = options_.min_attempt_interval;
+    if (!Usable(now)) {
+      // Nothing to serve meanwhile: back off from retry_initial.
+      wait = options_.retry_initial;
+      for (int i = 1; i < consecutive_failures_ && wait < options_.min_attempt_interval; ++i) {
+        wait *= 2;
+      }
+      wait = std::min(wait, options_.min_attempt_interval);
+    }
+    next_attempt_ = now + wait;
     Log(LogLevel::kWarn, "credentials refresh failed",
         {{"provider", name_},
          {"error", std::string(result.status().message())},
-         {"have_valid_credentials", Usable(now) ? "true" : "false"}});
+         {"have_valid_credentials", Usable(now) ? "true" : "false"},
+         {"retry_in", absl::FormatDuration(wait)}});
     if (options_.on_failure) options_.on_failure(name_, result.status());
   }
   done_cv_.notify_all();
@@ -81,11 +93,27 @@ void RefreshingCredentialsProvider::StartBackgroundRefresh() {
 }
 
 absl::StatusOr<AwsCredentials> RefreshingCredentialsProvider::GetCredentials() {
+  return Get(/*may_block=*/!options_.never_block);
+}
+
+absl::StatusOr<AwsCredentials> RefreshingCredentialsProvider::GetCredentialsBlocking() {
+  return Get(/*may_block=*/true);
+}
+
+absl::StatusOr<AwsCredentials> RefreshingCredentialsProvider::Get(bool may_block) {
   std::unique_lock<std::mutex> lock(mu_);
   absl::Time now = options_.wall_now();
   if (Usable(now)) {
     if (!refreshing_ && !stopping_ && RefreshDue(now)) StartBackgroundRefresh();
     return *cached_;
+  }
+  if (!may_block) {
+    // The caller must not wait on I/O: fetch in the background and let it
+    // come back (writes retry until their deadline).
+    if (!refreshing_ && !stopping_ && now >= next_attempt_) StartBackgroundRefresh();
+    return absl::UnavailableError(absl::StrCat(
+        "not available yet (", refreshing_ ? "fetching" : "retrying",
+        last_error_.ok() ? "" : "; last error: ", last_error_.message(), ")"));
   }
   // Nothing valid: wait for a fetch already under way rather than start one.
   if (refreshing_) {

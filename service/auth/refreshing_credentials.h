@@ -32,6 +32,14 @@ struct RefreshOptions {
   // No new attempt sooner than this after a failed one (or after a success
   // that still left the credentials inside the refresh window).
   absl::Duration min_attempt_interval = absl::Seconds(10);
+  // With nothing valid cached (start-up, or expired), failed fetches are
+  // retried sooner: after retry_initial, doubling up to min_attempt_interval.
+  absl::Duration retry_initial = absl::Seconds(1);
+  // GetCredentials never waits for a fetch: with nothing valid cached it
+  // starts one in the background (unless one is running or backing off) and
+  // returns UNAVAILABLE at once. For callers on threads that must not block
+  // (the engine); GetCredentialsBlocking still waits.
+  bool never_block = false;
   // Credentials without an expiration are re-fetched (in the background)
   // this often.
   absl::Duration refresh_without_expiration = absl::Hours(1);
@@ -51,7 +59,11 @@ struct RefreshOptions {
 // - With nothing valid cached, one caller fetches; concurrent callers wait
 //   for that single fetch instead of starting their own.
 // - A failed refresh is logged (warn, no secrets), counted and reported to
-//   `on_failure`; the old credentials stay in use until they expire.
+//   `on_failure`; the old credentials stay in use until they expire. With
+//   nothing valid cached, retries back off from retry_initial to
+//   min_attempt_interval.
+// - With never_block, GetCredentials returns UNAVAILABLE instead of waiting
+//   whenever nothing valid is cached, and the fetch runs in the background.
 //
 // Thread-safety: all methods may be called from any thread. `Fetch` is
 // never run twice at once.
@@ -69,6 +81,8 @@ class RefreshingCredentialsProvider : public CredentialsProvider {
   RefreshingCredentialsProvider& operator=(const RefreshingCredentialsProvider&) = delete;
 
   absl::StatusOr<AwsCredentials> GetCredentials() override;
+  // Waits for a fetch when nothing valid is cached, whatever never_block says.
+  absl::StatusOr<AwsCredentials> GetCredentialsBlocking() override;
   std::string Name() const override { return name_; }
   uint64_t RefreshFailures() const override { return failures_.load(); }
 
@@ -79,6 +93,7 @@ class RefreshingCredentialsProvider : public CredentialsProvider {
   void Complete(const absl::StatusOr<AwsCredentials>& result, absl::Time started)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartBackgroundRefresh() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<AwsCredentials> Get(bool may_block);
 
   const std::string name_;
   const Fetch fetch_;
@@ -91,6 +106,7 @@ class RefreshingCredentialsProvider : public CredentialsProvider {
   absl::Time fetched_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time next_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);
+  int consecutive_failures_ ABSL_GUARDED_BY(mu_) = 0;
   bool refreshing_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped per completed fetch
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

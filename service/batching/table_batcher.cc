@@ -422,6 +422,7 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result,
       // say nothing about the table's capacity, and backoff spaces them.
       limiter_.OnResult(sent, result.throttled ? sent : 0, result.throttled, now);
       for (Impl::Entry* e : group) {
+        if (result.never_sent) ++e->free_attempts;
         m.Retry(e, now, result.error_code, result.message, result.retry_after, results);
       }
       break;

@@ -52,6 +52,9 @@ struct BatchResult {
   std::string error_code;                     // DynamoDB __type or transport
   std::string message;
   std::optional<absl::Duration> retry_after;  // x-amz-retry-after, if sent
+  // kRetryable: the call never left (e.g. credentials not available yet), so
+  // it does not count toward max_attempts; op_deadline still bounds the wait.
+  bool never_sent = false;
 };
 
 // Counters the engine turns into metrics. Monotonic.

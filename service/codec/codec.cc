@@ -26,6 +26,9 @@ namespace {
 // DynamoDB's limits on key attribute values (bytes, after UTF-8 encoding).
 constexpr size_t kMaxPartitionKeyBytes = 2048;
 constexpr size_t kMaxSortKeyBytes = 1024;
+// DynamoDB: attribute names are "at least one character long and less than
+// 64 KB" (UTF-8 bytes).
+constexpr size_t kMaxAttributeNameBytes = 65535;
 
 // Sets up to this size are checked for duplicates pairwise (no allocation);
 // larger ones are sorted.
@@ -434,7 +437,10 @@ bool CheckKeyAttribute(const WriteOp& op, const Item& item,
                   out, rejection);
   }
   const size_t limit = is_sort_key ? kMaxSortKeyBytes : kMaxPartitionKeyBytes;
-  if (raw.size() > limit) {
+  // A number key is sized by its value (at most 38 significant digits, 21
+  // bytes), not by its text: "000...01" is the number 1 however long it is
+  // written, and the number's own rules are checked below.
+  if (key.type != KeyType::kN && raw.size() > limit) {
     return Reject(op, "KeyTooLarge",
                   absl::StrCat(KeyLabel(key), " is ", raw.size(),
                                " bytes; DynamoDB allows at most ", limit,
@@ -510,6 +516,14 @@ bool EncodeWriteOp(const WriteOp& op, const TableSchema& schema,
       AppendQuotedForMessage(name, &msg);
       msg.append(" is not valid UTF-8");
       return Reject(op, "InvalidUtf8", msg, out, rejection);
+    }
+    if (name.size() > kMaxAttributeNameBytes) {
+      std::string msg = "attribute name ";
+      AppendQuotedForMessage(name.substr(0, 32), &msg);
+      absl::StrAppend(&msg, "... is ", name.size(),
+                      " bytes; DynamoDB requires attribute names to be less than 64 KB (at most ",
+                      kMaxAttributeNameBytes, " bytes)");
+      return Reject(op, "AttributeNameTooLong", msg, out, rejection);
     }
     if (!first) json.push_back(',');
     first = false;

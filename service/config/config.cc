@@ -1,5 +1,7 @@
 #include "service/config/config.h"
 
+#include <arpa/inet.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -205,7 +207,107 @@ bool ValidListen(const std::string& addr) {
   return absl::SimpleAtoi(addr.substr(colon + 1), &port) && port >= 0 && port <= 65535;
 }
 
+// The region becomes part of host names and the SigV4 scope: letters,
+// digits and hyphens only ("us-east-1"), or an attacker-chosen value could
+// point the sidecar (and its STS token exchange) at another host.
+constexpr size_t kMaxRegionLength = 32;
+std::string RegionProblem(const std::string& region) {
+  const std::string rule = absl::StrCat(
+      "must be 1-", kMaxRegionLength,
+      " letters, digits and hyphens, not starting or ending with a hyphen, like us-east-1 (got \"",
+      region, "\")");
+  if (region.empty() || region.size() > kMaxRegionLength || region.front() == '-' ||
+      region.back() == '-') {
+    return rule;
+  }
+  for (char ch : region) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '-') return rule;
+  }
+  return "";
+}
+
+// An endpoint is scheme://host[:port][/]: http or https, a DNS name or an IP
+// address (IPv6 in brackets), no user info, no path, query or fragment.
+std::string EndpointProblem(const std::string& endpoint) {
+  const std::string got = absl::StrCat(" (got \"", endpoint, "\")");
+  const std::string lower = absl::AsciiStrToLower(endpoint);
+  size_t start = 0;
+  if (lower.rfind("http://", 0) == 0) {
+    start = 7;
+  } else if (lower.rfind("https://", 0) == 0) {
+    start = 8;
+  } else {
+    return absl::StrCat("must start with http:// or https://", got);
+  }
+  std::string authority = endpoint.substr(start);
+  if (!authority.empty() && authority.back() == '/') authority.pop_back();
+  if (authority.find_first_of("/?#") != std::string::npos) {
+    return absl::StrCat("must be scheme://host[:port] with no path, query or fragment", got);
+  }
+  if (authority.find('@') != std::string::npos) {
+    return absl::StrCat("must not contain user info (user@)", got);
+  }
+  std::string host = authority;
+  std::string port;
+  if (!host.empty() && host.front() == '[') {
+    const size_t close = host.find(']');
+    if (close == std::string::npos) return absl::StrCat("has an unclosed [ in the host", got);
+    const std::string rest = host.substr(close + 1);
+    host = host.substr(1, close - 1);
+    in6_addr a6;
+    if (inet_pton(AF_INET6, host.c_str(), &a6) != 1) {
+      return absl::StrCat("has an invalid IPv6 address", got);
+    }
+    if (!rest.empty()) {
+      if (rest.front() != ':') return absl::StrCat("has text after the IPv6 address", got);
+      port = rest.substr(1);
+      if (port.empty()) return absl::StrCat("has an empty port", got);
+    }
+  } else {
+    const size_t colon = host.find(':');
+    if (colon != std::string::npos) {
+      port = host.substr(colon + 1);
+      host = host.substr(0, colon);
+      if (port.empty()) return absl::StrCat("has an empty port", got);
+    }
+    if (host.empty() || host.size() > 253) return absl::StrCat("must name a host", got);
+    for (char ch : host) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '.' &&
+          ch != '_') {
+        return absl::StrCat("host may hold only letters, digits, '-', '_' and '.'", got);
+      }
+    }
+  }
+  if (!port.empty()) {
+    int n = 0;
+    if (port.find_first_not_of("0123456789") != std::string::npos ||
+        !absl::SimpleAtoi(port, &n) || n < 1 || n > 65535) {
+      return absl::StrCat("port must be a number between 1 and 65535", got);
+    }
+  }
+  return "";
+}
+
+// Loopback or a unix socket: reachable from this host (pod) only.
+bool IsLocalListen(const std::string& addr) {
+  if (addr.rfind("unix:", 0) == 0) return true;
+  std::string host = addr.substr(0, addr.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (absl::AsciiStrToLower(host) == "localhost") return true;
+  in_addr a4;
+  if (inet_pton(AF_INET, host.c_str(), &a4) == 1) {
+    return (ntohl(a4.s_addr) >> 24) == 127;
+  }
+  in6_addr a6;
+  if (inet_pton(AF_INET6, host.c_str(), &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
+  return false;
+}
+
 }  // namespace
+
+bool ListenIsRemote(const Config& config) { return !IsLocalListen(config.listen); }
 
 absl::StatusOr<uint64_t> ParseByteSize(const std::string& text) {
   std::string t(absl::StripAsciiWhitespace(text));
@@ -309,12 +411,15 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
         }
       }
     }
-    if (r.ok() && c.dynamodb.region.empty()) r.Fail("dynamodb.region", "must not be empty");
-    if (r.ok() && !c.dynamodb.endpoint.empty() &&
-        c.dynamodb.endpoint.rfind("http://", 0) != 0 &&
-        c.dynamodb.endpoint.rfind("https://", 0) != 0) {
-      r.Fail("dynamodb.endpoint", absl::StrCat("must start with http:// or https:// (got \"",
-                                               c.dynamodb.endpoint, "\")"));
+    if (r.ok()) {
+      if (std::string why = RegionProblem(c.dynamodb.region); !why.empty()) {
+        r.Fail("dynamodb.region", why);
+      }
+    }
+    if (r.ok() && !c.dynamodb.endpoint.empty()) {
+      if (std::string why = EndpointProblem(c.dynamodb.endpoint); !why.empty()) {
+        r.Fail("dynamodb.endpoint", why);
+      }
     }
 
     YAML::Node tables = root["tables"];
@@ -404,7 +509,9 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
     }
     if (YAML::Node s = root["server"]) {
       r.CheckKeys(s, "server", {"max_message_bytes", "max_ops_per_message", "max_streams",
-                                "max_inflight_ops_per_stream", "unix_socket_mode", "tls"});
+                                "max_inflight_ops_per_stream", "unix_socket_mode", "tls",
+                                "allow_insecure_remote"});
+      r.Bool(s, "server", "allow_insecure_remote", &c.server.allow_insecure_remote);
       r.Int(s, "server", "max_inflight_ops_per_stream", 1, 100000000,
             &c.server.max_inflight_ops_per_stream);
       std::string mode;
@@ -471,13 +578,31 @@ absl::Status ApplyEnvironment(Config* config,
   }
   if (const char* v = get("DYNAMO_BATCHER_ENDPOINT")) {
     std::string e(v);
-    if (e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "environment: DYNAMO_BATCHER_ENDPOINT: must start with http:// or https:// (got \"", e, "\")"));
+    if (std::string why = EndpointProblem(e); !why.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("environment: DYNAMO_BATCHER_ENDPOINT: ", why));
     }
     config->dynamodb.endpoint = e;
   }
-  if (const char* v = get("DYNAMO_BATCHER_REGION")) config->dynamodb.region = v;
+  if (const char* v = get("DYNAMO_BATCHER_REGION")) {
+    if (std::string why = RegionProblem(v); !why.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("environment: DYNAMO_BATCHER_REGION: ", why));
+    }
+    config->dynamodb.region = v;
+  }
+  // Checked once the address is final: anything that reaches a non-loopback
+  // listener without TLS can write with the sidecar's IAM identity.
+  if (ListenIsRemote(*config) && config->server.tls_cert_file.empty() &&
+      !config->server.allow_insecure_remote) {
+    const bool from_env = get("DYNAMO_BATCHER_LISTEN") != nullptr;
+    return absl::InvalidArgumentError(absl::StrCat(
+        from_env ? "environment: DYNAMO_BATCHER_LISTEN" : absl::StrCat(config->source, ": listen"),
+        ": \"", config->listen,
+        "\" is reachable from other hosts but has no TLS, so anyone who can connect could write "
+        "with the sidecar's AWS identity; listen on 127.0.0.1 or a unix socket, configure "
+        "server.tls, or set server.allow_insecure_remote: true to accept the risk"));
+  }
   return absl::OkStatus();
 }
 

@@ -85,6 +85,9 @@ struct Config {
     std::string tls_cert_file;
     std::string tls_key_file;
     std::string tls_client_ca_file;
+    // A non-loopback `listen` without TLS is refused unless this is true
+    // (then warned about at start-up): gRPC has no authentication of its own.
+    bool allow_insecure_remote = false;
   } server;
 
   absl::Duration drain_timeout = absl::Seconds(20);
@@ -105,10 +108,16 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
 absl::StatusOr<Config> LoadConfig(const std::string& path);
 
 // 12-factor overrides: DYNAMO_BATCHER_LISTEN, DYNAMO_BATCHER_METRICS_LISTEN,
-// DYNAMO_BATCHER_ENDPOINT, DYNAMO_BATCHER_REGION. `getenv` is injectable for
-// tests.
+// DYNAMO_BATCHER_ENDPOINT, DYNAMO_BATCHER_REGION, validated like the file's
+// keys. Also refuses the final `listen` when it is reachable from other hosts
+// without TLS and server.allow_insecure_remote is not set. `getenv` is
+// injectable for tests.
 absl::Status ApplyEnvironment(Config* config,
                               const char* (*getenv_fn)(const char*));
+
+// Whether `listen` can be reached from other hosts (not loopback, not a
+// unix socket).
+bool ListenIsRemote(const Config& config);
 
 // Parses "256MiB", "64KB", "1048576" into bytes.
 absl::StatusOr<uint64_t> ParseByteSize(const std::string& text);

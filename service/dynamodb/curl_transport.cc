@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -33,7 +34,13 @@ struct Transfer {
   curl_slist* headers = nullptr;
   std::chrono::steady_clock::time_point start;
   char error[CURL_ERROR_SIZE] = {0};
+  size_t header_bytes = 0;
+  bool too_large = false;  // body or headers beyond their cap; aborted
 };
+
+// Headers of one answer, all lines together. curl caps a single line; this
+// caps their number.
+constexpr size_t kMaxResponseHeaderBytes = 64 << 10;
 
 HttpResponse TransportError(std::string what) {
   HttpResponse r;
@@ -42,12 +49,23 @@ HttpResponse TransportError(std::string what) {
 }
 
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
-  static_cast<Transfer*>(user)->response.body.append(data, size * n);
+  auto* t = static_cast<Transfer*>(user);
+  if (size * n > t->request.max_response_bytes - std::min(t->request.max_response_bytes,
+                                                          t->response.body.size())) {
+    t->too_large = true;
+    return 0;  // curl aborts the transfer (CURLE_WRITE_ERROR)
+  }
+  t->response.body.append(data, size * n);
   return size * n;
 }
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
+  t->header_bytes += size * n;
+  if (t->header_bytes > kMaxResponseHeaderBytes) {
+    t->too_large = true;
+    return 0;
+  }
   absl::string_view line(data, size * n);
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
   if (absl::StartsWith(line, "HTTP/")) {
@@ -220,6 +238,9 @@ class CurlTransport : public HttpTransport {
     if (!options_.tls.ca_file.empty()) {
       curl_easy_setopt(easy, CURLOPT_CAINFO, options_.tls.ca_file.c_str());
     }
+    // Refused before reading when Content-Length announces more.
+    curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+                     static_cast<curl_off_t>(req.max_response_bytes));
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, tp->error);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &OnBody);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, tp);
@@ -278,7 +299,16 @@ class CurlTransport : public HttpTransport {
       r.headers.clear();
       r.body.clear();
       r.timed_out = code == CURLE_OPERATION_TIMEDOUT;
-      r.transport_error = Describe(code, t->error);
+      if (t->too_large || code == CURLE_FILESIZE_EXCEEDED) {
+        r.transport_error = absl::StrCat(
+            "response too large: more than ",
+            t->header_bytes > kMaxResponseHeaderBytes ? kMaxResponseHeaderBytes
+                                                      : t->request.max_response_bytes,
+            t->header_bytes > kMaxResponseHeaderBytes ? " bytes of headers" : " bytes",
+            " (the limit for this kind of answer); aborted");
+      } else {
+        r.transport_error = Describe(code, t->error);
+      }
     }
     curl_slist_free_all(t->headers);
     t->headers = nullptr;

@@ -21,6 +21,13 @@ constexpr char kSigningService[] = "dynamodb";
 // CreateTableIfMissing waits this long for ACTIVE (dynalite takes ~0.5 s).
 constexpr absl::Duration kCreateTableWait = absl::Seconds(10);
 constexpr absl::Duration kCreateTablePoll = absl::Milliseconds(100);
+// BatchWriteItem answers may exceed their request by this much; DescribeTable
+// and CreateTable answers (a table description) stay under the default cap
+// (HttpRequest::kDefaultMaxResponseBytes, 1 MiB).
+constexpr size_t kBatchWriteResponseMargin = 1 << 20;
+// A batch whose call could not be signed (credentials not available yet)
+// is tried again after this.
+constexpr absl::Duration kCredentialsRetryAfter = absl::Milliseconds(500);
 
 std::string DefaultEndpoint(absl::string_view region) {
   // China regions live under their own DNS suffix.
@@ -129,6 +136,9 @@ absl::StatusOr<HttpRequest> DynamoDbClient::SignedRequest(absl::string_view acti
 
 void DynamoDbClient::BatchWriteItem(const TableSchema& schema, std::string body,
                                     std::function<void(BatchWriteResponse)> done) {
+  // The answer holds at most the request's items (UnprocessedItems) plus
+  // per-table capacity figures and item collection metrics.
+  const size_t max_response = body.size() + kBatchWriteResponseMargin;
   absl::StatusOr<HttpRequest> req = SignedRequest("BatchWriteItem", std::move(body), absl::Now());
   if (!req.ok()) {
     // Credentials can come back (refresh, IMDS hiccup): retry, don't fail.
@@ -136,9 +146,14 @@ void DynamoDbClient::BatchWriteItem(const TableSchema& schema, std::string body,
     out.result.kind = BatchResult::Kind::kRetryable;
     out.result.error_code = "CredentialsUnavailable";
     out.result.message = std::string(req.status().message());
+    // Not an attempt (nothing was sent); check again in a moment rather
+    // than spin while the credentials fetch runs in the background.
+    out.result.never_sent = true;
+    out.result.retry_after = kCredentialsRetryAfter;
     done(std::move(out));
     return;
   }
+  req->max_response_bytes = max_response;
   transport_->Send(std::move(*req),
                    [schema, done = std::move(done)](HttpResponse response) {
                      done(ParseBatchWriteResponse(response, schema));

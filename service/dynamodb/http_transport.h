@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
@@ -16,6 +17,13 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   absl::Duration timeout = absl::Seconds(10);
+  // The answer's body is never buffered beyond this: a bigger one is aborted
+  // with transport_error "response too large: ...". Set per kind of call
+  // (credentials answers are small; a BatchWriteItem answer is bounded by its
+  // request); the default suits small control-plane answers.
+  size_t max_response_bytes = kDefaultMaxResponseBytes;
+
+  static constexpr size_t kDefaultMaxResponseBytes = 1 << 20;
 };
 
 // An HTTP answer. Any status code is a value (404 and 500 included); only

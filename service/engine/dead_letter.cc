@@ -1,5 +1,7 @@
 #include "service/engine/dead_letter.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -7,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "service/codec/codec.h"
+#include "service/common/log.h"
 
 namespace dynamo_batcher {
 namespace {
@@ -16,6 +19,12 @@ constexpr absl::string_view kDeletePrefix = "{\"DeleteRequest\":{\"Key\":";
 
 std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+}
+
+std::string DirectoryOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
 }
 
 }  // namespace
@@ -32,10 +41,51 @@ DeadLetterWriter::~DeadLetterWriter() {
 
 absl::Status DeadLetterWriter::Open() {
   if (!enabled()) return absl::OkStatus();
-  file_ = fopen(options_.path.c_str(), "ae");
+  // The file holds whole items: readable by the sidecar's user only. A
+  // symlink planted at the path is refused rather than followed, and a file
+  // someone else created there is not written to.
+  const int fd = open(options_.path.c_str(),
+                      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    const int err = errno;
+    return absl::UnavailableError(absl::StrCat(
+        "dead_letter.path: cannot open ", options_.path, ": ", strerror(err),
+        err == ELOOP ? " (a symbolic link; the dead-letter file must be a regular file)" : ""));
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+    close(fd);
+    return absl::UnavailableError(absl::StrCat(
+        "dead_letter.path: ", options_.path,
+        " must be a regular file owned by the sidecar's user"));
+  }
+  if ((st.st_mode & 077) != 0) {
+    // Left by an older version or another tool: tighten it before writing.
+    if (fchmod(fd, 0600) != 0) {
+      close(fd);
+      return absl::UnavailableError(absl::StrCat("dead_letter.path: cannot chmod 0600 ",
+                                                 options_.path, ": ", strerror(errno)));
+    }
+    Log(LogLevel::kWarn, "dead-letter file was readable by others; mode set to 0600",
+        {{"path", options_.path}});
+  }
+  if (!dir_checked_) {
+    dir_checked_ = true;
+    const std::string dir = DirectoryOf(options_.path);
+    struct stat dst;
+    if (stat(dir.c_str(), &dst) == 0 && (dst.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+      Log(LogLevel::kWarn,
+          "dead-letter directory is writable by other users: they can delete or replace "
+          "the dead-letter files; use a directory only the sidecar's user can write",
+          {{"directory", dir}});
+    }
+  }
+  file_ = fdopen(fd, "a");
   if (file_ == nullptr) {
+    const int err = errno;
+    close(fd);
     return absl::UnavailableError(absl::StrCat("dead_letter.path: cannot open ",
-                                               options_.path, ": ", strerror(errno)));
+                                               options_.path, ": ", strerror(err)));
   }
   fseek(file_, 0, SEEK_END);
   size_ = static_cast<uint64_t>(ftell(file_));

@@ -23,6 +23,10 @@ struct DeadLetterOptions {
 //  "first_seen":"RFC3339","failed_at":"RFC3339"}
 // `batchctl replay FILE` sends them again.
 //
+// The files are created 0600 (rotations keep that mode), opened with
+// O_NOFOLLOW and only when owned by the sidecar's user; a directory writable
+// by group or others is warned about once.
+//
 // fsync is batched: at most once per fsync_interval, and on Sync()/close.
 // Thread-safety: none; owned by the engine thread.
 class DeadLetterWriter {
@@ -47,6 +51,7 @@ class DeadLetterWriter {
   FILE* file_ = nullptr;
   uint64_t size_ = 0;
   bool dirty_ = false;
+  bool dir_checked_ = false;
   absl::Time last_sync_ = absl::InfinitePast();
 };
 

@@ -72,6 +72,8 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeCredentials(const Confi
   options.static_credentials.secret_access_key = config.dynamodb.secret_access_key;
   options.static_credentials.session_token = config.dynamodb.session_token;
   options.region = config.dynamodb.region;
+  // The engine thread signs requests: it must never wait on credentials I/O.
+  options.never_block = true;
   options.on_refresh_failure = [](const std::string&, const absl::Status&) {
     if (prometheus::Counter* c = g_refresh_failures.load()) c->Increment();
   };
@@ -147,6 +149,13 @@ int Run(int argc, char** argv) {
   LogLevel level;
   ParseLogLevel(config.log.level, &level);
   SetLogLevel(level);
+  if (ListenIsRemote(config) && config.server.tls_cert_file.empty()) {
+    // Only possible with server.allow_insecure_remote (config validation).
+    Log(LogLevel::kWarn,
+        "gRPC listens beyond loopback without TLS (server.allow_insecure_remote): anyone who "
+        "can reach this port can write to the tables with the sidecar's AWS identity",
+        {{"listen", config.listen}});
+  }
 
   // Signals go to one thread, which turns them into a drain.
   sigset_t sigs;

@@ -6,6 +6,11 @@
 // IMDSv2 are tests/tools/aws_standins.py. Skipped when no python3 with moto
 // and boto3 is installed.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -266,6 +271,70 @@ TEST_F(AwsIdentityTest, NoCredentialsAnywhereExitsWithAClearError) {
   const std::string log = p.ReadLog();
   EXPECT_THAT(log, HasSubstr("no AWS credentials found"));
   EXPECT_THAT(log, HasSubstr("imds: disabled"));
+}
+
+// A port that was free a moment ago (nothing listens: connections are refused).
+int RefusedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST_F(AwsIdentityTest, FailingStsNeverDowngradesToAWeakerIdentity) {
+  // IRSA is configured but STS refuses connections. A default profile with
+  // working keys (the weaker identity, like a node role) is right there:
+  // the sidecar must keep to web identity, stay NOT_SERVING and write
+  // nothing, rather than start as the profile.
+  std::ofstream(dir_ + "/jwt") << "eyJhbGciOiJSUzI1NiJ9.test.token\n";
+  std::ofstream(dir_ + "/credentials")
+      << "[default]\naws_access_key_id = " << key_id_ << "\naws_secret_access_key = " << secret_
+      << "\n";
+  std::vector<std::string> env = BaseEnv();
+  env.push_back("AWS_SHARED_CREDENTIALS_FILE=" + dir_ + "/credentials");
+  env.push_back("AWS_ROLE_ARN=" + role_arn_);
+  env.push_back("AWS_WEB_IDENTITY_TOKEN_FILE=" + dir_ + "/jwt");
+  env.push_back(absl::StrCat("AWS_ENDPOINT_URL_STS=http://127.0.0.1:", RefusedPort()));
+  std::string config = Config("");
+  config.replace(config.find("max_attempts: 5\n"), 16, "max_attempts: 5\n  op_deadline: 3s\n");
+  auto sidecar = StartSidecar(dir_, config, env);
+  ASSERT_TRUE(sidecar.ok()) << sidecar.status();
+  const std::string log = ReadFile(sidecar->process->log_path());
+  EXPECT_THAT(log, HasSubstr("\"credentials\":\"web_identity\""));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("profile:default")));
+  EXPECT_THAT(log, HasSubstr("no fallback to another provider"));
+  auto results = PutItems(*sidecar, 1, "downgrade-");
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome(), v1::FAILED);
+  EXPECT_THAT(results[0].message(), HasSubstr("CredentialsUnavailable"));
+  long status = 0;
+  auto ready = HttpGet(absl::StrCat("http://127.0.0.1:", sidecar->metrics_port, "/readyz"), &status);
+  EXPECT_NE(status, 200) << (ready.ok() ? *ready : ready.status().ToString());
+  EXPECT_TRUE(Scan().empty()) << "nothing written with the profile's keys";
+  EXPECT_THAT(moto_.process->ReadLog(), ::testing::Not(HasSubstr("BatchWriteItem auth=on")));
+}
+
+TEST_F(AwsIdentityTest, InvalidContainerCredentialsUriStopsStartUp) {
+  // Formerly skipped (and the chain moved on); a name that merely starts
+  // with "127." is not loopback.
+  std::ofstream(dir_ + "/credentials")
+      << "[default]\naws_access_key_id = " << key_id_ << "\naws_secret_access_key = " << secret_
+      << "\n";
+  const std::string config_path = dir_ + "/c.yaml";
+  std::ofstream(config_path) << "listen: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n" << Config("");
+  std::vector<std::string> env = BaseEnv();
+  env.push_back("AWS_SHARED_CREDENTIALS_FILE=" + dir_ + "/credentials");
+  env.push_back("AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.example.invalid:1/creds");
+  ChildProcess p({SidecarBinary(), "--config", config_path}, dir_ + "/c.log", env);
+  EXPECT_EQ(p.Wait(absl::Seconds(20)), 3);
+  const std::string log = p.ReadLog();
+  EXPECT_THAT(log, HasSubstr("AWS_CONTAINER_CREDENTIALS_FULL_URI"));
+  EXPECT_THAT(log, HasSubstr("127.example.invalid"));
 }
 
 }  // namespace

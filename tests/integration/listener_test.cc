@@ -24,6 +24,7 @@ namespace dynamo_batcher::testing {
 namespace {
 
 namespace v1 = ::dynamobatcher::v1;
+using ::testing::HasSubstr;
 
 std::string Base(const std::string& endpoint) {
   return absl::StrCat(R"(
@@ -185,6 +186,29 @@ TEST_F(Listener, StreamsBeyondMaxStreamsAreRefused) {
     }
     EXPECT_TRUE(s->Finish().ok());
   }
+}
+
+TEST_F(Listener, RemoteListenerWithoutTlsIsRefusedUnlessOptedInThenWarned) {
+  // 192.0.2.1 (TEST-NET-1) is not loopback and not an address of this host,
+  // so nothing ever listens beyond loopback in this test.
+  const std::string refused_path = dir_ + "/refused.yaml";
+  std::ofstream(refused_path) << "listen: 192.0.2.1:0\nmetrics_listen: 127.0.0.1:0\n"
+                              << Base(dynalite_.endpoint());
+  ChildProcess refused({SidecarBinary(), "--config", refused_path}, dir_ + "/refused.log",
+                       {"DYNAMO_BATCHER_LISTEN="});
+  EXPECT_EQ(refused.Wait(absl::Seconds(20)), 2);
+  EXPECT_THAT(refused.ReadLog(), HasSubstr("refused.yaml: listen: \"192.0.2.1:0\""));
+  EXPECT_THAT(refused.ReadLog(), HasSubstr("server.allow_insecure_remote"));
+
+  const std::string opted_path = dir_ + "/opted.yaml";
+  std::ofstream(opted_path) << "listen: 192.0.2.1:0\nmetrics_listen: 127.0.0.1:0\n"
+                            << Base(dynalite_.endpoint())
+                            << "server:\n  allow_insecure_remote: true\n";
+  ChildProcess opted({SidecarBinary(), "--config", opted_path}, dir_ + "/opted.log",
+                     {"DYNAMO_BATCHER_LISTEN="});
+  auto warned = opted.WaitForLog("gRPC listens beyond loopback without TLS", absl::Seconds(20));
+  EXPECT_TRUE(warned.ok()) << opted.ReadLog();
+  opted.Wait(absl::Seconds(20));  // binding 192.0.2.1 then fails: exit 3
 }
 
 }  // namespace

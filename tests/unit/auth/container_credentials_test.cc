@@ -43,6 +43,49 @@ TEST(ContainerConfig, FullUriAllowsHttpsAnywhereButHttpOnlyToLoopbackOrAgents) {
   }
 }
 
+TEST(ContainerConfig, NameThatMerelyStartsWith127IsNotLoopback) {
+  // Formerly accepted by a "127." prefix match: the token would have gone in
+  // clear text to whatever the name resolves to.
+  FakeEnv env;
+  env.Set("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.example.invalid:8080/creds");
+  auto c = ContainerConfigFromEnvironment(env.Fn());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(c.status().message(), "AWS_CONTAINER_CREDENTIALS_FULL_URI"))
+      << c.status();
+  EXPECT_TRUE(absl::StrContains(c.status().message(), "127.example.invalid")) << c.status();
+}
+
+TEST(ContainerConfig, NamesAreJudgedByEveryAddressTheyResolveTo) {
+  auto resolver = [](const std::string& host) -> absl::StatusOr<std::vector<std::string>> {
+    if (host == "local.test") return std::vector<std::string>{"127.0.0.1", "::1"};
+    if (host == "mixed.test") return std::vector<std::string>{"127.0.0.1", "10.1.2.3"};
+    if (host == "127.0.0.1.attacker.test") return std::vector<std::string>{"203.0.113.9"};
+    return absl::NotFoundError("Name or service not known");
+  };
+  EXPECT_TRUE(CheckPlainHttpCredentialsHost("local.test", resolver).ok());
+  absl::Status mixed = CheckPlainHttpCredentialsHost("mixed.test", resolver);
+  EXPECT_FALSE(mixed.ok());
+  EXPECT_TRUE(absl::StrContains(mixed.message(), "10.1.2.3")) << mixed;
+  EXPECT_FALSE(CheckPlainHttpCredentialsHost("127.0.0.1.attacker.test", resolver).ok());
+  EXPECT_FALSE(CheckPlainHttpCredentialsHost("nowhere.test", resolver).ok());
+  // Literals: loopback and the agents pass, their neighbours do not.
+  for (const char* ok : {"127.0.0.1", "127.255.0.9", "[::1]", "169.254.170.2", "169.254.170.23",
+                         "[fd00:ec2::23]", "[FD00:EC2:0::23]"}) {
+    EXPECT_TRUE(CheckPlainHttpCredentialsHost(ok).ok()) << ok;
+  }
+  for (const char* bad : {"169.254.170.3", "169.254.169.254", "[fd00:ec2::24]", "128.0.0.1",
+                          "0.0.0.0", "[::]"}) {
+    EXPECT_FALSE(CheckPlainHttpCredentialsHost(bad).ok()) << bad;
+  }
+}
+
+TEST(ContainerConfig, FullUriWithUserInfoIsRefused) {
+  FakeEnv env;
+  env.Set("AWS_CONTAINER_CREDENTIALS_FULL_URI", "https://user:pw@creds.example.com/x");
+  EXPECT_FALSE(ContainerConfigFromEnvironment(env.Fn()).ok());
+}
+
 TEST(ContainerCredentials, SendsTheAuthorizationTokenAndParsesJson) {
   FakeTransport t([](const HttpRequest&) {
     return Answer(200, R"({"AccessKeyId":"ASIAC","SecretAccessKey":"S","Token":"T","Expiration":"2024-05-01T13:00:00Z"})");
@@ -110,6 +153,17 @@ TEST(ContainerCredentials, ProviderIsNamedContainer) {
   auto p = MakeContainerCredentialsProvider(c, &t, RefreshOptions{});
   EXPECT_EQ(p->Name(), "container");
   EXPECT_FALSE(p->GetCredentials().ok());
+}
+
+TEST(ContainerCredentials, EndlessTokenFileFailsWithoutReadingItAll) {
+  FakeTransport t([](const HttpRequest&) { return Answer(200, "{}"); });
+  ContainerCredentialsConfig c;
+  c.url = "http://127.0.0.1:1/creds";
+  c.authorization_token_file = "/dev/zero";
+  auto creds = FetchContainerCredentials(c, t);
+  ASSERT_FALSE(creds.ok());
+  EXPECT_TRUE(absl::StrContains(creds.status().message(), "larger than")) << creds.status();
+  EXPECT_TRUE(t.requests().empty());
 }
 
 }  // namespace

@@ -1,12 +1,14 @@
 #include "service/auth/refreshing_credentials.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/unit/auth/auth_fakes.h"
@@ -46,9 +48,11 @@ struct Fixture {
   int fetches = 0;
   std::vector<absl::StatusOr<AwsCredentials>> script;  // answers, in order
   std::vector<std::string> failures;
+  bool never_block = false;
 
   std::unique_ptr<RefreshingCredentialsProvider> Make() {
     RefreshOptions o;
+    o.never_block = never_block;
     o.wall_now = clock.Fn();
     o.run_async = executor.Fn();
     o.on_failure = [this](const std::string& name, const absl::Status& s) {
@@ -234,6 +238,102 @@ TEST(RefreshingCredentials, DefaultExecutorRefreshesOnItsOwnThread) {
     EXPECT_EQ(id, "two");
   }  // destructor joins the worker
   EXPECT_EQ(fetches.load(), 2);
+}
+
+TEST(RefreshingCredentials, WithoutCredentialsFailuresBackOffFromOneSecond) {
+  Fixture f;
+  f.script = {absl::UnavailableError("down"), absl::UnavailableError("down"),
+              absl::UnavailableError("down")};
+  auto p = f.Make();
+  EXPECT_FALSE(p->GetCredentials().ok());
+  EXPECT_EQ(f.fetches, 1);
+  f.clock.Advance(absl::Milliseconds(999));
+  EXPECT_FALSE(p->GetCredentials().ok());
+  EXPECT_EQ(f.fetches, 1);
+  f.clock.Advance(absl::Milliseconds(1));
+  EXPECT_FALSE(p->GetCredentials().ok());
+  EXPECT_EQ(f.fetches, 2);  // after 1 s
+  f.clock.Advance(absl::Milliseconds(1999));
+  EXPECT_FALSE(p->GetCredentials().ok());
+  EXPECT_EQ(f.fetches, 2);
+  f.clock.Advance(absl::Milliseconds(1));
+  EXPECT_FALSE(p->GetCredentials().ok());
+  EXPECT_EQ(f.fetches, 3);  // then after 2 s
+}
+
+TEST(RefreshingCredentials, NeverBlockReturnsUnavailableAndFetchesInTheBackground) {
+  Fixture f;
+  f.never_block = true;
+  const absl::Time start = f.clock.Now();
+  f.script = {absl::UnavailableError("STS down"), Creds("one", start + absl::Hours(1))};
+  auto p = f.Make();
+  auto c = p->GetCredentials();
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(f.fetches, 0) << "the caller's thread did no I/O";
+  ASSERT_EQ(f.executor.tasks.size(), 1u);
+  EXPECT_FALSE(p->GetCredentials().ok());
+  EXPECT_EQ(f.executor.tasks.size(), 1u) << "one fetch at a time";
+  f.executor.RunAll();
+  c = p->GetCredentials();
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(absl::StrContains(c.status().message(), "STS down")) << c.status();
+  EXPECT_TRUE(f.executor.tasks.empty()) << "backing off";
+  f.clock.Advance(absl::Seconds(1));
+  EXPECT_FALSE(p->GetCredentials().ok());
+  f.executor.RunAll();
+  ASSERT_TRUE(p->GetCredentials().ok());
+  EXPECT_EQ(p->GetCredentials()->access_key_id, "one");
+}
+
+TEST(RefreshingCredentials, NeverBlockCallerIsNotHeldByAStalledFetch) {
+  // A credentials endpoint that never answers (until released): with the
+  // real background thread, GetCredentials must come back at once, also
+  // after the cached credentials expired.
+  FakeWallClock clock;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> fetches{0};
+  const absl::Time start = clock.Now();
+  RefreshOptions o;
+  o.wall_now = clock.Fn();
+  o.never_block = true;
+  {
+    RefreshingCredentialsProvider p(
+        "stalling",
+        [&]() -> absl::StatusOr<AwsCredentials> {
+          if (++fetches == 1) return Creds("one", start + absl::Hours(1));
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait(lock, [&] { return release; });
+          return Creds("two", start + absl::Hours(3));
+        },
+        o);
+    ASSERT_TRUE(p.GetCredentialsBlocking().ok());
+    clock.Advance(absl::Hours(2));  // expired; the refresh stalls
+    for (int i = 0; i < 20; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto c = p.GetCredentials();
+      EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));
+      EXPECT_FALSE(c.ok());
+    }
+    for (int i = 0; i < 400 && fetches.load() < 2; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(fetches.load(), 2) << "one background fetch, however many callers";
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+    std::string id;
+    for (int i = 0; i < 400 && id != "two"; ++i) {
+      auto c = p.GetCredentials();
+      if (c.ok()) id = c->access_key_id;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(id, "two");
+  }
 }
 
 }  // namespace

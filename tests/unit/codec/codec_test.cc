@@ -398,6 +398,35 @@ TEST(EncodeWriteOp, RejectsOversizedKeys) {
   MustEncode(Put(17, {{"pk", S("a")}, {"sk", S(std::string(1024, 'k'))}}), ss);
 }
 
+TEST(EncodeWriteOp, NumberKeysAreSizedByValueNotText) {
+  // 3,001 characters, value 1: DynamoDB stores (and sizes) the number, so
+  // this key is accepted as a sort key and as a partition key.
+  const std::string long_one = std::string(3000, '0') + "1";
+  EncodedWrite sort_key = MustEncode(Put(17, {{"pk", S("a")}, {"sk", N(long_one)}}), EventsSchema());
+  EncodedWrite plain = MustEncode(Put(18, {{"pk", S("a")}, {"sk", N("1")}}), EventsSchema());
+  EXPECT_EQ(sort_key.key, plain.key);  // the same key as "1"
+  TableSchema numeric = SchemaOf(KeyType::kN);
+  MustEncode(Put(19, {{"pk", N(long_one)}}), numeric);
+  MustEncode(Put(20, {{"pk", N("0." + std::string(2000, '0') + "5E+2001")}}), numeric);
+  // The number's own rules still hold however the key is written.
+  ExpectRejected(Put(21, {{"pk", S("a")}, {"sk", N(std::string(39, '7'))}}), EventsSchema(),
+                 "InvalidNumber", "\"sk\"");
+  ExpectRejected(Put(22, {{"pk", N(std::string(1500, '1'))}}), numeric, "InvalidNumber", "\"pk\"");
+}
+
+TEST(EncodeWriteOp, RejectsAttributeNamesOf64KBOrMore) {
+  const std::string at_limit(65535, 'a');
+  const std::string over(65536, 'a');
+  MustEncode(Put(17, {{"pk", S("a")}, {"sk", N("1")}, {at_limit, S("x")}}), EventsSchema());
+  Rejection r = MustReject(Put(17, {{"pk", S("a")}, {"sk", N("1")}, {over, S("x")}}),
+                           EventsSchema());
+  EXPECT_EQ(r.code, "AttributeNameTooLong");
+  EXPECT_THAT(r.message, HasSubstr("op 17: attribute name"));
+  EXPECT_THAT(r.message, HasSubstr("65536 bytes"));
+  EXPECT_THAT(r.message, HasSubstr("less than 64 KB"));
+  EXPECT_LT(r.message.size(), 400u);  // the name is not echoed whole
+}
+
 TEST(EncodeWriteOp, RejectsDeleteWithNonKeyAttributes) {
   ExpectRejected(
       Delete(17, {{"pk", S("a")}, {"sk", N("1")}, {"payload", S("x")}}),

@@ -189,5 +189,115 @@ TEST(Config, MissingFileIsNotFound) {
   EXPECT_EQ(LoadConfig("/nonexistent/config.yaml").status().code(), absl::StatusCode::kNotFound);
 }
 
+// --- security: values that end up in URLs and listeners ----------------------
+
+std::string WithDynamoDb(const std::string& key, const std::string& value) {
+  return std::string(kMinimal) + "dynamodb:\n  " + key + ": \"" + value + "\"\n";
+}
+
+TEST(Config, RegionThatIsNotLettersDigitsHyphensIsRejected) {
+  for (const char* bad : {"x@127.0.0.1:9/", "us-east-1.evil.com", "us east 1", "-us-east-1",
+                          "us-east-1-", "us-east-1/", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}) {
+    absl::Status s = ErrorOf(WithDynamoDb("region", bad));
+    EXPECT_THAT(std::string(s.message()), HasSubstr("test.yaml: dynamodb.region: must be")) << bad;
+  }
+  for (const char* good : {"us-east-1", "eu-west-2", "us-gov-west-1", "cn-north-1", "local"}) {
+    EXPECT_TRUE(ParseConfig(WithDynamoDb("region", good), "test.yaml").ok()) << good;
+  }
+}
+
+TEST(Config, EndpointWithUserInfoPathOrBadPortIsRejected) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"http://x@127.0.0.1:8000", "user info"},
+      {"https://dynamodb.us-east-1.amazonaws.com@evil.example", "user info"},
+      {"http://127.0.0.1:8000/path", "no path"},
+      {"http://127.0.0.1:8000/?q=1", "no path"},
+      {"http://127.0.0.1:8000#frag", "no path"},
+      {"http://127.0.0.1:99999", "port"},
+      {"http://127.0.0.1:", "empty port"},
+      {"http://", "host"},
+      {"http://[::1", "unclosed"},
+      {"ftp://127.0.0.1", "http:// or https://"},
+      {"http://exa mple.com", "host may hold"},
+  };
+  for (const auto& [bad, why] : cases) {
+    absl::Status s = ErrorOf(WithDynamoDb("endpoint", bad));
+    EXPECT_THAT(std::string(s.message()), HasSubstr("test.yaml: dynamodb.endpoint:")) << bad;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(why)) << bad;
+  }
+  for (const char* good : {"http://127.0.0.1:8000", "http://127.0.0.1:8000/", "https://[::1]:8443",
+                           "https://dynamodb.us-east-1.amazonaws.com", "http://localhost:8000",
+                           "https://vpce-1a2b.dynamodb.us-east-1.vpce.amazonaws.com"}) {
+    EXPECT_TRUE(ParseConfig(WithDynamoDb("endpoint", good), "test.yaml").ok()) << good;
+  }
+}
+
+const char* EvilRegionEnv(const char* name) {
+  return std::string(name) == "DYNAMO_BATCHER_REGION" ? "x@127.0.0.1:9/" : nullptr;
+}
+const char* EvilEndpointEnv(const char* name) {
+  return std::string(name) == "DYNAMO_BATCHER_ENDPOINT" ? "http://u:p@127.0.0.1:9" : nullptr;
+}
+
+TEST(Config, RegionAndEndpointFromTheEnvironmentAreValidatedAndNamed) {
+  auto c = ParseConfig(kMinimal, "t.yaml");
+  ASSERT_TRUE(c.ok());
+  absl::Status s = ApplyEnvironment(&*c, &EvilRegionEnv);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("environment: DYNAMO_BATCHER_REGION: must be"));
+  EXPECT_EQ(c->dynamodb.region, "us-east-1");  // untouched
+  s = ApplyEnvironment(&*c, &EvilEndpointEnv);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("environment: DYNAMO_BATCHER_ENDPOINT:"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("user info"));
+}
+
+const char* NoEnv(const char*) { return nullptr; }
+const char* AnyInterfaceEnv(const char* name) {
+  return std::string(name) == "DYNAMO_BATCHER_LISTEN" ? "0.0.0.0:50051" : nullptr;
+}
+
+TEST(Config, NonLoopbackListenerWithoutTlsIsRefused) {
+  for (const char* addr : {"0.0.0.0:50051", "[::]:50051", "10.0.0.5:50051", "my-host:50051",
+                           "127.example.invalid:50051"}) {
+    auto c = ParseConfig(std::string(kMinimal) + "listen: \"" + addr + "\"\n", "t.yaml");
+    ASSERT_TRUE(c.ok()) << c.status();
+    absl::Status s = ApplyEnvironment(&*c, &NoEnv);
+    EXPECT_THAT(std::string(s.message()), HasSubstr("t.yaml: listen:")) << addr;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("server.allow_insecure_remote")) << addr;
+  }
+  for (const char* addr : {"127.0.0.1:50051", "127.1.2.3:1", "[::1]:50051", "localhost:50051",
+                           "unix:///run/db.sock"}) {
+    auto c = ParseConfig(std::string(kMinimal) + "listen: \"" + addr + "\"\n", "t.yaml");
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_TRUE(ApplyEnvironment(&*c, &NoEnv).ok()) << addr;
+  }
+}
+
+TEST(Config, NonLoopbackListenerFromTheEnvironmentIsRefusedNamingTheVariable) {
+  auto c = ParseConfig(kMinimal, "t.yaml");
+  ASSERT_TRUE(c.ok());
+  absl::Status s = ApplyEnvironment(&*c, &AnyInterfaceEnv);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("environment: DYNAMO_BATCHER_LISTEN:"));
+}
+
+TEST(Config, NonLoopbackListenerIsAllowedWithTlsOrExplicitOptIn) {
+  auto opted = ParseConfig(std::string(kMinimal) +
+                               "listen: 0.0.0.0:50051\nserver:\n  allow_insecure_remote: true\n",
+                           "t.yaml");
+  ASSERT_TRUE(opted.ok()) << opted.status();
+  EXPECT_TRUE(ApplyEnvironment(&*opted, &NoEnv).ok());
+  EXPECT_TRUE(ListenIsRemote(*opted));
+  auto tls = ParseConfig(std::string(kMinimal) +
+                             "listen: 0.0.0.0:50051\nserver:\n  tls: {cert_file: c.pem, key_file: k.pem}\n",
+                         "t.yaml");
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  EXPECT_TRUE(ApplyEnvironment(&*tls, &NoEnv).ok());
+}
+
+TEST(Config, ShippedContainerConfigListensOnLoopback) {
+  auto c = LoadConfig(std::string(DYNAMO_BATCHER_SOURCE_DIR) + "/deploy/container-config.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(ListenIsRemote(*c)) << c->listen;
+}
+
 }  // namespace
 }  // namespace dynamo_batcher

@@ -7,8 +7,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <condition_variable>
 #include <mutex>
+#include <future>
 #include <map>
 #include <string>
 #include <thread>
@@ -20,6 +24,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "service/auth/container_credentials.h"
+#include "service/dynamodb/dynamodb_client.h"
 #include "service/dynamodb/http_transport.h"
 
 namespace dynamo_batcher {
@@ -271,6 +277,185 @@ TEST(CurlTransport, DestructorAnswersPendingRequestsWithoutHanging) {
     EXPECT_EQ(r.transport_error, "shutting down") << id;
     EXPECT_EQ(r.status, 0);
   }
+}
+
+// Answers one connection's first request with a body of `total` bytes,
+// streamed from one small buffer (the stand-in itself holds no more), either
+// announced by Content-Length or delimited by closing the connection.
+class HugeBodyServer {
+ public:
+  HugeBodyServer(uint64_t total, bool announce_length) : total_(total), announce_(announce_length) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(listen_fd_, 4), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~HugeBodyServer() {
+    stop_ = true;
+    thread_.join();
+    close(listen_fd_);
+  }
+  std::string Url() const { return absl::StrCat("http://127.0.0.1:", port_, "/"); }
+  uint64_t sent() const { return sent_.load(); }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      const int fd = accept(listen_fd_, nullptr, nullptr);
+      if (fd >= 0) Answer(fd);
+    }
+  }
+
+  // Every connection gets the whole answer (sent_ counts all of them).
+  void Answer(int fd) {
+    uint64_t this_conn = 0;
+    std::string in;
+    char buf[4096];
+    while (in.find("\r\n\r\n") == std::string::npos) {
+      const ssize_t n = read(fd, buf, sizeof(buf));
+      if (n <= 0) break;
+      in.append(buf, n);
+    }
+    std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n";
+    head += announce_ ? absl::StrCat("Content-Length: ", total_, "\r\n\r\n")
+                      : std::string("Connection: close\r\n\r\n");
+    (void)!write(fd, head.data(), head.size());
+    const std::string chunk(64 << 10, 'x');
+    while (this_conn < total_ && !stop_) {
+      const ssize_t w = send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+      if (w <= 0) break;  // the client gave up
+      this_conn += static_cast<uint64_t>(w);
+      sent_ += static_cast<uint64_t>(w);
+    }
+    close(fd);
+  }
+  std::atomic<bool> stop_{false};
+
+  const uint64_t total_;
+  const bool announce_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<uint64_t> sent_{0};
+  std::thread thread_;
+};
+
+// Peak resident memory of this process so far (VmHWM), in bytes.
+uint64_t PeakRssBytes() {
+  FILE* f = fopen("/proc/self/status", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  uint64_t kb = 0;
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    if (strncmp(line, "VmHWM:", 6) == 0) kb = strtoull(line + 6, nullptr, 10);
+  }
+  fclose(f);
+  return kb * 1024;
+}
+
+TEST(CurlTransport, HugeUnannouncedBodyIsAbortedAtTheCapWithoutGrowingMemory) {
+  constexpr uint64_t kHuge = 400ull << 20;  // what a hostile endpoint sent in the review
+  HugeBodyServer server(kHuge, /*announce_length=*/false);
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  const uint64_t rss_before = PeakRssBytes();
+  HttpRequest req;
+  req.method = "GET";
+  req.url = server.Url();
+  req.max_response_bytes = 64 << 10;
+  HttpResponse r = transport->SendSync(req);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(absl::StrContains(r.transport_error, "response too large: more than 65536 bytes"))
+      << r.transport_error;
+  EXPECT_TRUE(r.body.empty());
+  // Stopped reading near the cap (plus what sat in socket buffers), not at 400 MiB.
+  EXPECT_LT(server.sent(), 64ull << 20);
+  EXPECT_LT(PeakRssBytes() - rss_before, 16ull << 20);
+}
+
+TEST(CurlTransport, AnnouncedOversizedBodyIsRefusedBeforeReading) {
+  HugeBodyServer server(400ull << 20, /*announce_length=*/true);
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  HttpRequest req;
+  req.method = "GET";
+  req.url = server.Url();
+  req.max_response_bytes = 1 << 20;
+  HttpResponse r = transport->SendSync(req);
+  EXPECT_TRUE(absl::StrContains(r.transport_error, "response too large: more than 1048576 bytes"))
+      << r.transport_error;
+}
+
+TEST(CurlTransport, DefaultCapKeepsControlAnswersSmall) {
+  HugeBodyServer server(8ull << 20, /*announce_length=*/false);
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  HttpRequest req;
+  req.method = "GET";
+  req.url = server.Url();
+  HttpResponse r = transport->SendSync(req);
+  EXPECT_TRUE(absl::StrContains(r.transport_error, "response too large")) << r.transport_error;
+}
+
+TEST(CurlTransport, BodyUpToTheCapIsDelivered) {
+  HugeBodyServer server(256 << 10, /*announce_length=*/true);
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  HttpRequest req;
+  req.method = "GET";
+  req.url = server.Url();
+  req.max_response_bytes = 256 << 10;
+  HttpResponse r = transport->SendSync(req);
+  EXPECT_EQ(r.status, 200) << r.transport_error;
+  EXPECT_EQ(r.body.size(), 256u << 10);
+}
+
+
+TEST(CurlTransport, CredentialsAnswersAreCappedAt64KiB) {
+  // A hostile or broken container-credentials endpoint: the fetch fails with
+  // a clear error instead of buffering the whole answer.
+  HugeBodyServer server(400ull << 20, /*announce_length=*/false);
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  ContainerCredentialsConfig c;
+  c.url = server.Url();
+  const uint64_t rss_before = PeakRssBytes();
+  absl::StatusOr<AwsCredentials> creds = FetchContainerCredentials(c, *transport);
+  ASSERT_FALSE(creds.ok());
+  EXPECT_TRUE(absl::StrContains(creds.status().message(), "container credentials endpoint"))
+      << creds.status();
+  EXPECT_TRUE(absl::StrContains(creds.status().message(), "response too large: more than 65536"))
+      << creds.status();
+  EXPECT_LT(PeakRssBytes() - rss_before, 16ull << 20);
+}
+
+TEST(CurlTransport, BatchWriteItemAnswerIsBoundedByItsRequest) {
+  // A hostile endpoint answers a small BatchWriteItem with 400 MiB: the call
+  // fails as a retryable connection error naming the cap, memory stays flat.
+  HugeBodyServer server(400ull << 20, /*announce_length=*/false);
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  StaticCredentialsProvider creds({"AKID", "SECRET", "", std::nullopt}, "test");
+  DynamoDbOptions o;
+  o.endpoint = server.Url();
+  DynamoDbClient ddb(o, transport.get(), &creds);
+  TableSchema schema;
+  schema.name = "events";
+  schema.partition_key = {"pk", KeyType::kS};
+  const std::string body =
+      R"({"RequestItems":{"events":[{"PutRequest":{"Item":{"pk":{"S":"a"}}}}]}})";
+  const uint64_t rss_before = PeakRssBytes();
+  std::promise<BatchWriteResponse> got;
+  ddb.BatchWriteItem(schema, body, [&](BatchWriteResponse r) { got.set_value(std::move(r)); });
+  auto f = got.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  const BatchWriteResponse r = f.get();
+  EXPECT_EQ(r.result.kind, BatchResult::Kind::kRetryable);
+  EXPECT_TRUE(absl::StrContains(r.result.message,
+                                absl::StrCat("response too large: more than ", body.size() + (1 << 20))))
+      << r.result.message;
+  EXPECT_LT(PeakRssBytes() - rss_before, 16ull << 20);
 }
 
 }  // namespace
