@@ -280,6 +280,7 @@ int Run(int argc, char** argv) {
   ServiceLimits limits;
   limits.max_ops_per_message = config.server.max_ops_per_message;
   limits.max_streams = config.server.max_streams;
+  limits.max_unary_calls = config.server.max_unary_calls;
   limits.max_inflight_ops_per_stream = config.server.max_inflight_ops_per_stream;
   WriteBatcherService service(&engine, &metrics, limits);
   auto listen_credentials = ServerCredentials(config);
@@ -433,6 +434,9 @@ int Run(int argc, char** argv) {
   probe.join();  // at most one DescribeTable call (call_timeout) away
   http.Stop();
   engine.Stop();
+  // The transport answers calls still in flight when destroyed, through the
+  // engine's callbacks: destroy it while the engine is alive.
+  transport.reset();
   Log(LogLevel::kInfo, "stopped",
       {{"clean", clean ? "true" : "false"},
        {"failed_during_drain", absl::StrCat(engine.failed_ops() - failed_before)},
