@@ -35,6 +35,7 @@
 #include "service/dynamodb/http_transport.h"
 #include "service/engine/engine.h"
 #include "service/metrics/metrics.h"
+#include "service/server/wire_check.h"
 #include "service/server/write_service.h"
 
 #ifndef DYNAMO_BATCHER_VERSION
@@ -283,6 +284,7 @@ int Run(int argc, char** argv) {
   limits.max_unary_calls = config.server.max_unary_calls;
   limits.max_inflight_ops_per_stream = config.server.max_inflight_ops_per_stream;
   WriteBatcherService service(&engine, &metrics, limits);
+  RouteProtobufLogs();
   auto listen_credentials = ServerCredentials(config);
   if (!listen_credentials.ok()) {
     Log(LogLevel::kError, "cannot set up the gRPC listener",

@@ -8,6 +8,8 @@
 #include "absl/strings/str_format.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/stubs/common.h"
+#include "google/protobuf/stubs/logging.h"
+#include "service/common/log.h"
 #include "google/protobuf/wire_format_lite.h"
 
 namespace dynamo_batcher {
@@ -171,6 +173,15 @@ std::string EscapeForMessage(absl::string_view s, size_t max_bytes) {
   }
   if (cut < s.size()) absl::StrAppend(&out, "...(", s.size(), " bytes)");
   return out;
+}
+
+void RouteProtobufLogs() {
+  google::protobuf::SetLogHandler([](google::protobuf::LogLevel level, const char* filename,
+                                     int line, const std::string& message) {
+    LogRateLimited(level >= google::protobuf::LOGLEVEL_ERROR ? LogLevel::kWarn : LogLevel::kInfo,
+                   absl::StrCat("protobuf/", filename, ":", line), absl::Seconds(10),
+                   "protobuf", {{"message", message}});
+  });
 }
 
 void SerializeTo(const google::protobuf::Message& message, grpc::ByteBuffer* out) {

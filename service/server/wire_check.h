@@ -32,6 +32,11 @@ std::string DiagnoseParseFailure(const google::protobuf::Descriptor* type,
 // quotes and backslashes escaped.
 std::string EscapeForMessage(absl::string_view s, size_t max_bytes = 64);
 
+// Routes protobuf's own log lines (e.g. "String field ... contains invalid
+// UTF-8", printed once per bad message a client sends) to the JSON log,
+// rate-limited, so a hostile client cannot flood stderr. Call once at start.
+void RouteProtobufLogs();
+
 // Serializes `message` into `out` (for raw-method responses).
 void SerializeTo(const google::protobuf::Message& message, grpc::ByteBuffer* out);
 
