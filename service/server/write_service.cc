@@ -622,9 +622,9 @@ bool WriteBatcherService::AdmitUnary(grpc::ServerUnaryReactor* reactor) {
 }
 
 grpc::ServerUnaryReactor* WriteBatcherService::Single(grpc::CallbackServerContext* context,
+                                                      grpc::ServerUnaryReactor* reactor,
                                                       v1::WriteOp wire,
                                                       grpc::ByteBuffer* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   int table = -1;
   Op op;
   v1::WriteResult rejected;
@@ -676,7 +676,7 @@ grpc::ServerUnaryReactor* WriteBatcherService::Put(grpc::CallbackServerContext* 
   op.set_id(put.id());
   op.set_table(put.table());
   *op.mutable_put() = std::move(*put.mutable_item());
-  return Single(context, std::move(op), response);
+  return Single(context, reactor, std::move(op), response);
 }
 
 grpc::ServerUnaryReactor* WriteBatcherService::Delete(grpc::CallbackServerContext* context,
@@ -695,7 +695,7 @@ grpc::ServerUnaryReactor* WriteBatcherService::Delete(grpc::CallbackServerContex
   op.set_id(del.id());
   op.set_table(del.table());
   *op.mutable_delete_key() = std::move(*del.mutable_key());
-  return Single(context, std::move(op), response);
+  return Single(context, reactor, std::move(op), response);
 }
 
 grpc::ServerUnaryReactor* WriteBatcherService::Flush(grpc::CallbackServerContext* context,

@@ -115,7 +115,9 @@ class WriteBatcherService final : public RawWriteBatcherService {
   void RemoveStream(const DrainListener* stream);
 
  private:
+  // `reactor` is the call's DefaultReactor (which may be taken only once).
   grpc::ServerUnaryReactor* Single(grpc::CallbackServerContext* context,
+                                   grpc::ServerUnaryReactor* reactor,
                                    dynamobatcher::v1::WriteOp op, grpc::ByteBuffer* response);
   // Admits a unary call under max_unary_calls; false: `reactor` was finished.
   bool AdmitUnary(grpc::ServerUnaryReactor* reactor);
