@@ -227,6 +227,7 @@ class WriteReactor final
     // their arrival order (the next message is read only once all are in).
     std::vector<std::pair<int, std::vector<Op>>> submit_now;
     std::vector<int> wait;
+    uint64_t seq;
     {
       std::lock_guard<std::mutex> lock(mu_);
       outstanding_ += n;
@@ -238,6 +239,7 @@ class WriteReactor final
         pending_.push_back(std::move(p));
       }
       waiting_.assign(engine->table_count(), WaitingGroup{});
+      seq = ++message_seq_;
       for (size_t t = 0; t < groups.size(); ++t) {
         if (groups[t].empty()) continue;
         if (broken_) {  // ended while this message was parsed: never submitted
@@ -270,7 +272,9 @@ class WriteReactor final
                                            if (auto self = weak.lock()) self->OnReserved(t, ok);
                                          });
       std::lock_guard<std::mutex> lock(mu_);
-      waiting_[t].ticket = ticket;
+      // Once every group was reserved, the next message may already be in
+      // waiting_: its groups are not this ticket's.
+      if (message_seq_ == seq) waiting_[t].ticket = ticket;
       if (abandoned_) ticket->Cancel();
     }
   }
@@ -465,6 +469,7 @@ class WriteReactor final
   int64_t out_ops_ = 0;        // results in out_
   std::vector<WaitingGroup> waiting_;  // per table: ops waiting for budget
   int waiting_groups_ = 0;
+  uint64_t message_seq_ = 0;   // messages processed; tells waiting_'s owner
   bool abandoned_ = false;     // the stream ended; waiting ops were dropped
   int64_t outstanding_ = 0;    // ops read, result not yet queued
   int64_t unsent_ = 0;         // ops read, result not yet written to the client
