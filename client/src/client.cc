@@ -16,6 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -55,6 +56,11 @@ struct PendingOp {
   Client::Callback callback;
   bool queued = false;   // in send_queue_, not yet taken into a message
   bool sent = false;     // written to some stream at least once
+  // Where it was last sent: the slot's stream number and the 1-based index
+  // of its message on that stream (the sidecar names a message that does
+  // not parse by that index).
+  uint64_t stream = 0;
+  uint64_t message = 0;
   // Resolved, callback being delivered; erased once it has run, so that
   // Flush returns only after callbacks (and futures) are done.
   bool claimed = false;
@@ -169,6 +175,7 @@ class Client::Impl::Slot {
   void Run();
   void ReadLoop(Stream* stream);
   void WriteLoop(Stream* stream);
+  void FailInvalid(const grpc::ClientContext& context, const grpc::Status& status);
   bool AnyPendingLocked(uint64_t upto, const std::string& table, bool only_queued)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks an op resolved and takes its callback; the entry stays until
@@ -206,6 +213,8 @@ class Client::Impl::Slot {
   bool graceful_ ABSL_GUARDED_BY(mu_) = false;
   bool run_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);
+  uint64_t stream_number_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t messages_on_stream_ ABSL_GUARDED_BY(mu_) = 0;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::thread thread_;
   bool stopped_ = false;  // only touched by Stop's caller
@@ -405,6 +414,8 @@ void Client::Impl::Slot::Run() {
       while (!stopping_ && ops_.empty()) cv_.Wait(&mu_);
       if (stopping_) return;
       context_ = &context;
+      ++stream_number_;
+      messages_on_stream_ = 0;
       broken_ = false;
       reader_done_ = false;
       got_result_ = false;
@@ -442,9 +453,15 @@ void Client::Impl::Slot::Run() {
       while (!reader_done_ && !cv_.WaitWithDeadline(&mu_, until)) {
       }
     }
-    context.TryCancel();
+    {
+      // A stream the sidecar ended (the reader saw its end) keeps the
+      // sidecar's status; cancelling it now would replace it with CANCELLED.
+      absl::MutexLock lock(&mu_);
+      if (!reader_done_) context.TryCancel();
+    }
     reader.join();
     const grpc::Status status = stream->Finish();
+    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) FailInvalid(context, status);
 
     bool progressed;
     {
@@ -465,6 +482,37 @@ void Client::Impl::Slot::Run() {
     }
     backoff = std::min(backoff * 2, options_.max_reconnect_backoff);
   }
+}
+
+// The sidecar ended the stream because a message did not parse: re-sending
+// it would fail the same way on every stream, so the ops of that message
+// (named by the sidecar's trailer; without one, every op sent on the stream
+// and unanswered) fail with the sidecar's status.
+void Client::Impl::Slot::FailInvalid(const grpc::ClientContext& context,
+                                     const grpc::Status& status) {
+  uint64_t bad = 0;
+  const auto& trailers = context.GetServerTrailingMetadata();
+  auto t = trailers.find("dynamo-batcher-bad-message");
+  if (t != trailers.end() && !absl::SimpleAtoi(absl::string_view(t->second.data(),
+                                                                  t->second.size()),
+                                               &bad)) {
+    bad = 0;
+  }
+  std::vector<Resolution> done;
+  std::vector<uint64_t> ids;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, p] : ops_) {
+      if (p.claimed || !p.sent || p.stream != stream_number_) continue;
+      if (bad != 0 && p.message != bad) continue;
+      done.push_back({ClaimLocked(p), ClientFailure(absl::InvalidArgumentError(absl::StrCat(
+                                          "sidecar: ", status.error_message())))});
+      ids.push_back(id);
+    }
+  }
+  if (done.empty()) return;
+  impl_->Deliver(std::move(done));
+  EraseDelivered(ids);
 }
 
 void Client::Impl::Slot::WriteLoop(Stream* stream) {
@@ -506,9 +554,12 @@ void Client::Impl::Slot::WriteLoop(Stream* stream) {
         queued_bytes_ -= p.bytes;
         p.queued = false;
         p.sent = true;
+        p.stream = stream_number_;
+        p.message = messages_on_stream_ + 1;
         batch.push_back(p.op);
         send_queue_.pop_front();
       }
+      if (!batch.empty()) ++messages_on_stream_;
     }
     if (batch.empty()) continue;
     request.Clear();

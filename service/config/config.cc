@@ -509,8 +509,8 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
     }
     if (YAML::Node s = root["server"]) {
       r.CheckKeys(s, "server", {"max_message_bytes", "max_ops_per_message", "max_streams",
-                                "max_inflight_ops_per_stream", "unix_socket_mode", "tls",
-                                "allow_insecure_remote"});
+                                "max_unary_calls", "max_inflight_ops_per_stream",
+                                "unix_socket_mode", "tls", "allow_insecure_remote"});
       r.Bool(s, "server", "allow_insecure_remote", &c.server.allow_insecure_remote);
       r.Int(s, "server", "max_inflight_ops_per_stream", 1, 100000000,
             &c.server.max_inflight_ops_per_stream);
@@ -540,6 +540,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
       r.Bytes(s, "server", "max_message_bytes", 4096, 1ull << 30, &c.server.max_message_bytes);
       r.Int(s, "server", "max_ops_per_message", 1, 1000000, &c.server.max_ops_per_message);
       r.Int(s, "server", "max_streams", 1, 1000000, &c.server.max_streams);
+      r.Int(s, "server", "max_unary_calls", 1, 1000000, &c.server.max_unary_calls);
     }
     r.Duration(root, "", "drain_timeout", absl::ZeroDuration(), absl::Hours(1),
                &c.drain_timeout);

@@ -75,6 +75,8 @@ struct Config {
     uint64_t max_message_bytes = 8ull << 20;
     int max_ops_per_message = 10000;
     int max_streams = 1024;
+    // Concurrent unary calls (Put, Delete, Flush); more: RESOURCE_EXHAUSTED.
+    int max_unary_calls = 1024;
     // A stream stops being read while this many of its ops are unanswered,
     // so one client cannot take the whole buffer from the others.
     int max_inflight_ops_per_stream = 100000;

@@ -31,7 +31,9 @@ Engine::Engine(std::vector<EngineTable> tables, EngineOptions options, DynamoDbC
       ddb_(ddb),
       metrics_(metrics),
       clock_(clock),
-      dead_letter_(options_.dead_letter) {
+      dead_letter_(options_.dead_letter),
+      waiters_(new std::atomic<int>[tables.size()]) {
+  for (size_t i = 0; i < tables.size(); ++i) waiters_[i].store(0);
   for (size_t i = 0; i < tables.size(); ++i) {
     auto t = std::make_unique<Table>();
     t->schema = tables[i].schema;
@@ -84,17 +86,27 @@ bool Engine::BudgetAvailable(int table) const {
 }
 
 bool Engine::TryReserve(int table, uint64_t bytes) {
+  if (waiters_[table].load() > 0 || total_blocked_.load()) return false;
   if (!BudgetAvailable(table)) return false;
   tables_[table]->bytes.fetch_add(bytes, std::memory_order_relaxed);
   total_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   return true;
 }
 
-void Engine::ReserveAsync(int table, uint64_t bytes, absl::Time deadline,
-                          std::function<void(bool)> done) {
+std::shared_ptr<Engine::ReserveTicket> Engine::ReserveAsync(int table, uint64_t bytes,
+                                                            absl::Time deadline,
+                                                            std::function<void(bool)> done) {
+  auto ticket = std::make_shared<ReserveTicket>();
   std::lock_guard<std::mutex> lock(mu_);
-  inbox_budget_.push_back({table, bytes, deadline, std::move(done)});
+  waiters_[table].fetch_add(1);
+  inbox_budget_.push_back({table, bytes, deadline, std::move(done), ticket});
   Wake();
+  return ticket;
+}
+
+void Engine::Charge(int table, uint64_t bytes) {
+  tables_[table]->bytes.fetch_add(bytes, std::memory_order_relaxed);
+  total_bytes_.fetch_add(bytes, std::memory_order_relaxed);
 }
 
 void Engine::Release(int table, uint64_t bytes) {
@@ -394,17 +406,47 @@ void Engine::CheckFlushWaiters() {
 void Engine::ServeBudgetWaiters(absl::Time now) {
   (void)now;
   const absl::Time wall = absl::Now();
+  // Strict arrival order per table: once a table's first waiter does not
+  // fit, its later waiters wait too. A waiter that does not fit the total
+  // budget stops everyone (the total is shared).
+  std::vector<bool> blocked(tables_.size(), false);
+  bool total_blocked = false;
+  std::vector<std::pair<std::function<void(bool)>, bool>> calls;
   for (auto it = budget_waiters_.begin(); it != budget_waiters_.end();) {
-    if (TryReserve(it->table, it->bytes)) {
-      it->done(true);
+    const int t = it->table;
+    if (it->ticket->cancelled()) {
+      waiters_[t].fetch_sub(1);
       it = budget_waiters_.erase(it);
-    } else if (wall >= it->deadline) {
-      it->done(false);
+      continue;
+    }
+    // The deadline first: a caller already told DEADLINE_EXCEEDED or
+    // RESOURCE_EXHAUSTED must never have its op written.
+    if (wall >= it->deadline) {
+      waiters_[t].fetch_sub(1);
+      calls.emplace_back(std::move(it->done), false);
+      it = budget_waiters_.erase(it);
+      continue;
+    }
+    if (total_blocked || blocked[t]) {
+      ++it;
+      continue;
+    }
+    if (BudgetAvailable(t)) {
+      tables_[t]->bytes.fetch_add(it->bytes, std::memory_order_relaxed);
+      total_bytes_.fetch_add(it->bytes, std::memory_order_relaxed);
+      waiters_[t].fetch_sub(1);
+      calls.emplace_back(std::move(it->done), true);
       it = budget_waiters_.erase(it);
     } else {
+      blocked[t] = true;
+      if (total_bytes_.load(std::memory_order_relaxed) >= options_.max_buffer_bytes) {
+        total_blocked = true;
+      }
       ++it;
     }
   }
+  total_blocked_.store(total_blocked);
+  for (auto& [done, ok] : calls) done(ok);
 }
 
 void Engine::PublishGauges() {

@@ -71,12 +71,32 @@ class Engine {
   // Buffer budgets. Reserve before Submit; bytes are released when ops get
   // their result. A reservation succeeds while the table and the total are
   // under budget (one message may overshoot, so any message can pass).
+  // Reservations of a table are served in arrival order: TryReserve fails
+  // while waiters of that table are queued, so it never overtakes them. A
+  // table's waiters never hold another table's reservations, except that a
+  // waiter blocked on the total budget blocks every table (it is first).
   bool TryReserve(int table, uint64_t bytes);
+  // Cancels a queued reservation (see ReserveAsync); thread-safe, idempotent.
+  class ReserveTicket {
+   public:
+    void Cancel() { cancelled_.store(true); }
+    bool cancelled() const { return cancelled_.load(); }
+
+   private:
+    std::atomic<bool> cancelled_{false};
+  };
   // Calls `done(true)` once `bytes` could be reserved (and reserves them), or
-  // `done(false)` at `deadline`. `done` runs on the engine thread.
-  void ReserveAsync(int table, uint64_t bytes, absl::Time deadline,
-                    std::function<void(bool)> done);
-  // Returns unused bytes (ops rejected after reservation).
+  // `done(false)` at `deadline` (checked first: a waiter past its deadline is
+  // never reserved). `done` runs on the engine thread. Once the returned
+  // ticket is cancelled, `done` is not called (unless it is already running)
+  // and the waiter leaves the queue.
+  std::shared_ptr<ReserveTicket> ReserveAsync(int table, uint64_t bytes, absl::Time deadline,
+                                              std::function<void(bool)> done);
+  // Counts `bytes` held outside the engine (e.g. results not yet sent to a
+  // client) against the budgets, without waiting: memory the budget bounds.
+  void Charge(int table, uint64_t bytes);
+  // Returns unused or charged bytes (ops rejected after reservation, results
+  // sent).
   void Release(int table, uint64_t bytes);
 
   // Takes validated ops whose MemoryBytes() were reserved.
@@ -114,6 +134,7 @@ class Engine {
     uint64_t bytes;
     absl::Time deadline;
     std::function<void(bool)> done;
+    std::shared_ptr<ReserveTicket> ticket;
   };
   struct FlushRequest {
     int table;
@@ -144,6 +165,10 @@ class Engine {
   std::atomic<uint64_t> failed_ops_{0};
   std::atomic<bool> had_success_{false};
   std::atomic<int> inflight_calls_{0};
+  // Queued reservations per table (inbox included); TryReserve yields to them.
+  std::unique_ptr<std::atomic<int>[]> waiters_;
+  // The first queued waiter is blocked on the total budget: every table yields.
+  std::atomic<bool> total_blocked_{false};
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -35,6 +35,7 @@
 #include "service/dynamodb/http_transport.h"
 #include "service/engine/engine.h"
 #include "service/metrics/metrics.h"
+#include "service/server/wire_check.h"
 #include "service/server/write_service.h"
 
 #ifndef DYNAMO_BATCHER_VERSION
@@ -289,8 +290,10 @@ int Run(int argc, char** argv) {
   ServiceLimits limits;
   limits.max_ops_per_message = config.server.max_ops_per_message;
   limits.max_streams = config.server.max_streams;
+  limits.max_unary_calls = config.server.max_unary_calls;
   limits.max_inflight_ops_per_stream = config.server.max_inflight_ops_per_stream;
   WriteBatcherService service(&engine, &metrics, limits);
+  RouteProtobufLogs();
   auto listen_credentials = ServerCredentials(config);
   if (!listen_credentials.ok()) {
     Log(LogLevel::kError, "cannot set up the gRPC listener",
@@ -442,6 +445,9 @@ int Run(int argc, char** argv) {
   probe.join();  // at most one DescribeTable call (call_timeout) away
   http.Stop();
   engine.Stop();
+  // The transport answers calls still in flight when destroyed, through the
+  // engine's callbacks: destroy it while the engine is alive.
+  transport.reset();
   Log(LogLevel::kInfo, "stopped",
       {{"clean", clean ? "true" : "false"},
        {"failed_during_drain", absl::StrCat(engine.failed_ops() - failed_before)},

@@ -1,7 +1,9 @@
 #include "service/server/write_service.h"
 
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -9,6 +11,8 @@
 #include "absl/time/clock.h"
 #include "service/codec/codec.h"
 #include "service/common/log.h"
+#include "service/server/wire_check.h"
+#include "prometheus/counter.h"
 
 namespace dynamo_batcher {
 namespace v1 = ::dynamobatcher::v1;
@@ -36,19 +40,22 @@ void Reject(v1::WriteResult* out, const v1::WriteOp& op, const std::string& code
   out->set_outcome(v1::REJECTED);
   out->set_error_code(code);
   out->set_message(message);
-  out->set_table(op.table());
+  // DynamoDB table names are at most 255 bytes; anything else is cut.
+  out->set_table(EscapeForMessage(op.table(), 255));
 }
 
 // One Write stream. Owned by shared_ptr: gRPC holds a reference until OnDone,
 // and every op it submitted holds one (as its ResultSink) until answered, so
-// late results never touch freed memory.
+// late results never touch freed memory. Ops still waiting for budget when
+// the stream ends are dropped (never submitted), so they hold no reference.
 class WriteReactor final
-    : public grpc::ServerBidiReactor<v1::WriteRequest, v1::WriteResponse>,
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
       public ResultSink,
       public WriteBatcherService::DrainListener,
       public std::enable_shared_from_this<WriteReactor> {
  public:
-  explicit WriteReactor(WriteBatcherService* service) : service_(service) {}
+  WriteReactor(WriteBatcherService* service, grpc::CallbackServerContext* context)
+      : service_(service), context_(context) {}
 
   void Begin() {
     self_ = shared_from_this();
@@ -57,7 +64,7 @@ class WriteReactor final
       std::lock_guard<std::mutex> lock(mu_);
       read_pending_ = true;
     }
-    StartRead(&request_);
+    StartRead(&raw_request_);
   }
 
   void OnReadDone(bool ok) override {
@@ -70,6 +77,21 @@ class WriteReactor final
       if (!ok) half_closed_ = true;
     }
     if (!ok) {
+      StopReading();
+      return;
+    }
+    ++messages_read_;
+    std::string why;
+    const bool parsed = ParseRequest(raw_request_, &request_, &why);
+    raw_request_.Clear();
+    if (!parsed) {
+      service_->CountInvalidMessage("Write");
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        invalid_ = absl::StrCat("WriteRequest message ", messages_read_,
+                                " of this stream: ", why,
+                                "; earlier messages were answered, later ones not read");
+      }
       StopReading();
       return;
     }
@@ -90,14 +112,25 @@ class WriteReactor final
   void OnWriteDone(bool ok) override {
     bool start = false;
     bool finish = false;
+    bool resume = false;
+    std::vector<std::pair<int, uint64_t>> charges;
     {
       std::lock_guard<std::mutex> lock(mu_);
       writing_ = false;
-      if (!ok) broken_ = true;
+      charges.swap(out_charges_);
+      unsent_ -= out_ops_;
+      out_ops_ = 0;
+      if (!ok) {
+        broken_ = true;
+        AbandonWaitingLocked();
+      }
       start = TakeWriteLocked();
-      if (!start) finish = ShouldFinishLocked();
+      resume = MaybeResumeLocked();
+      if (!start && !resume) finish = ShouldFinishLocked();
     }
+    ReleaseCharges(charges);
     if (start) StartWrite(&out_);
+    if (resume) StartRead(&raw_request_);
     if (finish) DoFinish();
   }
 
@@ -106,12 +139,18 @@ class WriteReactor final
     {
       std::lock_guard<std::mutex> lock(mu_);
       broken_ = true;
+      AbandonWaitingLocked();
       finish = ShouldFinishLocked();
     }
     if (finish) DoFinish();
   }
 
   void OnDone() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      broken_ = true;
+      AbandonWaitingLocked();
+    }
     service_->RemoveStream(this);
     service_->metrics()->active_streams().Decrement();
     service_->active_streams_counter().fetch_sub(1);
@@ -122,37 +161,41 @@ class WriteReactor final
   void Deliver(OpResult result) override {
     bool start = false;
     bool finish = false;
-    bool resume = false;
+    const int table = result.op.table != nullptr
+                          ? service_->engine()->TableIndex(*result.op.table)
+                          : -1;
     {
       std::lock_guard<std::mutex> lock(mu_);
       --outstanding_;
       if (finished_) return;
-      ToProto(result, pending_.add_results());
+      Pending p;
+      ToProto(result, &p.result);
+      p.table = table;
+      p.bytes = p.result.ByteSizeLong() + sizeof(Pending);
+      // A result waiting to be sent holds memory: it counts against the
+      // budget until written, so a client that does not read is bounded.
+      if (table >= 0) service_->engine()->Charge(table, p.bytes);
+      pending_.push_back(std::move(p));
       start = TakeWriteLocked();
-      // Resume a stream paused at its in-flight cap once half has drained.
-      if (read_paused_ && outstanding_ <= service_->limits().max_inflight_ops_per_stream / 2) {
-        read_paused_ = false;
-        if (service_->draining() || broken_) {
-          read_done_ = true;
-        } else {
-          resume = true;
-          read_pending_ = true;
-        }
-      }
-      if (!start && !resume) finish = ShouldFinishLocked();
+      if (!start) finish = ShouldFinishLocked();
     }
     if (start) StartWrite(&out_);
-    if (resume) StartRead(&request_);
     if (finish) DoFinish();
   }
 
  private:
+  struct Pending {
+    v1::WriteResult result;
+    int table = -1;
+    uint64_t bytes = 0;  // charged to `table`'s budget when table >= 0
+  };
+
   void Process() {
     Engine* engine = service_->engine();
     const absl::Time now = SteadyClock().Now();
     const int n = request_.ops_size();
-    groups_.assign(engine->table_count(), {});
-    group_bytes_.assign(engine->table_count(), 0);
+    std::vector<std::vector<Op>> groups(engine->table_count());
+    std::vector<uint64_t> group_bytes(engine->table_count(), 0);
     std::vector<v1::WriteResult> rejected;
     if (n > service_->limits().max_ops_per_message) {
       const std::string msg = absl::StrCat(
@@ -171,55 +214,127 @@ class WriteReactor final
         v1::WriteResult r;
         if (service_->PrepareOp(request_.ops(i), now, &table, &op, &r)) {
           op.sink = shared_from_this();
-          group_bytes_[table] += op.MemoryBytes();
-          groups_[table].push_back(std::move(op));
+          group_bytes[table] += op.MemoryBytes();
+          groups[table].push_back(std::move(op));
         } else {
           rejected.push_back(std::move(r));
         }
       }
     }
+    request_.Clear();
+    // Each table's ops are reserved and submitted on their own: one table's
+    // full budget never holds another table's ops. Per table, ops keep
+    // their arrival order (the next message is read only once all are in).
+    std::vector<std::pair<int, std::vector<Op>>> submit_now;
+    std::vector<int> wait;
+    uint64_t seq;
     {
       std::lock_guard<std::mutex> lock(mu_);
       outstanding_ += n;
+      unsent_ += n;
       outstanding_ -= static_cast<int64_t>(rejected.size());
-      for (auto& r : rejected) *pending_.add_results() = std::move(r);
+      for (auto& r : rejected) {
+        Pending p;
+        p.result = std::move(r);
+        pending_.push_back(std::move(p));
+      }
+      waiting_.assign(engine->table_count(), WaitingGroup{});
+      seq = ++message_seq_;
+      for (size_t t = 0; t < groups.size(); ++t) {
+        if (groups[t].empty()) continue;
+        if (broken_) {  // ended while this message was parsed: never submitted
+          outstanding_ -= static_cast<int64_t>(groups[t].size());
+          unsent_ -= static_cast<int64_t>(groups[t].size());
+          groups[t].clear();
+          continue;
+        }
+        if (engine->TryReserve(static_cast<int>(t), group_bytes[t])) {
+          submit_now.emplace_back(static_cast<int>(t), std::move(groups[t]));
+        } else {
+          waiting_[t].ops = std::move(groups[t]);
+          waiting_[t].bytes = group_bytes[t];
+          waiting_[t].active = true;
+          ++waiting_groups_;
+          wait.push_back(static_cast<int>(t));
+        }
+      }
     }
     rejected.clear();
-    next_group_ = 0;
-    SubmitGroups();
-  }
-
-  // Submits the per-table groups in order, waiting for buffer space where the
-  // budget is full; reads the next message only when all are in.
-  void SubmitGroups() {
-    Engine* engine = service_->engine();
-    while (next_group_ < groups_.size()) {
-      const int t = static_cast<int>(next_group_);
-      if (groups_[t].empty()) {
-        ++next_group_;
-        continue;
-      }
-      if (!engine->TryReserve(t, group_bytes_[t])) {
-        std::weak_ptr<WriteReactor> weak = weak_from_this();
-        engine->ReserveAsync(t, group_bytes_[t], absl::InfiniteFuture(), [weak](bool ok) {
-          if (auto self = weak.lock()) self->OnReserved(ok);
-        });
-        return;
-      }
-      engine->Submit(t, std::move(groups_[t]));
-      groups_[t].clear();
-      ++next_group_;
+    for (auto& [t, ops] : submit_now) engine->Submit(t, std::move(ops));
+    if (wait.empty()) {
+      AfterSubmit();
+      return;
     }
-    AfterSubmit();
+    for (int t : wait) {
+      std::weak_ptr<WriteReactor> weak = weak_from_this();
+      auto ticket = engine->ReserveAsync(t, group_bytes[t], absl::InfiniteFuture(),
+                                         [weak, t](bool ok) {
+                                           if (auto self = weak.lock()) self->OnReserved(t, ok);
+                                         });
+      std::lock_guard<std::mutex> lock(mu_);
+      // Once every group was reserved, the next message may already be in
+      // waiting_: its groups are not this ticket's.
+      if (message_seq_ == seq) waiting_[t].ticket = ticket;
+      if (abandoned_) ticket->Cancel();
+    }
   }
 
-  void OnReserved(bool ok) {
-    if (!ok) return;  // infinite deadline: only on shutdown
-    const int t = static_cast<int>(next_group_);
-    service_->engine()->Submit(t, std::move(groups_[t]));
-    groups_[t].clear();
-    ++next_group_;
-    SubmitGroups();
+  struct WaitingGroup {
+    std::vector<Op> ops;
+    uint64_t bytes = 0;
+    bool active = false;
+    std::shared_ptr<Engine::ReserveTicket> ticket;
+  };
+
+  // The budget for table `t` was reserved (ok) for this stream's waiting ops.
+  void OnReserved(int t, bool ok) {
+    std::vector<Op> ops;
+    bool release = false;
+    bool all_in = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      WaitingGroup& g = waiting_[t];
+      if (!g.active) {
+        // The stream ended meanwhile: the ops were dropped unsubmitted.
+        release = ok;
+      } else {
+        g.active = false;
+        ops = std::move(g.ops);
+        g.ops.clear();
+        all_in = --waiting_groups_ == 0;
+        if (!ok) {  // no deadline is set: only if the engine gave up
+          outstanding_ -= static_cast<int64_t>(ops.size());
+          unsent_ -= static_cast<int64_t>(ops.size());
+          ops.clear();
+        }
+      }
+    }
+    if (release) {
+      uint64_t bytes;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        bytes = waiting_[t].bytes;
+      }
+      service_->engine()->Release(t, bytes);
+      return;
+    }
+    if (!ops.empty()) service_->engine()->Submit(t, std::move(ops));
+    if (all_in) AfterSubmit();
+  }
+
+  // The stream ended: ops still waiting for budget are never submitted.
+  void AbandonWaitingLocked() {
+    if (abandoned_) return;
+    abandoned_ = true;
+    for (WaitingGroup& g : waiting_) {
+      if (!g.active) continue;
+      g.active = false;
+      if (g.ticket) g.ticket->Cancel();
+      outstanding_ -= static_cast<int64_t>(g.ops.size());
+      unsent_ -= static_cast<int64_t>(g.ops.size());
+      g.ops.clear();  // drops their references to this stream
+    }
+    waiting_groups_ = 0;
   }
 
   void AfterSubmit() {
@@ -231,8 +346,8 @@ class WriteReactor final
       start = TakeWriteLocked();
       if (service_->draining() || broken_) {
         read_done_ = true;
-      } else if (outstanding_ >= service_->limits().max_inflight_ops_per_stream) {
-        read_paused_ = true;  // Deliver resumes it
+      } else if (unsent_ >= service_->limits().max_inflight_ops_per_stream) {
+        read_paused_ = true;  // OnWriteDone resumes it
       } else {
         read = true;
         read_pending_ = true;
@@ -240,8 +355,22 @@ class WriteReactor final
       if (!start) finish = ShouldFinishLocked();
     }
     if (start) StartWrite(&out_);
-    if (read) StartRead(&request_);
+    if (read) StartRead(&raw_request_);
     if (finish) DoFinish();
+  }
+
+  // Resume a stream paused at its in-flight cap once half has been sent.
+  bool MaybeResumeLocked() {
+    if (!read_paused_ || unsent_ > service_->limits().max_inflight_ops_per_stream / 2) {
+      return false;
+    }
+    read_paused_ = false;
+    if (service_->draining() || broken_) {
+      read_done_ = true;
+      return false;
+    }
+    read_pending_ = true;
+    return true;
   }
 
   void StopReading() {
@@ -254,11 +383,26 @@ class WriteReactor final
     if (finish) DoFinish();
   }
 
-  // Moves pending results into out_ if no write is in flight.
+  // Moves pending results (at most max_response_bytes of them) into out_ if
+  // no write is in flight.
   bool TakeWriteLocked() {
-    if (writing_ || finished_ || broken_ || pending_.results_size() == 0) return false;
+    if (writing_ || finished_ || broken_ || pending_.empty()) return false;
+    v1::WriteResponse response;
+    size_t bytes = 0;
+    const size_t max = service_->limits().max_response_bytes;
+    while (!pending_.empty()) {
+      Pending& p = pending_.front();
+      // Field tag + length prefix of one repeated `results` entry.
+      const size_t size = p.result.ByteSizeLong() + 6;
+      if (response.results_size() > 0 && bytes + size > max) break;
+      bytes += size;
+      if (p.table >= 0) out_charges_.emplace_back(p.table, p.bytes);
+      *response.add_results() = std::move(p.result);
+      pending_.pop_front();
+    }
+    out_ops_ = response.results_size();
     out_.Clear();
-    out_.Swap(&pending_);
+    SerializeTo(response, &out_);
     writing_ = true;
     return true;
   }
@@ -267,24 +411,41 @@ class WriteReactor final
     if (finished_ || writing_) return false;
     // While draining, a read still waiting for the client will not be used.
     const bool reads_over = read_done_ || (read_pending_ && service_->draining());
-    if (broken_ || (reads_over && outstanding_ == 0 && pending_.results_size() == 0)) {
+    if (broken_ || (reads_over && outstanding_ == 0 && pending_.empty() && waiting_groups_ == 0)) {
       finished_ = true;
       return true;
     }
     return false;
   }
 
+  void ReleaseCharges(const std::vector<std::pair<int, uint64_t>>& charges) {
+    Engine* engine = service_->engine();
+    for (const auto& [t, bytes] : charges) engine->Release(t, bytes);
+  }
+
   void DoFinish() {
     bool draining = service_->draining();
     bool broken;
     bool half_closed;
+    std::string invalid;
+    std::vector<std::pair<int, uint64_t>> charges;
     {
       std::lock_guard<std::mutex> lock(mu_);
       broken = broken_;
       half_closed = half_closed_;
+      invalid = invalid_;
+      // Results that will never be sent give their budget back.
+      for (const Pending& p : pending_) {
+        if (p.table >= 0) charges.emplace_back(p.table, p.bytes);
+      }
+      pending_.clear();
     }
+    ReleaseCharges(charges);
     if (broken) {
       Finish(grpc::Status::CANCELLED);
+    } else if (!invalid.empty()) {
+      context_->AddTrailingMetadata(kBadMessageTrailer, absl::StrCat(messages_read_));
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, invalid));
     } else if (draining && !half_closed) {
       Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "dynamo-batcher is draining (shutting down); every op read from this "
@@ -295,16 +456,24 @@ class WriteReactor final
   }
 
   WriteBatcherService* service_;
+  grpc::CallbackServerContext* context_;
   std::shared_ptr<WriteReactor> self_;
+  grpc::ByteBuffer raw_request_;
   v1::WriteRequest request_;
-  std::vector<std::vector<Op>> groups_;
-  std::vector<uint64_t> group_bytes_;
-  size_t next_group_ = 0;
+  uint64_t messages_read_ = 0;  // by the read callbacks only (one at a time)
 
   std::mutex mu_;
-  v1::WriteResponse pending_;  // guarded by mu_
-  v1::WriteResponse out_;      // owned by the write in flight
+  std::deque<Pending> pending_;  // guarded by mu_
+  grpc::ByteBuffer out_;         // owned by the write in flight
+  std::vector<std::pair<int, uint64_t>> out_charges_;  // budget held by out_
+  int64_t out_ops_ = 0;        // results in out_
+  std::vector<WaitingGroup> waiting_;  // per table: ops waiting for budget
+  int waiting_groups_ = 0;
+  uint64_t message_seq_ = 0;   // messages processed; tells waiting_'s owner
+  bool abandoned_ = false;     // the stream ended; waiting ops were dropped
   int64_t outstanding_ = 0;    // ops read, result not yet queued
+  int64_t unsent_ = 0;         // ops read, result not yet written to the client
+  std::string invalid_;        // why a message did not parse
   bool writing_ = false;
   bool read_done_ = false;
   bool read_pending_ = false;  // a StartRead awaits OnReadDone
@@ -315,7 +484,7 @@ class WriteReactor final
 };
 
 class RefusingReactor final
-    : public grpc::ServerBidiReactor<v1::WriteRequest, v1::WriteResponse> {
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   explicit RefusingReactor(grpc::Status status) { Finish(std::move(status)); }
   void OnDone() override { delete this; }
@@ -331,24 +500,40 @@ void FinishUnary(grpc::ServerUnaryReactor* reactor, std::atomic<int>* calls,
 // Answers one unary Put/Delete once its result arrives.
 class UnarySink final : public ResultSink {
  public:
-  UnarySink(grpc::ServerUnaryReactor* reactor, v1::WriteResult* response,
+  UnarySink(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* response,
             std::atomic<int>* calls)
       : reactor_(reactor), response_(response), calls_(calls) {}
   void Deliver(OpResult result) override {
-    ToProto(result, response_);
+    v1::WriteResult out;
+    ToProto(result, &out);
+    SerializeTo(out, response_);
     FinishUnary(reactor_, calls_, grpc::Status::OK);
   }
 
  private:
   grpc::ServerUnaryReactor* reactor_;
-  v1::WriteResult* response_;
+  grpc::ByteBuffer* response_;
   std::atomic<int>* calls_;
 };
 
 }  // namespace
 
 WriteBatcherService::WriteBatcherService(Engine* engine, Metrics* metrics, ServiceLimits limits)
-    : engine_(engine), metrics_(metrics), limits_(limits) {}
+    : engine_(engine), metrics_(metrics), limits_(limits) {
+  invalid_messages_ = &prometheus::BuildCounter()
+                           .Name("dynamo_batcher_invalid_messages_total")
+                           .Help("gRPC request messages that did not parse (invalid UTF-8, "
+                                 "nesting too deep, malformed); the stream or call ends "
+                                 "with INVALID_ARGUMENT")
+                           .Register(*metrics_->registry());
+  for (const char* rpc : {"Write", "Put", "Delete", "Flush"}) {
+    invalid_messages_->Add({{"rpc", rpc}});
+  }
+}
+
+void WriteBatcherService::CountInvalidMessage(const std::string& rpc) {
+  invalid_messages_->Add({{"rpc", rpc}}).Increment();
+}
 
 void WriteBatcherService::BeginDrain() {
   std::vector<std::shared_ptr<DrainListener>> open;
@@ -379,7 +564,7 @@ bool WriteBatcherService::PrepareOp(const v1::WriteOp& wire, absl::Time now, int
   const int t = engine_->TableIndex(wire.table());
   if (t < 0) {
     Reject(rejected, wire, "UnknownTable",
-           absl::StrCat("op ", wire.id(), ": table: \"", wire.table(),
+           absl::StrCat("op ", wire.id(), ": table: \"", EscapeForMessage(wire.table()),
                         "\" is not a configured table of this sidecar"));
     metrics_->Rejected("", "UnknownTable").Increment();
     return false;
@@ -399,8 +584,8 @@ bool WriteBatcherService::PrepareOp(const v1::WriteOp& wire, absl::Time now, int
   return true;
 }
 
-grpc::ServerBidiReactor<v1::WriteRequest, v1::WriteResponse>* WriteBatcherService::Write(
-    grpc::CallbackServerContext* /*context*/) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* WriteBatcherService::Write(
+    grpc::CallbackServerContext* context) {
   if (draining_.load()) {
     return new RefusingReactor(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                             "dynamo-batcher is draining (shutting down)"));
@@ -412,7 +597,7 @@ grpc::ServerBidiReactor<v1::WriteRequest, v1::WriteResponse>* WriteBatcherServic
         absl::StrCat("too many open Write streams (server.max_streams = ", limits_.max_streams,
                      "); reuse one stream per client")));
   }
-  auto reactor = std::make_shared<WriteReactor>(this);
+  auto reactor = std::make_shared<WriteReactor>(this, context);
   if (!AddStream(reactor)) {  // the drain began since the check above
     active_streams_.fetch_sub(1);
     return new RefusingReactor(grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -424,19 +609,32 @@ grpc::ServerBidiReactor<v1::WriteRequest, v1::WriteResponse>* WriteBatcherServic
   return reactor.get();
 }
 
-grpc::ServerUnaryReactor* WriteBatcherService::Single(grpc::CallbackServerContext* context,
-                                                      v1::WriteOp wire,
-                                                      v1::WriteResult* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+bool WriteBatcherService::AdmitUnary(grpc::ServerUnaryReactor* reactor) {
   if (draining_.load()) {
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                  "dynamo-batcher is draining (shutting down)"));
-    return reactor;
+    return false;
   }
-  unary_calls_.fetch_add(1);
+  if (unary_calls_.fetch_add(1) >= limits_.max_unary_calls) {
+    unary_calls_.fetch_sub(1);
+    reactor->Finish(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("too many concurrent unary calls (server.max_unary_calls = ",
+                     limits_.max_unary_calls, "); use a Write stream for many ops")));
+    return false;
+  }
+  return true;
+}
+
+grpc::ServerUnaryReactor* WriteBatcherService::Single(grpc::CallbackServerContext* context,
+                                                      grpc::ServerUnaryReactor* reactor,
+                                                      v1::WriteOp wire,
+                                                      grpc::ByteBuffer* response) {
   int table = -1;
   Op op;
-  if (!PrepareOp(wire, clock_.Now(), &table, &op, response)) {
+  v1::WriteResult rejected;
+  if (!PrepareOp(wire, clock_.Now(), &table, &op, &rejected)) {
+    SerializeTo(rejected, response);
     FinishUnary(reactor, &unary_calls_, grpc::Status::OK);
     return reactor;
   }
@@ -468,43 +666,78 @@ grpc::ServerUnaryReactor* WriteBatcherService::Single(grpc::CallbackServerContex
 }
 
 grpc::ServerUnaryReactor* WriteBatcherService::Put(grpc::CallbackServerContext* context,
-                                                   const v1::PutRequest* request,
-                                                   v1::WriteResult* response) {
+                                                   const grpc::ByteBuffer* request,
+                                                   grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!AdmitUnary(reactor)) return reactor;
+  v1::PutRequest put;
+  std::string why;
+  if (!ParseRequest(*request, &put, &why)) {
+    CountInvalidMessage("Put");
+    FinishUnary(reactor, &unary_calls_, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, why));
+    return reactor;
+  }
   v1::WriteOp op;
-  op.set_id(request->id());
-  op.set_table(request->table());
-  *op.mutable_put() = request->item();
-  return Single(context, std::move(op), response);
+  op.set_id(put.id());
+  op.set_table(put.table());
+  *op.mutable_put() = std::move(*put.mutable_item());
+  return Single(context, reactor, std::move(op), response);
 }
 
 grpc::ServerUnaryReactor* WriteBatcherService::Delete(grpc::CallbackServerContext* context,
-                                                      const v1::DeleteRequest* request,
-                                                      v1::WriteResult* response) {
+                                                      const grpc::ByteBuffer* request,
+                                                      grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!AdmitUnary(reactor)) return reactor;
+  v1::DeleteRequest del;
+  std::string why;
+  if (!ParseRequest(*request, &del, &why)) {
+    CountInvalidMessage("Delete");
+    FinishUnary(reactor, &unary_calls_, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, why));
+    return reactor;
+  }
   v1::WriteOp op;
-  op.set_id(request->id());
-  op.set_table(request->table());
-  *op.mutable_delete_key() = request->key();
-  return Single(context, std::move(op), response);
+  op.set_id(del.id());
+  op.set_table(del.table());
+  *op.mutable_delete_key() = std::move(*del.mutable_key());
+  return Single(context, reactor, std::move(op), response);
 }
 
 grpc::ServerUnaryReactor* WriteBatcherService::Flush(grpc::CallbackServerContext* context,
-                                                     const v1::FlushRequest* request,
-                                                     v1::FlushResponse* response) {
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (unary_calls_.fetch_add(1) >= limits_.max_unary_calls) {
+    unary_calls_.fetch_sub(1);
+    reactor->Finish(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("too many concurrent unary calls (server.max_unary_calls = ",
+                     limits_.max_unary_calls, ")")));
+    return reactor;
+  }
+  v1::FlushRequest flush;
+  std::string why;
+  if (!ParseRequest(*request, &flush, &why)) {
+    CountInvalidMessage("Flush");
+    FinishUnary(reactor, &unary_calls_, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, why));
+    return reactor;
+  }
   int table = -1;
-  if (!request->table().empty()) {
-    table = engine_->TableIndex(request->table());
+  if (!flush.table().empty()) {
+    table = engine_->TableIndex(flush.table());
     if (table < 0) {
-      reactor->Finish(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("FlushRequest.table: \"", request->table(),
-                       "\" is not a configured table of this sidecar")));
+      FinishUnary(reactor, &unary_calls_,
+                  grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                               absl::StrCat("FlushRequest.table: \"",
+                                            EscapeForMessage(flush.table()),
+                                            "\" is not a configured table of this sidecar")));
       return reactor;
     }
   }
-  unary_calls_.fetch_add(1);
   engine_->Flush(table, [this, reactor, response](uint64_t ops) {
-    response->set_ops(ops);
+    v1::FlushResponse out;
+    out.set_ops(ops);
+    SerializeTo(out, response);
     FinishUnary(reactor, &unary_calls_, grpc::Status::OK);
   });
   return reactor;

@@ -15,37 +15,60 @@ namespace dynamo_batcher {
 struct ServiceLimits {
   int max_ops_per_message = 10000;
   int max_streams = 1024;
-  // A stream stops being read while this many of its ops are unanswered.
+  // Concurrent unary calls (Put, Delete, Flush); more: RESOURCE_EXHAUSTED.
+  int max_unary_calls = 1024;
+  // A stream stops being read while this many of its ops have no result
+  // written to the client yet (results queued for a slow reader count).
   int64_t max_inflight_ops_per_stream = 100000;
+  // Largest WriteResponse sent: results are split into messages of at most
+  // this size, well under gRPC's default 4 MiB receive limit.
+  size_t max_response_bytes = 1 << 20;
   // Unary calls without a deadline wait at most this long for buffer space.
   absl::Duration default_unary_wait = absl::Seconds(30);
 };
 
 // The WriteBatcher gRPC service on the callback (reactor) API: no thread is
-// held by a slow stream. Each op is validated and encoded on arrival (bad ops
+// held by a slow stream. Requests arrive as raw bytes and are parsed here, so
+// a message that does not parse ends its stream (or call) with
+// INVALID_ARGUMENT naming the field, instead of looking like a half-close. Each op is validated and encoded on arrival (bad ops
 // get REJECTED at once, the others go on), then handed to the Engine; results
 // flow back on the same stream in any order.
 //
 // Backpressure: when the buffer budget is full, a stream stops reading (gRPC
 // flow control pushes back on the client) and a unary call waits up to its
-// deadline, then fails with RESOURCE_EXHAUSTED.
+// deadline, then fails with RESOURCE_EXHAUSTED. Results waiting to be sent
+// count against the stream's in-flight cap and the budget, so a client that
+// does not read its results stops being read. Ops of a stream that ends
+// before they were handed to the engine (waiting for budget) are dropped:
+// never written, their reservation returned.
 //
 // Thread-safety: gRPC calls it from its own threads; BeginDrain from any.
-class WriteBatcherService final : public dynamobatcher::v1::WriteBatcher::CallbackService {
+using RawWriteBatcherService = dynamobatcher::v1::WriteBatcher::WithRawCallbackMethod_Write<
+    dynamobatcher::v1::WriteBatcher::WithRawCallbackMethod_Put<
+        dynamobatcher::v1::WriteBatcher::WithRawCallbackMethod_Delete<
+            dynamobatcher::v1::WriteBatcher::WithRawCallbackMethod_Flush<
+                dynamobatcher::v1::WriteBatcher::Service>>>>;
+
+// Trailing metadata key on a Write stream ended for a message that does not
+// parse: the 1-based index of that message on the stream (so a client can
+// fail exactly its ops and re-send the rest).
+inline constexpr char kBadMessageTrailer[] = "dynamo-batcher-bad-message";
+
+class WriteBatcherService final : public RawWriteBatcherService {
  public:
   WriteBatcherService(Engine* engine, Metrics* metrics, ServiceLimits limits);
 
-  grpc::ServerBidiReactor<dynamobatcher::v1::WriteRequest, dynamobatcher::v1::WriteResponse>*
-  Write(grpc::CallbackServerContext* context) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Write(
+      grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* context,
-                                const dynamobatcher::v1::PutRequest* request,
-                                dynamobatcher::v1::WriteResult* response) override;
+                                const grpc::ByteBuffer* request,
+                                grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* context,
-                                   const dynamobatcher::v1::DeleteRequest* request,
-                                   dynamobatcher::v1::WriteResult* response) override;
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Flush(grpc::CallbackServerContext* context,
-                                  const dynamobatcher::v1::FlushRequest* request,
-                                  dynamobatcher::v1::FlushResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
 
   // Drain semantics (design guarantee 7), per open Write stream:
   //  - no message is read after BeginDrain except one whose read had already
@@ -72,6 +95,9 @@ class WriteBatcherService final : public dynamobatcher::v1::WriteBatcher::Callba
   bool PrepareOp(const dynamobatcher::v1::WriteOp& wire, absl::Time now, int* table, Op* op,
                  dynamobatcher::v1::WriteResult* rejected);
 
+  // Counts a message that did not parse (`rpc`: Write, Put, Delete, Flush).
+  void CountInvalidMessage(const std::string& rpc);
+
   Engine* engine() { return engine_; }
   Metrics* metrics() { return metrics_; }
   const ServiceLimits& limits() const { return limits_; }
@@ -89,9 +115,12 @@ class WriteBatcherService final : public dynamobatcher::v1::WriteBatcher::Callba
   void RemoveStream(const DrainListener* stream);
 
  private:
+  // `reactor` is the call's DefaultReactor (which may be taken only once).
   grpc::ServerUnaryReactor* Single(grpc::CallbackServerContext* context,
-                                   dynamobatcher::v1::WriteOp op,
-                                   dynamobatcher::v1::WriteResult* response);
+                                   grpc::ServerUnaryReactor* reactor,
+                                   dynamobatcher::v1::WriteOp op, grpc::ByteBuffer* response);
+  // Admits a unary call under max_unary_calls; false: `reactor` was finished.
+  bool AdmitUnary(grpc::ServerUnaryReactor* reactor);
 
   Engine* engine_;
   Metrics* metrics_;
@@ -100,6 +129,7 @@ class WriteBatcherService final : public dynamobatcher::v1::WriteBatcher::Callba
   std::atomic<bool> draining_{false};
   std::atomic<int> active_streams_{0};
   std::atomic<int> unary_calls_{0};  // Put/Delete/Flush not yet finished
+  prometheus::Family<prometheus::Counter>* invalid_messages_ = nullptr;
   std::mutex streams_mu_;  // orders AddStream against BeginDrain
   std::map<const DrainListener*, std::weak_ptr<DrainListener>> streams_;  // by streams_mu_
 };

@@ -457,5 +457,42 @@ TEST_F(ClientIntegration, FullBudgetBlocksPutUntilResultsFlowInBlockMode) {
   EXPECT_EQ(events->count("blocked"), 1u);
 }
 
+// An op the sidecar cannot parse (a list nested 60 deep passes the client
+// but exceeds protobuf's recursion limit) ends the stream with
+// INVALID_ARGUMENT. Before the fix the stream ended OK and the client
+// re-sent the op on every new stream until op_deadline; now that op fails
+// at once with the sidecar's status, and the client keeps working.
+TEST_F(ClientIntegration, UnparseableOpFailsWithInvalidArgumentInsteadOfBeingResent) {
+  auto sidecar = Start("5ms");
+  ASSERT_TRUE(sidecar.ok()) << sidecar.status();
+  ClientOptions options;
+  options.op_deadline = absl::Seconds(30);
+  auto client = MakeClient(*sidecar, options);
+  ASSERT_NE(client, nullptr);
+
+  auto before = client->Put("events", Item().S("pk", "before").S("v", "1"));
+  ASSERT_TRUE(Ready(before, absl::Seconds(10)));
+  EXPECT_EQ(before.get().outcome, v1::WRITTEN);
+
+  v1::AttributeValue deep = Value::S("bottom");
+  for (int i = 0; i < 60; ++i) deep = Value::L({deep});
+  Item item = Item().S("pk", "deep");
+  item.Set("deep", deep);
+  const absl::Time start = absl::Now();
+  auto bad = client->Put("events", std::move(item));
+  ASSERT_TRUE(Ready(bad, absl::Seconds(10))) << "the op must fail, not be re-sent until its deadline";
+  WriteOutcome o = bad.get();
+  EXPECT_EQ(o.status.code(), absl::StatusCode::kInvalidArgument) << o.DebugString();
+  EXPECT_THAT(o.status.message(), HasSubstr("nested more than")) << o.DebugString();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+
+  auto after = client->Put("events", Item().S("pk", "after").S("v", "2"));
+  ASSERT_TRUE(Ready(after, absl::Seconds(10)));
+  EXPECT_EQ(after.get().outcome, v1::WRITTEN);
+  Client::Stats s = client->stats();
+  EXPECT_EQ(s.client_errors, 1u);
+  EXPECT_TRUE(client->Close(absl::Seconds(10)).ok());
+}
+
 }  // namespace
 }  // namespace dynamo_batcher::testing

@@ -25,7 +25,12 @@
 namespace dynamo_batcher::testing {
 
 std::string SourceDir() { return DYNAMO_BATCHER_SOURCE_DIR; }
-std::string SidecarBinary() { return DYNAMO_BATCHER_SIDECAR_BIN; }
+// DYNAMO_BATCHER_TEST_SIDECAR_BIN runs the tests against another build (e.g.
+// an older one, to check that a regression test fails there).
+std::string SidecarBinary() {
+  const char* other = getenv("DYNAMO_BATCHER_TEST_SIDECAR_BIN");
+  return other != nullptr && *other != '\0' ? other : DYNAMO_BATCHER_SIDECAR_BIN;
+}
 std::string BatchctlBinary() { return DYNAMO_BATCHER_BATCHCTL_BIN; }
 
 std::string TestDir(const std::string& name) {
@@ -226,9 +231,9 @@ absl::StatusOr<std::string> ProxyStats(const FaultProxy& proxy) {
 }
 
 std::shared_ptr<grpc::Channel> Sidecar::Channel() const {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(target(), grpc::InsecureChannelCredentials(), args);
+  // gRPC's default limits (4 MiB receive), as a user's client has: every
+  // WriteResponse must fit them.
+  return grpc::CreateChannel(target(), grpc::InsecureChannelCredentials());
 }
 
 absl::StatusOr<Sidecar> StartSidecar(const std::string& dir, const std::string& config_yaml,

@@ -152,6 +152,15 @@ server:
               HasSubstr("server.tls"));
 }
 
+TEST(Config, MaxUnaryCallsParsesAndIsBounded) {
+  auto c = ParseConfig(std::string(kMinimal) + "server:\n  max_unary_calls: 7\n", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server.max_unary_calls, 7);
+  EXPECT_EQ(ParseConfig(kMinimal, "t.yaml")->server.max_unary_calls, 1024);
+  absl::Status s = ErrorOf(std::string(kMinimal) + "server:\n  max_unary_calls: 0\n");
+  EXPECT_THAT(s.message(), HasSubstr("server.max_unary_calls"));
+}
+
 TEST(Config, RetryCapBelowBaseIsRejected) {
   absl::Status s = ErrorOf(std::string(kMinimal) + "retry:\n  base: 1s\n  cap: 10ms\n");
   EXPECT_THAT(s.message(), HasSubstr("retry.cap"));
