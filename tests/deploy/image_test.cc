@@ -5,7 +5,8 @@
 // on the host it checks: the process really runs as 65532, writes land and
 // read back, /healthz and /readyz answer, and SIGTERM during a stream drains
 // (every op read gets its result, every WRITTEN op is in the table) and the
-// process exits 0.
+// process exits 0. The lifecycle hooks of the manifests (batchctl
+// wait-healthy, batchctl sleep) run in it, and it has no shell.
 //
 // Skips (ctest reports it as skipped) when the image was not built, buildah
 // is missing, or not root (buildah's chroot isolation needs it). Build the
@@ -194,6 +195,15 @@ TEST_F(ImageTest, RunsAsNonRootWritesAnswersHealthAndDrainsOnSigterm) {
   const pid_t sidecar = FindDescendantSidecar(run.pid());
   ASSERT_GT(sidecar, 0) << "no dynamo-batcher process under buildah run (pid " << run.pid() << ")";
   EXPECT_EQ(UidLine(sidecar), "Uid:\t65532\t65532\t65532\t65532");
+
+  // The hooks the Kubernetes manifests use run in the image (no shell there).
+  const std::string run_in = absl::StrCat("buildah run --isolation chroot --network host --user ",
+                                          "65532:65532 ", container_, " -- ");
+  EXPECT_EQ(Shell(absl::StrCat(run_in, "/usr/local/bin/batchctl --metrics http://127.0.0.1:",
+                               metrics_port, " wait-healthy --timeout 10s 2>&1")),
+            0);
+  EXPECT_EQ(Shell(absl::StrCat(run_in, "/usr/local/bin/batchctl sleep 10ms 2>&1")), 0);
+  EXPECT_NE(Shell(absl::StrCat(run_in, "/bin/sh -c true 2>&1")), 0) << "the image has a shell";
 
   long status = 0;
   auto healthz = HttpGet(absl::StrCat("http://127.0.0.1:", metrics_port, "/healthz"), &status);
