@@ -46,8 +46,8 @@ struct EngineOptions {
 struct EngineLiveSettings {
   BatchingOptions batching;
   RetryOptions retry;
-  uint64_t max_buffer_bytes = 256ull << 20;
-  uint64_t max_table_buffer_bytes = 128ull << 20;
+  uint64_t max_buffer_bytes = EngineOptions{}.max_buffer_bytes;
+  uint64_t max_table_buffer_bytes = EngineOptions{}.max_table_buffer_bytes;
   std::vector<RateLimiterOptions> rates;
 };
 
