@@ -87,6 +87,19 @@ constexpr const char kHealthUsage[] =
     "grpc.health.v1.Health/Check against the sidecar; prints the status.\n"
     "exit: 0 SERVING, 1 any other status, 2 usage, 3 unreachable\n";
 
+constexpr const char kWaitHealthyUsage[] =
+    "usage: batchctl wait-healthy [--timeout D]\n"
+    "\n"
+    "Polls the sidecar's /healthz (on the --metrics URL's host and port) until it\n"
+    "answers 200, for at most D (default 60s). A postStart hook for images without\n"
+    "a shell: holds the next container until the sidecar listens.\n"
+    "exit: 0 healthy, 2 usage, 3 not healthy within D\n";
+
+constexpr const char kSleepUsage[] =
+    "usage: batchctl sleep D\n"
+    "\n"
+    "Waits D (e.g. 15s) and exits 0. A preStop hook for images without a shell.\n";
+
 constexpr const char kStatsUsage[] =
     "usage: batchctl stats [--metrics URL] [--raw]\n"
     "\n"
@@ -499,6 +512,48 @@ int RunHealth(const GlobalOptions& global_in, const std::vector<std::string>& ar
   return response.status() == grpc::health::v1::HealthCheckResponse::SERVING
              ? kExitOk
              : kExitOpsFailed;
+}
+
+int RunWaitHealthy(const GlobalOptions& global_in, const std::vector<std::string>& args) {
+  GlobalOptions global = global_in;
+  ParsedArgs parsed;
+  if (int rc = ParseSubcommand(args, {{"timeout"}, {}}, kWaitHealthyUsage, global, parsed);
+      rc >= 0) {
+    return rc;
+  }
+  absl::StatusOr<absl::Duration> timeout = parsed.GetDuration("timeout", absl::Seconds(60));
+  if (!parsed.positional.empty() || !timeout.ok()) {
+    std::cerr << "batchctl: bad arguments for wait-healthy\n\n" << kWaitHealthyUsage;
+    return kExitUsage;
+  }
+  std::string url = NormalizeMetricsUrl(global.metrics_url);
+  url = absl::StrCat(url.substr(0, url.find('/', url.find("://") + 3)), "/healthz");
+  const absl::Time deadline = absl::Now() + *timeout;
+  absl::Status last;
+  for (;;) {
+    absl::StatusOr<std::string> body = HttpGet(url, absl::Seconds(1));
+    if (body.ok()) return kExitOk;
+    last = body.status();
+    if (absl::Now() + absl::Milliseconds(250) >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(250));
+  }
+  std::cerr << "batchctl: not healthy after " << absl::FormatDuration(*timeout) << ": "
+            << last.message() << "\n";
+  return kExitUnreachable;
+}
+
+int RunSleep(const std::vector<std::string>& args) {
+  absl::Duration d;
+  if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
+    std::cout << kSleepUsage;
+    return kExitOk;
+  }
+  if (args.size() != 1 || !absl::ParseDuration(args[0], &d) || d < absl::ZeroDuration()) {
+    std::cerr << "batchctl: sleep needs one duration, e.g. 15s\n\n" << kSleepUsage;
+    return kExitUsage;
+  }
+  absl::SleepFor(d);
+  return kExitOk;
 }
 
 int RunStats(const GlobalOptions& global_in, const std::vector<std::string>& args) {

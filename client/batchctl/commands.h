@@ -55,6 +55,9 @@ int RunLoad(const GlobalOptions& global, const std::vector<std::string>& args,
 int RunFlush(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunHealth(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunStats(const GlobalOptions& global, const std::vector<std::string>& args);
+// Lifecycle hooks for images without a shell (postStart / preStop).
+int RunWaitHealthy(const GlobalOptions& global, const std::vector<std::string>& args);
+int RunSleep(const std::vector<std::string>& args);
 int RunBench(const GlobalOptions& global, const std::vector<std::string>& args);
 
 }  // namespace dynamo_batcher::batchctl

@@ -26,6 +26,8 @@ constexpr const char kUsage[] =
     "  health                gRPC health check (grpc.health.v1)\n"
     "  stats                 per-table summary of the sidecar's /metrics\n"
     "  bench                 load generator (ops/s, latency percentiles)\n"
+    "  wait-healthy          wait until the sidecar's /healthz answers (postStart hook)\n"
+    "  sleep D               wait D, e.g. 15s (preStop hook; the image has no shell)\n"
     "Run `batchctl COMMAND --help` for a command's flags.\n"
     "\n"
     "global flags (also accepted after COMMAND):\n"
@@ -84,6 +86,10 @@ int main(int argc, char** argv) {
     rc = RunStats(global, rest);
   } else if (command == "bench") {
     rc = RunBench(global, rest);
+  } else if (command == "wait-healthy") {
+    rc = RunWaitHealthy(global, rest);
+  } else if (command == "sleep") {
+    rc = RunSleep(rest);
   } else if (command == "help") {
     std::cout << kUsage;
     rc = kExitOk;

@@ -22,19 +22,31 @@ constexpr double kMinThrottleFraction = 0.3;
 }  // namespace
 
 RateLimiter::RateLimiter(RateLimiterOptions options) : options_(options) {
-  if (!(options_.min_rate > 0)) options_.min_rate = 1.0;
-  if (!(options_.max_rate >= options_.min_rate)) options_.max_rate = options_.min_rate;
-  if (!(options_.decrease_factor > 0 && options_.decrease_factor < 1)) {
-    options_.decrease_factor = 0.7;
-  }
-  if (!(options_.increase_per_second >= 0)) options_.increase_per_second = 0;
-  if (!(options_.burst_seconds > 0)) options_.burst_seconds = 0.1;
+  Sanitize(&options_);
   rate_ = std::clamp(options_.initial_rate, options_.min_rate, options_.max_rate);
   if (std::isnan(rate_)) rate_ = options_.max_rate;
   tokens_ = Capacity();
   last_refill_ = absl::InfinitePast();
   last_decrease_ = absl::InfinitePast();
   last_increase_ = absl::InfinitePast();
+}
+
+void RateLimiter::Sanitize(RateLimiterOptions* o) {
+  if (!(o->min_rate > 0)) o->min_rate = 1.0;
+  if (!(o->max_rate >= o->min_rate)) o->max_rate = o->min_rate;
+  if (!(o->decrease_factor > 0 && o->decrease_factor < 1)) o->decrease_factor = 0.7;
+  if (!(o->increase_per_second >= 0)) o->increase_per_second = 0;
+  if (!(o->burst_seconds > 0)) o->burst_seconds = 0.1;
+}
+
+void RateLimiter::UpdateOptions(const RateLimiterOptions& options, absl::Time now) {
+  Refill(now);
+  const bool at_ceiling = rate_ >= options_.max_rate;
+  options_ = options;
+  Sanitize(&options_);
+  rate_ = at_ceiling ? options_.max_rate
+                     : std::clamp(rate_, options_.min_rate, options_.max_rate);
+  tokens_ = std::min(tokens_, Capacity());
 }
 
 double RateLimiter::Capacity() const {

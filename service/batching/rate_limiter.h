@@ -63,6 +63,12 @@ class RateLimiter {
   void OnResult(double sent, double unprocessed, bool throttled, absl::Time now);
 
   double rate() const { return rate_; }
+  const RateLimiterOptions& options() const { return options_; }
+
+  // New options (a config reload), keeping the adaptive state. A rate that
+  // sat at the old ceiling moves to the new one; a lower (throttled) rate is
+  // kept, clamped to the new [min_rate, max_rate]. initial_rate is ignored.
+  void UpdateOptions(const RateLimiterOptions& options, absl::Time now);
   // Items/s acquired during the recent sending period (exponentially
   // weighted, kMeasureTau time constant, as of the last acquisition; a gap
   // longer than kMeasureTau starts a new period). 0 before the first send.
@@ -77,6 +83,7 @@ class RateLimiter {
   static constexpr absl::Duration kMeasureTau = absl::Seconds(1);
 
  private:
+  static void Sanitize(RateLimiterOptions* options);
   void Refill(absl::Time now) const;
   double Capacity() const;
   // Recovery after a quiet period (additive increase). Kept apart from the

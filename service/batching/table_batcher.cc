@@ -323,6 +323,17 @@ TableBatcher::TableBatcher(TableSchema schema, BatchingOptions options,
 
 TableBatcher::~TableBatcher() = default;
 
+void TableBatcher::Reconfigure(const BatchingOptions& options, const RetryPolicy& retry,
+                               const RateLimiterOptions& rate, absl::Time now) {
+  const uint64_t seed = options_.rng_seed;
+  options_ = options;
+  options_.rng_seed = seed;  // the generator is already seeded
+  retry_ = retry;
+  limiter_.UpdateOptions(rate, now);
+  impl_->max_items = std::clamp<size_t>(options_.max_items, 1, kMaxItemsPerCall);
+  impl_->max_inflight = static_cast<size_t>(std::max(1, options_.max_inflight_calls));
+}
+
 void TableBatcher::Add(Op op, absl::Time now) {
   Impl& m = *impl_;
   const size_t bytes = op.MemoryBytes();

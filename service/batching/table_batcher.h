@@ -143,6 +143,13 @@ class TableBatcher {
   }
   const RateLimiter& rate_limiter() const { return limiter_; }
 
+  // New settings from a config reload. Ops queued now are cut with the new
+  // max_items and linger; ops already in backoff keep their scheduled time;
+  // calls in flight are not touched. The rate limiter keeps its adaptive
+  // state (see RateLimiter::UpdateOptions).
+  void Reconfigure(const BatchingOptions& options, const RetryPolicy& retry,
+                   const RateLimiterOptions& rate, absl::Time now);
+
  private:
   struct Impl;
   TableSchema schema_;

@@ -32,7 +32,9 @@ Engine::Engine(std::vector<EngineTable> tables, EngineOptions options, DynamoDbC
       metrics_(metrics),
       clock_(clock),
       dead_letter_(options_.dead_letter),
-      waiters_(new std::atomic<int>[tables.size()]) {
+      waiters_(new std::atomic<int>[tables.size()]),
+      max_buffer_bytes_(options_.max_buffer_bytes),
+      max_table_buffer_bytes_(options_.max_table_buffer_bytes) {
   for (size_t i = 0; i < tables.size(); ++i) waiters_[i].store(0);
   for (size_t i = 0; i < tables.size(); ++i) {
     auto t = std::make_unique<Table>();
@@ -81,8 +83,9 @@ int Engine::TableIndex(absl::string_view name) const {
 
 bool Engine::BudgetAvailable(int table) const {
   return tables_[table]->bytes.load(std::memory_order_relaxed) <
-             options_.max_table_buffer_bytes &&
-         total_bytes_.load(std::memory_order_relaxed) < options_.max_buffer_bytes;
+             max_table_buffer_bytes_.load(std::memory_order_relaxed) &&
+         total_bytes_.load(std::memory_order_relaxed) <
+             max_buffer_bytes_.load(std::memory_order_relaxed);
 }
 
 bool Engine::TryReserve(int table, uint64_t bytes) {
@@ -130,6 +133,26 @@ void Engine::Flush(int table, std::function<void(uint64_t)> done) {
   Wake();
 }
 
+void Engine::Reconfigure(EngineLiveSettings settings) {
+  std::lock_guard<std::mutex> lock(mu_);
+  inbox_settings_ = std::move(settings);
+  Wake();
+}
+
+void Engine::ApplySettings(const EngineLiveSettings& s, absl::Time now) {
+  options_.batching = s.batching;
+  options_.retry = s.retry;
+  options_.max_buffer_bytes = s.max_buffer_bytes;
+  options_.max_table_buffer_bytes = s.max_table_buffer_bytes;
+  max_buffer_bytes_.store(s.max_buffer_bytes, std::memory_order_relaxed);
+  max_table_buffer_bytes_.store(s.max_table_buffer_bytes, std::memory_order_relaxed);
+  const RetryPolicy retry(s.retry);
+  for (size_t i = 0; i < tables_.size() && i < s.rates.size(); ++i) {
+    tables_[i]->batcher->Reconfigure(s.batching, retry, s.rates[i], now);
+    tables_[i]->m->queue_budget_bytes->Set(static_cast<double>(s.max_table_buffer_bytes));
+  }
+}
+
 void Engine::Wake() {
   if (!wake_pending_) {
     wake_pending_ = true;
@@ -168,6 +191,7 @@ void Engine::Run() {
   std::vector<Completion> completions;
   std::vector<FlushRequest> flushes;
   std::vector<BudgetWaiter> budget;
+  std::optional<EngineLiveSettings> settings;
   absl::Time next_wakeup = absl::InfiniteFuture();
   for (;;) {
     bool fail_queued = false;
@@ -190,9 +214,14 @@ void Engine::Run() {
       completions.swap(inbox_completions_);
       flushes.swap(inbox_flushes_);
       budget.swap(inbox_budget_);
+      settings.swap(inbox_settings_);
       fail_queued = fail_queued_;
     }
     absl::Time now = clock_->Now();
+    if (settings) {
+      ApplySettings(*settings, now);
+      settings.reset();
+    }
     for (auto& [t, batch] : ops) {
       Table& table = *tables_[t];
       table.outstanding[table.epoch] += batch.size();
@@ -439,7 +468,7 @@ void Engine::ServeBudgetWaiters(absl::Time now) {
       it = budget_waiters_.erase(it);
     } else {
       blocked[t] = true;
-      if (total_bytes_.load(std::memory_order_relaxed) >= options_.max_buffer_bytes) {
+      if (total_bytes_.load(std::memory_order_relaxed) >= max_buffer_bytes_.load(std::memory_order_relaxed)) {
         total_blocked = true;
       }
       ++it;

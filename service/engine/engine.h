@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,6 +38,17 @@ struct EngineOptions {
   // After drain_timeout, how long to wait for calls already in flight (their
   // writes may land, so they are not failed blindly): call_timeout + margin.
   absl::Duration inflight_grace = absl::Seconds(15);
+};
+
+// What a config reload may change while the engine runs (the rest of
+// EngineOptions and the tables' key schemas need a restart). `rates` has one
+// entry per table, in the constructor's order.
+struct EngineLiveSettings {
+  BatchingOptions batching;
+  RetryOptions retry;
+  uint64_t max_buffer_bytes = EngineOptions{}.max_buffer_bytes;
+  uint64_t max_table_buffer_bytes = EngineOptions{}.max_table_buffer_bytes;
+  std::vector<RateLimiterOptions> rates;
 };
 
 // Sends BatchWriteItem calls as the calls a batch: the one component that
@@ -106,6 +118,11 @@ class Engine {
   // n ops buffered or in flight at this moment all have results.
   void Flush(int table, std::function<void(uint64_t)> done);
 
+  // Applies new live settings on the engine thread (between two rounds, so
+  // a batch is never cut half with old and half with new settings).
+  // `settings.rates` must have table_count() entries.
+  void Reconfigure(EngineLiveSettings settings);
+
   // Graceful drain: flushes everything, waits up to `timeout` for results,
   // then fails what is left (dead-lettered). True when nothing failed
   // during the drain and nothing was left unanswered.
@@ -150,6 +167,7 @@ class Engine {
   void CheckFlushWaiters();
   void ServeBudgetWaiters(absl::Time now);
   void PublishGauges();
+  void ApplySettings(const EngineLiveSettings& settings, absl::Time now);
   bool BudgetAvailable(int table) const;
 
   std::vector<std::unique_ptr<Table>> tables_;
@@ -169,6 +187,9 @@ class Engine {
   std::unique_ptr<std::atomic<int>[]> waiters_;
   // The first queued waiter is blocked on the total budget: every table yields.
   std::atomic<bool> total_blocked_{false};
+  // Budgets, read by gRPC threads; changed by Reconfigure.
+  std::atomic<uint64_t> max_buffer_bytes_;
+  std::atomic<uint64_t> max_table_buffer_bytes_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -179,6 +200,7 @@ class Engine {
   std::vector<Completion> inbox_completions_ ABSL_GUARDED_BY(mu_);
   std::vector<FlushRequest> inbox_flushes_ ABSL_GUARDED_BY(mu_);
   std::vector<BudgetWaiter> inbox_budget_ ABSL_GUARDED_BY(mu_);
+  std::optional<EngineLiveSettings> inbox_settings_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<int, uint64_t>> inbox_release_ ABSL_GUARDED_BY(mu_);
 
   // Engine-thread state.

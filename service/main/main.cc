@@ -34,6 +34,7 @@
 #include "service/dynamodb/dynamodb_client.h"
 #include "service/dynamodb/http_transport.h"
 #include "service/engine/engine.h"
+#include "service/main/reload.h"
 #include "service/metrics/metrics.h"
 #include "service/server/wire_check.h"
 #include "service/server/write_service.h"
@@ -158,12 +159,16 @@ int Run(int argc, char** argv) {
         {{"listen", config.listen}});
   }
 
-  // Signals go to one thread, which turns them into a drain.
+  // Signals go to one thread, which turns them into a drain (SIGTERM,
+  // SIGINT) or a config reload (SIGHUP; blocked from here on, so one sent
+  // during start-up is handled once running and never kills the process).
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  sigset_t sigs_and_hup = sigs;
+  sigaddset(&sigs_and_hup, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs_and_hup, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   auto credentials = MakeCredentials(config);
@@ -249,37 +254,8 @@ int Run(int argc, char** argv) {
     }
   }
 
-  std::vector<EngineTable> etables;
-  for (const auto& t : config.tables) {
-    EngineTable et;
-    et.schema = t.schema;
-    et.rate.decrease_factor = config.rate_limit.decrease_factor;
-    et.rate.increase_per_second = config.rate_limit.increase_per_second;
-    et.rate.min_rate = config.rate_limit.min_rate;
-    et.rate.recovery = config.rate_limit.recovery == "additive"
-                           ? RateLimiterOptions::Recovery::kAdditive
-                           : RateLimiterOptions::Recovery::kCubic;
-    et.rate.cubic_recovery_seconds = absl::ToDoubleSeconds(config.rate_limit.cubic_recovery);
-    if (t.max_rate > 0) {
-      et.rate.max_rate = t.max_rate;
-      et.rate.initial_rate = t.max_rate;
-    }
-    etables.push_back(et);
-  }
-  EngineOptions eopts;
-  eopts.batching.linger = config.batching.linger;
-  eopts.batching.max_items = static_cast<size_t>(config.batching.max_items);
-  eopts.batching.max_inflight_calls = config.batching.max_inflight_calls;
-  eopts.retry.base = config.retry.base;
-  eopts.retry.cap = config.retry.cap;
-  eopts.retry.max_attempts = static_cast<uint32_t>(config.retry.max_attempts);
-  eopts.retry.op_deadline = config.retry.op_deadline;
-  eopts.max_buffer_bytes = config.buffer.max_bytes;
-  eopts.max_table_buffer_bytes = config.buffer.max_table_bytes;
-  eopts.dead_letter.path = config.dead_letter.path;
-  eopts.dead_letter.max_bytes = config.dead_letter.max_bytes;
-  eopts.dead_letter.max_files = config.dead_letter.max_files;
-  eopts.inflight_grace = config.dynamodb.call_timeout + absl::Seconds(2);
+  std::vector<EngineTable> etables = EngineTablesFromConfig(config);
+  EngineOptions eopts = EngineOptionsFromConfig(config);
   SteadyClock clock;
   Engine engine(etables, eopts, &ddb, &metrics, &clock);
   if (absl::Status s = engine.Start(); !s.ok()) {
@@ -389,8 +365,13 @@ int Run(int argc, char** argv) {
     }
   });
 
+  ConfigReloader reloader(config_path, config, &engine, &metrics);
   int sig = 0;
-  sigwait(&sigs, &sig);
+  for (;;) {
+    sigwait(&sigs_and_hup, &sig);
+    if (sig != SIGHUP) break;
+    (void)reloader.Reload();  // logged and counted there; the old config stays on error
+  }
   const uint64_t failed_before = engine.failed_ops();
   // A second signal forces exit at once, whatever the drain is waiting for.
   std::thread force([sigs] {

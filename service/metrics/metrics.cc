@@ -113,6 +113,18 @@ Metrics::Metrics(const std::vector<std::string>& tables)
                            .Help("Failed refreshes of the AWS credentials in use (the previous "
                                  "credentials stay in use until they expire).")
                            .Register(r).Add({});
+  config_hash_ = &BuildGauge().Name("dynamo_batcher_config_hash")
+                      .Help("1 for the configuration in use; the hash label is the "
+                            "SHA-256 (first 16 hex digits) of its file.").Register(r);
+  config_reload_success_ = &BuildGauge().Name("dynamo_batcher_config_reload_success")
+                                .Help("1 if the last configuration load (start-up or SIGHUP) "
+                                      "succeeded, 0 if the last reload was refused.")
+                                .Register(r).Add({});
+  config_reload_time_ = &BuildGauge().Name("dynamo_batcher_config_last_reload_timestamp_seconds")
+                             .Help("Unix time of the last successful configuration load.")
+                             .Register(r).Add({});
+  config_reloads_ = &BuildCounter().Name("dynamo_batcher_config_reloads_total")
+                         .Help("SIGHUP reloads by result (success, failure).").Register(r);
   for (const auto& t : tables) {
     Table m;
     m.received_put = &received_->Add({{"table", t}, {"op", "put"}});
@@ -156,6 +168,17 @@ prometheus::Gauge& Metrics::BuildInfo(const std::string& version) {
 }
 prometheus::Gauge& Metrics::CredentialsProvider(const std::string& name) {
   return credentials_->Add({{"provider", name}});
+}
+void Metrics::SetConfigHash(const std::string& hash) {
+  prometheus::Gauge* next = &config_hash_->Add({{"hash", hash}});
+  if (config_hash_series_ != nullptr && config_hash_series_ != next) {
+    config_hash_->Remove(config_hash_series_);
+  }
+  next->Set(1);
+  config_hash_series_ = next;
+}
+prometheus::Counter& Metrics::ConfigReloads(const std::string& result) {
+  return config_reloads_->Add({{"result", result}});
 }
 
 void LocalHistogram::Observe(double v) {

@@ -62,6 +62,12 @@ class Metrics {
   prometheus::Gauge& BuildInfo(const std::string& version);
   prometheus::Gauge& CredentialsProvider(const std::string& name);
   prometheus::Counter& CredentialsRefreshFailures() { return *refresh_failures_; }
+  // dynamo_batcher_config_hash{hash} 1 for the configuration in use (the
+  // previous hash's series is removed).
+  void SetConfigHash(const std::string& hash);
+  prometheus::Gauge& config_reload_success() { return *config_reload_success_; }
+  prometheus::Gauge& config_last_reload_timestamp() { return *config_reload_time_; }
+  prometheus::Counter& ConfigReloads(const std::string& result);
 
   static const std::vector<double>& OpLatencyBuckets();
 
@@ -93,6 +99,11 @@ class Metrics {
   prometheus::Gauge* active_streams_;
   prometheus::Gauge* ready_;
   prometheus::Counter* refresh_failures_;
+  prometheus::Family<prometheus::Gauge>* config_hash_;
+  prometheus::Family<prometheus::Counter>* config_reloads_;
+  prometheus::Gauge* config_hash_series_ = nullptr;
+  prometheus::Gauge* config_reload_success_;
+  prometheus::Gauge* config_reload_time_;
   std::vector<Table> tables_;
 };
 

@@ -14,8 +14,9 @@ _bucket series grouped by le, and each metric family must appear somewhere.
 With promtool, every expr is also parsed as PromQL (`promtool check rules`).
 
 alerts: deploy/prometheus/alerts.yaml may use only contract metric names plus
-`up` and dynamo_batcher_queue_budget_bytes (the budget gauge the service
-exports for DynamoBatcherQueueNearBudget).
+`up`, dynamo_batcher_queue_budget_bytes (the budget gauge the service
+exports for DynamoBatcherQueueNearBudget) and dynamo_batcher_config_reload_success
+(for DynamoBatcherConfigReloadFailed).
 
 The metric list is kept here on purpose (CI does not depend on anything
 outside the repository); it mirrors the "Metrics" section of the design.
@@ -58,7 +59,7 @@ GAUGES = {
     "dynamo_batcher_send_rate_limit": {"table"},
     "dynamo_batcher_active_streams": set(),
 }
-ALERT_EXTRA = {"up", "dynamo_batcher_queue_budget_bytes"}
+ALERT_EXTRA = {"up", "dynamo_batcher_queue_budget_bytes", "dynamo_batcher_config_reload_success"}
 
 SERIES = dict(COUNTERS)
 SERIES.update(GAUGES)

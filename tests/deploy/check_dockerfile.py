@@ -3,10 +3,12 @@
 
 Asserts the image contract the operator docs rely on: a bookworm builder that
 installs the -dev packages and runs the Release build of dynamo-batcher and
-batchctl with tests off; a debian:bookworm-slim final stage running as uid
-65532 with the binary at /usr/local/bin/dynamo-batcher, the config at
-/etc/dynamo-batcher/config.yaml, /var/lib/dynamo-batcher as a VOLUME, ports
-50051 and 9464; COPY sources that exist and are not excluded by
+batchctl with tests off; a runtime-libs stage that assembles the root
+filesystem (deploy/image/assemble-rootfs.sh); a FROM scratch final stage (no
+shell: no RUN, exec-form ENTRYPOINT) running as uid 65532 with the binary at
+/usr/local/bin/dynamo-batcher, the config at /etc/dynamo-batcher/config.yaml,
+/var/lib/dynamo-batcher as a VOLUME owned by 65532, ports 50051 and 9464;
+COPY sources that exist and are not excluded by
 deploy/Dockerfile.dockerignore; and a baked-in config whose dead-letter file
 lives on the volume. (The package list itself is checked by
 check_runtime_packages.sh.)
@@ -54,10 +56,12 @@ def stages(instrs, args):
     out = []
     for ins, arg in instrs:
         if ins == "FROM":
-            image = arg.split()[0]
+            words = arg.split()
+            image = words[0]
             for k, v in args.items():
                 image = image.replace("${" + k + "}", v).replace("$" + k, v)
-            out.append({"from": image, "instrs": []})
+            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
+            out.append({"from": image, "name": name, "instrs": []})
         elif out:
             out[-1]["instrs"].append((ins, arg))
     return out
@@ -125,9 +129,23 @@ def main():
     need(BUILD_CMD in norm, f"builder stage must run: {BUILD_CMD}")
     need(BUILD_TARGETS in norm, f"builder stage must run: {BUILD_TARGETS}")
 
-    need(final["from"] == "debian:bookworm-slim",
-         f"final stage must be FROM debian:bookworm-slim (is {final['from']})")
+    # runtime-libs: the runtime packages on a plain bookworm, assembling /rootfs.
+    libs = [x for x in st if x.get("name") == "runtime-libs"]
+    if need(libs, "no 'runtime-libs' stage (runtime packages + assemble-rootfs.sh)"):
+        li = libs[0]
+        need(li["from"].startswith("debian:bookworm") and "slim" not in li["from"],
+             f"runtime-libs stage must be FROM debian:bookworm (is {li['from']})")
+        l_runs = " ".join(arg for ins, arg in li["instrs"] if ins == "RUN")
+        need("assemble-rootfs.sh /rootfs" in l_runs and "/usr/local/bin/dynamo-batcher" in l_runs,
+             "runtime-libs must run assemble-rootfs.sh /rootfs on /usr/local/bin/dynamo-batcher")
+        need(os.path.isfile(os.path.join(a.repo, "deploy", "image", "assemble-rootfs.sh")),
+             "deploy/image/assemble-rootfs.sh missing")
+
+    # Final stage: scratch, nothing but the assembled root (no shell, no apt).
+    need(final["from"] == "scratch", f"final stage must be FROM scratch (is {final['from']})")
     fi = final["instrs"]
+    need(not any(ins == "RUN" for ins, _ in fi),
+         "final stage must not RUN anything (it has no shell)")
     users = [arg for ins, arg in fi if ins == "USER"]
     need(users and users[-1].split(":")[0] == "65532", "final stage must end as USER 65532")
     exposed = {p.split("/")[0] for ins, arg in fi if ins == "EXPOSE" for p in arg.split()}
@@ -135,18 +153,19 @@ def main():
     vols = " ".join(arg for ins, arg in fi if ins == "VOLUME")
     need("/var/lib/dynamo-batcher" in vols, "VOLUME /var/lib/dynamo-batcher missing")
     entry = [arg for ins, arg in fi if ins == "ENTRYPOINT"]
-    need(entry and "/usr/local/bin/dynamo-batcher" in entry[-1],
-         "ENTRYPOINT must run /usr/local/bin/dynamo-batcher")
+    need(entry and entry[-1].lstrip().startswith("[") and "/usr/local/bin/dynamo-batcher" in entry[-1],
+         "ENTRYPOINT must run /usr/local/bin/dynamo-batcher in exec form (no shell)")
     copies = [arg for ins, arg in fi if ins == "COPY"]
-    need(any(c.split()[-1] == "/usr/local/bin/dynamo-batcher" and "--from=" in c for c in copies),
-         "final stage must COPY --from=builder ... /usr/local/bin/dynamo-batcher")
+    need(any("--from=runtime-libs" in c and c.split()[-2].rstrip("/") == "/rootfs"
+             and c.split()[-1] == "/" for c in copies),
+         "final stage must COPY --from=runtime-libs /rootfs/ /")
+    need(any("--chown=65532:65532" in c and c.split()[-1].rstrip("/") == "/var/lib/dynamo-batcher"
+             for c in copies),
+         "final stage must COPY /var/lib/dynamo-batcher with --chown=65532:65532")
     cfg_copies = [c for c in copies if c.split()[-1] == "/etc/dynamo-batcher/config.yaml"]
     if need(cfg_copies, "final stage must COPY a config to /etc/dynamo-batcher/config.yaml"):
         src = [w for w in shlex.split(cfg_copies[0]) if not w.startswith("--")][0]
         need(os.path.isfile(os.path.join(a.repo, src)), f"COPY source {src} does not exist")
-    f_runs = " ".join(arg for ins, arg in fi if ins == "RUN")
-    need("65532" in f_runs and re.search(r"install -d[^&]*-o 65532[^&]*/var/lib/dynamo-batcher", f_runs),
-         "final stage must create /var/lib/dynamo-batcher owned by 65532")
     need(not any(ins == "ADD" for ins, _ in fi), "use COPY, not ADD")
 
     # Build context filter.

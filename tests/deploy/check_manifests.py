@@ -37,6 +37,8 @@ except ImportError:  # pragma: no cover
     sys.exit(2)
 
 SIDECAR = "dynamo-batcher"
+# The image has no shell: exec hooks and probes can only run these.
+IMAGE_BINARIES = ("/usr/local/bin/dynamo-batcher", "/usr/local/bin/batchctl")
 UID = 65532
 CONFIG_DIR = "/etc/dynamo-batcher"
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
@@ -165,26 +167,9 @@ def check_config(cfg, errs, where):
          "dead_letter.path missing")
 
 
-def check_render(docs, variant, where):
-    """Returns a list of problems with one rendered kustomization."""
-    errs = []
-
-    def need(cond, msg):
-        if not cond:
-            errs.append(f"{where}: {msg}")
-        return cond
-
-    for d in docs:
-        need(isinstance(d, dict) and d.get("apiVersion") and d.get("kind")
-             and (d.get("metadata") or {}).get("name"),
-             f"document without apiVersion/kind/metadata.name: {str(d)[:80]}")
-
-    deployments = find(docs, "Deployment")
-    if not need(len(deployments) == 1, f"expected 1 Deployment, found {len(deployments)}"):
-        return errs
-    dep = deployments[0]
-    pod = ((dep.get("spec") or {}).get("template") or {}).get("spec") or {}
-    pod_labels = ((dep["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+def check_pod(docs, pod, variant, need, errs, where):
+    """Checks the sidecar in one pod spec; returns (ports, metrics port), or
+    None when the sidecar is missing or its config cannot be read."""
     init = pod.get("initContainers") or []
     main = pod.get("containers") or []
     psc = pod.get("securityContext") or {}
@@ -194,7 +179,7 @@ def check_render(docs, variant, where):
     if variant == "native":
         if not need(len(in_init) == 1 and not in_main,
                     f"native sidecar: '{SIDECAR}' must be in initContainers only"):
-            return errs
+            return None
         side = in_init[0]
         need(side.get("restartPolicy") == "Always",
              "native sidecar needs restartPolicy: Always")
@@ -203,7 +188,7 @@ def check_render(docs, variant, where):
     else:
         if not need(len(in_main) == 1 and not in_init,
                     f"legacy sidecar: '{SIDECAR}' must be a regular container"):
-            return errs
+            return None
         side = in_main[0]
         need("restartPolicy" not in side,
              "legacy sidecar: regular containers must not set restartPolicy")
@@ -240,10 +225,10 @@ def check_render(docs, variant, where):
                 except yaml.YAMLError as e:
                     errs.append(f"{where}: config.yaml does not parse: {e}")
     if cfg is None:
-        return errs
+        return None
     check_config(cfg, errs, where)
     if not isinstance(cfg, dict):
-        return errs
+        return None
 
     # Env overrides that are present must agree with the file.
     region_env = env_value(side, "DYNAMO_BATCHER_REGION")
@@ -346,6 +331,18 @@ def check_render(docs, variant, where):
              f"dead-letter files (max_files {dl_files} x max_bytes {dl_max / 1024**2:g}MiB) "
              f"exceed the emptyDir sizeLimit ({size_limit / 1024**2:g}Mi): the pod would be evicted")
 
+    # --- exec hooks/probes: only what the shell-less image contains ----------------
+    execs = [((side.get("lifecycle") or {}).get(h) or {}).get("exec")
+             for h in ("postStart", "preStop")]
+    execs += [(side.get(p) or {}).get("exec")
+              for p in ("startupProbe", "livenessProbe", "readinessProbe")]
+    for e in execs:
+        if isinstance(e, dict):
+            cmd = e.get("command") or []
+            need(cmd and cmd[0] in IMAGE_BINARIES,
+                 f"exec {cmd[:2]} runs something the image does not have (no shell; "
+                 f"only {', '.join(IMAGE_BINARIES)})")
+
     # --- grace period ------------------------------------------------------------
     drain = parse_duration(cfg.get("drain_timeout")) or 0.0
     grace = pod.get("terminationGracePeriodSeconds")
@@ -360,6 +357,33 @@ def check_render(docs, variant, where):
         need(grace > drain + sleep,
              f"terminationGracePeriodSeconds {grace} must exceed drain_timeout "
              f"{drain:g}s" + (f" + preStop sleep {sleep:g}s" if sleep else ""))
+    return ports, m_port
+
+
+def check_render(docs, variant, where):
+    """Returns a list of problems with one rendered kustomization."""
+    errs = []
+
+    def need(cond, msg):
+        if not cond:
+            errs.append(f"{where}: {msg}")
+        return cond
+
+    for d in docs:
+        need(isinstance(d, dict) and d.get("apiVersion") and d.get("kind")
+             and (d.get("metadata") or {}).get("name"),
+             f"document without apiVersion/kind/metadata.name: {str(d)[:80]}")
+
+    deployments = find(docs, "Deployment")
+    if not need(len(deployments) == 1, f"expected 1 Deployment, found {len(deployments)}"):
+        return errs
+    dep = deployments[0]
+    pod = ((dep.get("spec") or {}).get("template") or {}).get("spec") or {}
+    pod_labels = ((dep["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+    found = check_pod(docs, pod, variant, need, errs, where)
+    if found is None:
+        return errs
+    ports, m_port = found
 
     # --- ServiceAccount (IRSA) -------------------------------------------------
     sa_name = pod.get("serviceAccountName")
@@ -392,6 +416,109 @@ def check_render(docs, variant, where):
         dep_ns = (dep.get("metadata") or {}).get("namespace")
         need(pm_ns == dep_ns, "PodMonitor and Deployment are in different namespaces")
     return errs
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+COMPONENT_LABEL = "dynamo-batcher.io/sidecar"
+
+
+def workloads(docs):
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs
+            if isinstance(d, dict) and d.get("kind") in WORKLOAD_KINDS}
+
+
+def pod_spec(workload):
+    return ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+
+
+def check_component_render(docs, app_docs, selected, variant, where):
+    """The sample app with a component applied: every selected workload
+    (Deployment or StatefulSet) carries a sidecar that passes check_pod, and
+    keeps all of its own containers, init containers and volumes unchanged and
+    in their order; the other workloads are exactly as the app wrote them."""
+    errs = []
+
+    def need(cond, msg):
+        if not cond:
+            errs.append(f"{where}: {msg}")
+        return cond
+
+    got, orig = workloads(docs), workloads(app_docs)
+    need(set(got) == set(orig), f"workloads {sorted(got)} differ from the app's {sorted(orig)}")
+    for key, before in sorted(orig.items()):
+        after = got.get(key)
+        if after is None:
+            continue
+        name = f"{key[0]}/{key[1]}"
+        if key not in selected:
+            need(after == before, f"{name} is not selected but was changed")
+            continue
+        need(after["metadata"].get("labels", {}).get(COMPONENT_LABEL) == "enabled",
+             f"{name}: selected, but not labelled {COMPONENT_LABEL}=enabled")
+        need(after["spec"].get("selector") == before["spec"].get("selector"),
+             f"{name}: spec.selector changed (immutable on a live workload)")
+        pod_after, pod_before = pod_spec(after), pod_spec(before)
+        for field in ("containers", "initContainers", "volumes"):
+            mine = [c for c in pod_after.get(field) or [] if c.get("name") != SIDECAR and
+                    not str(c.get("name", "")).startswith("dynamo-batcher-")]
+            need(mine == (pod_before.get(field) or []),
+                 f"{name}: the workload's own {field} were changed or reordered")
+        port_names = [p.get("name") for c in (pod_after.get("containers") or []) +
+                      (pod_after.get("initContainers") or [])
+                      for p in c.get("ports") or [] if p.get("name")]
+        need(len(port_names) == len(set(port_names)),
+             f"{name}: duplicate container port names {port_names}")
+        check_pod(docs, pod_after, variant,
+                  lambda cond, msg, n=name: need(cond, f"{n}: {msg}"), errs, where)
+    return errs
+
+
+def check_components(kubectl, repo):
+    """Renders tests/deploy/sample-app with both components; returns
+    (problems, number of renders)."""
+    sample = os.path.join(repo, "tests", "deploy", "sample-app")
+    comps = os.path.join(repo, "deploy", "kubernetes", "components")
+    errs = []
+    for comp in ("dynamo-batcher-sidecar", "dynamo-batcher-sidecar-legacy"):
+        if not os.path.exists(os.path.join(comps, comp, "kustomization.yaml")):
+            errs.append(f"missing component deploy/kubernetes/components/{comp}")
+    try:
+        app = render(kubectl, os.path.join(sample, "app"))
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, yaml.YAMLError) as e:
+        return errs + [f"sample-app/app: {e}"], 0
+    selected = {("Deployment", "web"), ("StatefulSet", "ledger")}
+    n = 0
+    for variant, where in (("native", "sample-app/native"), ("legacy", "sample-app/legacy")):
+        try:
+            docs = render(kubectl, os.path.join(sample, where.split("/")[1]))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired, yaml.YAMLError) as e:
+            errs.append(f"{where}: {e}")
+            continue
+        n += 1
+        problems = check_component_render(docs, app, selected, variant, where)
+        print(f"{'ok  ' if not problems else 'FAIL'} {where} ({variant} component, "
+              f"{len(docs)} documents)")
+        errs.extend(problems)
+        if variant == "native" and not problems:
+            # Breakages the check must catch.
+            def side(d, wl=("StatefulSet", "ledger")):
+                return pod_spec(workloads(d)[wl])["initContainers"][0]
+            mutations = {
+                "no restartPolicy": lambda d: side(d).pop("restartPolicy"),
+                "own init container dropped": lambda d: pod_spec(
+                    workloads(d)[("StatefulSet", "ledger")])["initContainers"].pop(),
+                "unselected workload changed": lambda d: workloads(d)[
+                    ("Deployment", "worker")]["spec"].__setitem__("replicas", 5),
+                "probe on loopback port": lambda d: side(d)["readinessProbe"][
+                    "httpGet"].__setitem__("port", 50051),
+            }
+            for mname, mutate in mutations.items():
+                broken = copy.deepcopy(docs)
+                mutate(broken)
+                if not check_component_render(broken, app, selected, variant, where):
+                    errs.append(f"selftest: component mutation '{mname}' was not detected")
+            print(f"{'ok  ' if not errs else 'FAIL'} selftest component ({len(mutations)} mutations)")
+    return errs, n
 
 
 def selftest_legacy(docs):
@@ -522,11 +649,14 @@ def main():
         errors.extend(problems)
         print(f"{'ok  ' if not problems else 'FAIL'} selftest legacy ({n} mutations)")
 
+    problems, n = check_components(a.kubectl, a.repo)
+    errors.extend(problems)
+
     if errors:
         for e in errors:
             print(f"FAIL: {e}", file=sys.stderr)
         return 1
-    print(f"OK: {len(targets)} kustomizations checked")
+    print(f"OK: {len(targets)} kustomizations and {n} component renders checked")
     return 0
 
 

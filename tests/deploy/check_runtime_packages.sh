@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks that the runtime image installs every Debian package the built
 # dynamo-batcher binary needs, and that deploy/runtime-packages.txt and the
-# final stage of deploy/Dockerfile agree.
+# runtime-libs stage of deploy/Dockerfile (whose libraries the final scratch
+# stage copies) agree.
 #
 # Usage:
 #   check_runtime_packages.sh [--repo DIR] BINARY   # full check (ldd + dpkg -S)
@@ -10,7 +11,7 @@
 #
 # For every library `ldd BINARY` resolves, `dpkg -S` names the package that
 # owns it. That package is covered when it is
-#   - listed (runtime-packages.txt == Dockerfile final-stage apt-get line), or
+#   - listed (runtime-packages.txt == Dockerfile runtime-libs apt-get line), or
 #   - one debian:bookworm-slim already has (libc6, libstdc++6, libgcc-s1, ...), or
 #   - for a library the binary does not link directly (not DT_NEEDED): in the
 #     Depends/Pre-Depends closure of the listed packages, which apt installs
@@ -62,16 +63,17 @@ base_packages=(
 mapfile -t listed < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$pkg_file" | awk 'NF' | sort -u)
 [[ ${#listed[@]} -gt 0 ]] || fail "$pkg_file lists no package"
 
-# --- the Dockerfile's final stage apt-get install packages ---------------------
-# Final stage = everything from the last FROM on. Comment lines are dropped
+# --- the Dockerfile's runtime-libs stage apt-get install packages ---------------
+# The runtime-libs stage (FROM ... AS runtime-libs up to the next FROM). Comment lines are dropped
 # (Docker ignores them inside continuations too), continuations are joined,
 # and the words after `apt-get install` (minus options) are collected.
 dockerfile_packages() {
   awk '
     /^[[:space:]]*#/ { next }
-    /^[[:space:]]*[Ff][Rr][Oo][Mm][[:space:]]/ { n = 0 }
-    { lines[n++] = $0 }
-    END { for (i = 0; i < n; i++) print lines[i] }
+    /^[[:space:]]*[Ff][Rr][Oo][Mm][[:space:]]/ {
+      in_stage = tolower($0) ~ /[[:space:]]as[[:space:]]+runtime-libs[[:space:]]*$/
+    }
+    in_stage { print }
   ' "$dockerfile" |
   sed -e ':a' -e '/\\$/N; s/\\\n/ /; ta' |
   grep -E '^[[:space:]]*RUN[[:space:]]' |
@@ -93,18 +95,18 @@ dockerfile_packages() {
 }
 mapfile -t docker_pkgs < <(dockerfile_packages | sort -u)
 [[ ${#docker_pkgs[@]} -gt 0 ]] ||
-  fail "no 'apt-get install' found in the final stage of $dockerfile"
+  fail "no 'apt-get install' found in the runtime-libs stage of $dockerfile"
 
 only_in_list=$(comm -23 <(printf '%s\n' "${listed[@]}") <(printf '%s\n' "${docker_pkgs[@]}"))
 only_in_docker=$(comm -13 <(printf '%s\n' "${listed[@]}") <(printf '%s\n' "${docker_pkgs[@]}"))
 [[ -z "$only_in_list" ]] ||
-  fail "in deploy/runtime-packages.txt but not in the Dockerfile's final-stage apt-get install: $(echo $only_in_list)"
+  fail "in deploy/runtime-packages.txt but not in the Dockerfile's runtime-libs apt-get install: $(echo $only_in_list)"
 [[ -z "$only_in_docker" ]] ||
-  fail "in the Dockerfile's final-stage apt-get install but not in deploy/runtime-packages.txt: $(echo $only_in_docker)"
+  fail "in the Dockerfile's runtime-libs apt-get install but not in deploy/runtime-packages.txt: $(echo $only_in_docker)"
 
 if [[ $lists_only -eq 1 ]]; then
   if [[ $failures -gt 0 ]]; then exit 1; fi
-  echo "OK: deploy/runtime-packages.txt and the Dockerfile final stage agree (${#listed[@]} packages)"
+  echo "OK: deploy/runtime-packages.txt and the Dockerfile runtime-libs stage agree (${#listed[@]} packages)"
   exit 0
 fi
 

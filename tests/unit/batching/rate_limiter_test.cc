@@ -219,3 +219,36 @@ TEST(RateLimiter, MeasuredRateIsSaneRightAfterStart) {
 
 }  // namespace
 }  // namespace dynamo_batcher
+
+namespace dynamo_batcher {
+namespace {
+
+RateLimiterOptions Ceiling(double rate) {
+  RateLimiterOptions o = Limited(rate);
+  o.max_rate = rate;
+  return o;
+}
+
+TEST(RateLimiterUpdateOptions, RateAtTheCeilingFollowsANewCeiling) {
+  RateLimiter l(Ceiling(100));
+  RateLimiterOptions o = Ceiling(400);
+  o.initial_rate = 1;  // ignored by UpdateOptions
+  l.UpdateOptions(o, kT0);
+  EXPECT_DOUBLE_EQ(l.rate(), 400);
+  l.UpdateOptions(Ceiling(50), kT0);
+  EXPECT_DOUBLE_EQ(l.rate(), 50);
+}
+
+TEST(RateLimiterUpdateOptions, ThrottledRateIsKeptUnderAHigherCeiling) {
+  RateLimiter l(Ceiling(1000));
+  l.OnResult(25, 0, /*throttled=*/true, kT0);
+  const double throttled = l.rate();
+  ASSERT_LT(throttled, 1000);
+  l.UpdateOptions(Ceiling(5000), kT0);
+  EXPECT_DOUBLE_EQ(l.rate(), throttled);  // adaptive state survives a reload
+  l.UpdateOptions(Ceiling(10), kT0);
+  EXPECT_DOUBLE_EQ(l.rate(), 10);         // but never above the new ceiling
+}
+
+}  // namespace
+}  // namespace dynamo_batcher

@@ -1009,3 +1009,37 @@ TEST(Batcher, RandomizedModel) {
 
 }  // namespace
 }  // namespace dynamo_batcher
+
+namespace dynamo_batcher {
+namespace {
+
+TEST(TableBatcherReconfigure, NewMaxItemsAndLingerApplyToOpsAlreadyQueued) {
+  BatchingOptions slow = Options();
+  slow.linger = absl::Seconds(60);
+  auto b = MakeBatcher(slow);
+  for (uint64_t i = 0; i < 10; ++i) b->Add(MakeOp(i, absl::StrCat("k", i), kT0), kT0);
+  EXPECT_FALSE(b->TakeBatch(kT0 + absl::Seconds(1)).has_value());  // lingering
+
+  BatchingOptions fast = Options();
+  fast.linger = absl::Milliseconds(5);
+  fast.max_items = 3;
+  const absl::Time now = kT0 + absl::Seconds(1);
+  b->Reconfigure(fast, RetryPolicy(Retry()), RateLimiterOptions{}, now);
+  std::vector<size_t> sizes;
+  while (auto batch = b->TakeBatch(now)) sizes.push_back(batch->request_jsons.size());
+  EXPECT_THAT(sizes, ElementsAre(3, 3, 3, 1));
+}
+
+TEST(TableBatcherReconfigure, NewMaxInflightCallsLimitsConcurrency) {
+  auto b = MakeBatcher();
+  for (uint64_t i = 0; i < 100; ++i) b->Add(MakeOp(i, absl::StrCat("k", i), kT0), kT0);
+  BatchingOptions one = Options();
+  one.max_inflight_calls = 1;
+  b->Reconfigure(one, RetryPolicy(Retry()), RateLimiterOptions{}, kT0);
+  int batches = 0;
+  while (b->TakeBatch(kT0 + absl::Seconds(1))) ++batches;
+  EXPECT_EQ(batches, 1);
+}
+
+}  // namespace
+}  // namespace dynamo_batcher
