@@ -1,6 +1,8 @@
 #include "service/metrics/metrics.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -228,13 +230,23 @@ absl::StatusOr<std::string> ListeningPort(const std::string& listen) {
     return absl::InvalidArgumentError(
         absl::StrCat("metrics_listen: port must be 0-65535 (got \"", listen, "\")"));
   }
+  // Debian 12's civetweb is built without IPv6 (mg_check_feature(8) == 0):
+  // then only IPv4 addresses are looked up, and an IPv6 one is refused.
+  const bool ipv6 = mg_check_feature(8) != 0;
   addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
+  hints.ai_family = ipv6 ? AF_UNSPEC : AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE;
   addrinfo* res = nullptr;
   int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), nullptr, &hints, &res);
   if (rc != 0 || res == nullptr) {
+    in6_addr v6{};
+    if (!ipv6 && inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "metrics_listen: ", listen, " is an IPv6 address, and the HTTP server library "
+          "(civetweb) of this build has no IPv6 support; use an IPv4 address such as "
+          "0.0.0.0 or 127.0.0.1"));
+    }
     return absl::InvalidArgumentError(
         absl::StrCat("metrics_listen: cannot resolve ", listen, ": ", gai_strerror(rc)));
   }

@@ -168,7 +168,8 @@ class MetricsHttpServer {
   MetricsHttpServer(const MetricsHttpServer&) = delete;
   MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
 
-  // `listen` is host:port (a name, an IPv4 or a [bracketed] IPv6 address);
+  // `listen` is host:port (a name or an IPv4 address; a [bracketed] IPv6
+  // address only if civetweb was built with IPv6, which Debian 12's is not);
   // port 0 picks a free port (see port()).
   absl::Status Start(const std::string& listen);
   void Stop();

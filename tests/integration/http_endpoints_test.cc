@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -351,6 +352,20 @@ TEST_F(HttpEndpointsTest, FreshSidecarExportsKnownLabelValuesAtZero) {
     // is not counted here, but stay lenient on the value): the series exists.
     EXPECT_NE(it, m.end()) << c;
   }
+}
+
+// Debian 12's civetweb has no IPv6: an IPv6 metrics_listen is refused at
+// start-up with a message naming the key, rather than failing obscurely.
+TEST(HttpEndpointsStartup, Ipv6MetricsListenIsRefusedClearly) {
+  const std::string dir = TestDir("Ipv6MetricsListenIsRefusedClearly");
+  const std::string config = dir + "/config.yaml";
+  std::ofstream(config) << "listen: 127.0.0.1:0\nmetrics_listen: \"[::1]:0\"\n" << kConfig;
+  ChildProcess sidecar({SidecarBinary(), "--config", config}, dir + "/sidecar.log");
+  const int rc = sidecar.Wait(absl::Seconds(20));
+  const std::string log = sidecar.ReadLog();
+  if (rc == -1) FAIL() << "still running: " << log;
+  EXPECT_NE(rc, 0) << log;
+  EXPECT_THAT(log, ::testing::HasSubstr("metrics_listen: [::1]:0 is an IPv6 address"));
 }
 
 }  // namespace
