@@ -3,6 +3,10 @@
 table, the ratios and the targets; optionally writes docs/benchmarks.md.
 
   report.py report RESULTS_DIR --meta META.kv [--docs FILE --notes NOTES.md]
+  report.py footprint FOOTPRINT.kv --meta META.kv [--docs FILE]
+                                                the footprint scenario alone;
+                                                with --docs, replaces only the
+                                                footprint section of FILE
   report.py metric-sum METRICS_FILE NAME        sum of all series of NAME
   report.py metric-delta BEFORE AFTER NAME      the same, after minus before
   report.py json-get FILE KEY                   KEY of the first JSON line
@@ -303,6 +307,112 @@ def overload_text(rows, meta):
             fmt(fnum(c.get("results")), "{:,.0f}"), c.get("missing", "?"), c.get("failed", "?")))
 
 
+FOOTPRINT_BEGIN = ("<!-- footprint section: written by bench/run; "
+                   "`bench/run --footprint-only` refreshes only this part -->")
+FOOTPRINT_END = "<!-- end of footprint section -->"
+
+
+def footprint_section(kv, meta):
+    """Markdown for the footprint scenario (a 90-footprint.kv record), with
+    its three targets."""
+    if not kv:
+        return ""
+    g = lambda k: fnum(kv.get(k))
+    rate = int(g("footprint_rate") or 0)
+    steady_peak = max(g("footprint_steady_peak_rss_kib") or 0, g("footprint_steady_hwm_kib") or 0)
+    steady = {}
+    burst = {}
+    try:
+        steady = json.loads(kv.get("footprint_steady_json") or "{}")
+        burst = json.loads(kv.get("footprint_burst_json") or "{}")
+    except ValueError:
+        pass
+    decay = []
+    for item in (kv.get("footprint_decay_series") or "").split(","):
+        parts = item.split()
+        if len(parts) == 2:
+            decay.append((int(parts[0]), int(parts[1])))
+    decay_secs = int(g("footprint_decay_seconds") or 30)
+    decay_end = g("footprint_decay_end_rss_kib")
+    under = next((t for t, v in decay if v / MIB <= 48), None)
+    idle_secs = g("footprint_idle_cpu_seconds") or 60
+    idle_pct = (g("footprint_idle_cpu_ns") or 0) / (idle_secs * 1e9) * 100
+    shown = [(t, v) for t, v in decay if t in (1, 2, 5, 10, 15, 20, 25, 30) or t == decay_secs]
+    lines = [
+        FOOTPRINT_BEGIN,
+        "## Footprint",
+        "",
+        "Measured %s on commit %s%s (%s build), %s cores; sidecar → nginx as above, "
+        "%s streams, %s ops/message.%s" % (
+            meta.get("date"), meta.get("commit"),
+            " (uncommitted changes)" if meta.get("dirty") == "yes" else "",
+            meta.get("build_type"), meta.get("nproc"), meta.get("streams", "4"),
+            meta.get("ops_per_message", "64"),
+            (" `MALLOC_CONF=%s` was set." % kv["footprint_malloc_conf"])
+            if kv.get("footprint_malloc_conf") else ""),
+        "",
+        "- RSS after start-up: %.1f MiB" % ((g("footprint_start_rss_kib") or 0) / MIB),
+        "- steady %s ops/s for %s s (reached %s ops/s, p99 %s ms): peak RSS %.1f MiB "
+        "(VmHWM and 0.5 s samples)" % (
+            "{:,}".format(rate), kv.get("footprint_steady_seconds"),
+            fmt(fnum(steady.get("ops_per_s")), "{:,.0f}"),
+            fmt(fnum(steady.get("p99_ms")), "{:.2f}"), steady_peak / MIB),
+        "- burst of %s ops at full rate (%s ops/s): peak RSS %.1f MiB, %.1f MiB when it ended" % (
+            "{:,}".format(int(g("footprint_burst_ops") or 0)),
+            fmt(fnum(burst.get("ops_per_s")), "{:,.0f}"),
+            (g("footprint_burst_hwm_kib") or 0) / MIB, (g("footprint_burst_end_rss_kib") or 0) / MIB),
+        "- idle after the burst, RSS by second: " + ", ".join(
+            "%d s %.1f MiB" % (t, v / MIB) for t, v in shown),
+        "- idle CPU over %d s (all threads, `/proc/PID/task/*/schedstat`): %.3f%% of a core "
+        "(%.1f ms); %s threads" % (idle_secs, idle_pct, (g("footprint_idle_cpu_ns") or 0) / 1e6,
+                                   kv.get("footprint_threads", "?")),
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    ok1 = decay_end is not None and decay_end / MIB <= 48
+    lines.append("| after a burst, RSS ≤ 48 MiB within %d s idle | %s | %s |" % (
+        decay_secs,
+        ("%.1f MiB at %d s (≤ 48 MiB from %s s)" % (decay_end / MIB, decay_secs, under))
+        if decay_end is not None else "–", "yes" if ok1 else "**no**"))
+    ok2 = steady_peak > 0 and steady_peak / MIB <= 64
+    lines.append("| at a steady %s ops/s, RSS ≤ 64 MiB | %.1f MiB | %s |" % (
+        "{:,}".format(rate), steady_peak / MIB, "yes" if ok2 else "**no**"))
+    ok3 = idle_pct <= 0.1
+    lines.append("| idle CPU ≤ 0.1%% of a core over %d s | %.3f%% | %s |" % (
+        idle_secs, idle_pct, "yes" if ok3 else "**no**"))
+    lines += ["", "Commands (batchctl's part):", "", "```",
+              kv.get("footprint_steady_command", ""), kv.get("footprint_burst_command", ""),
+              "```", "", FOOTPRINT_END]
+    return "\n".join(lines)
+
+
+def footprint(args):
+    opts = {}
+    i = 1
+    while i < len(args):
+        opts[args[i].lstrip("-")] = args[i + 1]
+        i += 2
+    meta = read_kv(opts["meta"]) if "meta" in opts else {}
+    section = footprint_section(read_kv(args[0]), meta)
+    print(section)
+    if "docs" in opts:
+        try:
+            with open(opts["docs"]) as f:
+                doc = f.read()
+        except OSError:
+            doc = ""
+        b, e = doc.find(FOOTPRINT_BEGIN), doc.find(FOOTPRINT_END)
+        if b >= 0 and e > b:
+            doc = doc[:b] + section + doc[e + len(FOOTPRINT_END):]
+        else:
+            doc = doc.rstrip("\n") + "\n\n" + section + "\n"
+        with open(opts["docs"], "w") as f:
+            f.write(doc)
+        print("\nwrote " + opts["docs"])
+    return 0
+
+
 def commands_text(rows, meta):
     seen = []
     for r in rows:
@@ -321,9 +431,12 @@ def report(args):
         i += 2
     meta = read_kv(opts["meta"]) if "meta" in opts else {}
     rows, extra = [], {}
+    fp_kv = {}
     for path in sorted(glob.glob(os.path.join(res_dir, "*.kv"))):
         kv = read_kv(path)
-        if "client_json" in kv:
+        if kv.get("name") == "footprint":
+            fp_kv = kv
+        elif "client_json" in kv:
             rows.append(Row(kv))
         else:
             for k, v in kv.items():
@@ -358,6 +471,10 @@ def report(args):
         print("- " + ov)
     print()
     print(targets_table(targets))
+    fp = footprint_section(fp_kv, meta)
+    if fp:
+        print()
+        print(fp)
 
     if "docs" in opts:
         notes = ""
@@ -374,7 +491,8 @@ def report(args):
             opm=meta.get("ops_per_message"), linger=meta.get("linger"),
             table=tbl, ratios="\n".join(ratios + idle_lines),
             overload=("- " + ov) if ov else "", targets=targets_table(targets),
-            commands=commands_text(rows, meta), notes=notes)
+            commands=commands_text(rows, meta), notes=notes,
+            footprint=(fp + "\n") if fp else "")
         with open(opts["docs"], "w") as f:
             f.write(doc)
         print("\nwrote " + opts["docs"])
@@ -447,6 +565,7 @@ server) per 1,000 ops; for boto3 rows it is the boto3 process alone.
 
 {targets}
 
+{footprint}
 ## Exact commands
 
 `bench/run` builds (Release, `build-bench` or `$BUILD_DIR`), starts
@@ -462,7 +581,7 @@ kernel, read from its "listening" log line) on free loopback ports, then runs:
 Options: `bench/run --quick` (5,000 ops, floor and sidecar → nginx only, no
 docs; what the `bench_smoke` ctest runs), `--ops N`, `--naive-ops N`,
 `--dynalite-ops N`, `--streams N`, `--ops-per-message N`, `--linger D`,
-`--no-dynalite`, `--no-boto3`, `--no-overload`, `--no-docs`, `--no-build`,
+`--no-dynalite`, `--no-boto3`, `--no-overload`, `--no-footprint`, `--footprint-only` (the footprint scenario alone, rewriting only its section), `--no-docs`, `--no-build`,
 `--build-dir DIR`. `KEEP_WORK=1` keeps the temporary directory (configs, logs,
 raw results).
 
@@ -484,6 +603,8 @@ def main(argv):
         v = first_json(argv[2]).get(argv[3], 0)
         print(v)
         return 0
+    if cmd == "footprint" and len(argv) >= 3:
+        return footprint(argv[2:])
     if cmd == "report" and len(argv) >= 3:
         return report(argv[2:])
     print(__doc__, file=sys.stderr)

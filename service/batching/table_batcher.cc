@@ -19,6 +19,9 @@ constexpr size_t kMaxItemsPerCall = 25;
 constexpr size_t kBodyOverheadBytes = 100;
 // Recycled entries kept around to avoid an allocation per op.
 constexpr size_t kMaxFreeEntries = 4096;
+// Key-index capacity kept when a table drains (~200 KB); beyond it the index
+// is released so an idle sidecar's RSS falls back after a burst.
+constexpr size_t kKeepKeyCapacity = 4096;
 
 constexpr char kCoalescedMessage[] =
     "replaced by a later write to the same key, which was written";
@@ -172,7 +175,12 @@ struct TableBatcher::Impl {
     KeyState& ks = it->second;
     if (ks.inflight == e) ks.inflight = nullptr;
     if (ks.next != nullptr && ks.next->state == State::kBlocked) Wake(ks.next, now);
-    if (ks.inflight == nullptr && ks.next == nullptr) keys.erase(it);
+    if (ks.inflight == nullptr && ks.next == nullptr) {
+      keys.erase(it);
+      // A burst grows the key index to its peak and flat_hash_map never
+      // shrinks: hand that memory back once the table has drained.
+      if (keys.empty() && keys.capacity() > kKeepKeyCapacity) decltype(keys)().swap(keys);
+    }
   }
 
   void Written(Entry* e, absl::Time now, std::vector<OpResult>* results) {
@@ -517,5 +525,6 @@ size_t TableBatcher::queued_bytes() const {
 size_t TableBatcher::inflight_calls() const { return impl_->inflight.size(); }
 size_t TableBatcher::pending_ops() const { return impl_->pending_ops; }
 size_t TableBatcher::pending_bytes() const { return impl_->pending_bytes; }
+size_t TableBatcher::key_index_capacity() const { return impl_->keys.capacity(); }
 
 }  // namespace dynamo_batcher

@@ -136,6 +136,7 @@ class TableBatcher {
   size_t inflight_calls() const;
   size_t pending_ops() const;    // every op not yet answered (incl. in flight)
   size_t pending_bytes() const;  // MemoryBytes() of every op not yet answered
+  size_t key_index_capacity() const;  // slots of the per-key index (memory held)
   const TableBatcherStats& stats() const { return stats_; }
   // Called with every backoff delay scheduled (for the backoff histogram).
   void set_backoff_observer(std::function<void(absl::Duration)> observer) {

@@ -4,7 +4,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -14,6 +13,9 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+
+struct mg_connection;
+struct mg_context;
 
 namespace dynamo_batcher {
 
@@ -71,6 +73,14 @@ class Metrics {
 
   static const std::vector<double>& OpLatencyBuckets();
 
+  // Label values known in advance. Their series exist at 0 from start-up
+  // (for every configured table), so a dashboard shows 0 rather than "No
+  // data" before the first event; other values still appear on first use.
+  static const std::vector<std::string>& KnownRejectReasons();
+  static const std::vector<std::string>& KnownFailReasons();
+  static const std::vector<std::string>& KnownThrottleErrors();
+  static const std::vector<std::string>& KnownHttpErrorClasses();
+
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* received_;
@@ -126,31 +136,67 @@ class LocalHistogram {
   bool dirty_ = false;
 };
 
-// Minimal HTTP/1.1 server for /metrics (Prometheus text format), /healthz
-// (process alive) and /readyz (ready for traffic). prometheus-cpp's Exposer
-// cannot serve custom paths, and probes need real status codes.
-// Thread-safety: Start/Stop from one thread; handlers run on its own thread.
+// Serves /metrics (Prometheus text format), /healthz (process alive) and
+// /readyz (ready for traffic) over HTTP/1.1 with civetweb, the embedded server
+// prometheus-cpp's own Exposer is built on (the Exposer cannot add probe paths
+// with real status codes). Paths match exactly; everything else is 404, and
+// methods other than GET and HEAD are 405.
+//
+// Hostile clients cannot starve the probes: each connection gets a worker
+// thread from a fixed pool (the connection cap; more wait in a bounded queue
+// and then the kernel backlog), a request must arrive whole within
+// `request_timeout_ms` of the wait for it (a client trickling bytes is cut
+// off), and a request line plus headers over `max_request_bytes` (or more
+// than 63 header fields) is answered 431; civetweb itself answers 400 and
+// closes the connection beyond twice that size, the size of its buffer.
+// Idle workers block on a condition variable (no polling).
+//
+// Thread-safety: Start/Stop from one thread; handlers run on the pool's
+// threads and only read the registry and the callbacks' atomics.
+// Usage: MetricsHttpServer http(registry, is_ready, is_live);
+//        if (auto s = http.Start("127.0.0.1:9464"); !s.ok()) ...
 class MetricsHttpServer {
  public:
+  struct Options {
+    // Connections served at once; each holds one worker thread.
+    int worker_threads = 256;
+    // Accepted connections waiting for a worker.
+    int accept_queue = 64;
+    // The whole request (line and headers) must arrive within this time.
+    int request_timeout_ms = 2000;
+    // Request line plus headers; larger requests get 431 (400 from civetweb
+    // beyond twice this, its buffer size).
+    int max_request_bytes = 8192;
+  };
+
   MetricsHttpServer(std::shared_ptr<prometheus::Registry> registry,
-                    std::function<bool()> ready, std::function<bool()> live);
+                    std::function<bool()> ready, std::function<bool()> live,
+                    Options options);
+  MetricsHttpServer(std::shared_ptr<prometheus::Registry> registry,
+                    std::function<bool()> ready, std::function<bool()> live)
+      : MetricsHttpServer(std::move(registry), std::move(ready), std::move(live), Options()) {}
   ~MetricsHttpServer();
-  // `listen` is host:port; port 0 picks a free port (see port()).
+  MetricsHttpServer(const MetricsHttpServer&) = delete;
+  MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
+
+  // `listen` is host:port (a name or an IPv4 address; a [bracketed] IPv6
+  // address only if civetweb was built with IPv6, which Debian 12's is not);
+  // port 0 picks a free port (see port()).
   absl::Status Start(const std::string& listen);
   void Stop();
   int port() const { return port_; }
 
  private:
-  void Serve();
-  void Handle(int fd);
+  static int OnRequest(mg_connection* conn);
+  int Handle(mg_connection* conn);
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::function<bool()> ready_;
   std::function<bool()> live_;
-  int listen_fd_ = -1;
-  int wake_pipe_[2] = {-1, -1};
+  Options options_;
+  mg_context* context_ = nullptr;
+  std::string bound_host_;
   int port_ = 0;
-  std::thread thread_;
 };
 
 }  // namespace dynamo_batcher

@@ -155,6 +155,31 @@ TEST(Batcher, FlushesWhenTwentyFiveItemsAreBuffered) {
   EXPECT_EQ(b->stats().batches, 1u);
 }
 
+// A burst grows the per-key index; once every op is answered its memory is
+// handed back, so an idle sidecar does not keep the burst's peak.
+TEST(Batcher, ReleasesKeyIndexMemoryWhenDrained) {
+  auto b = MakeBatcher();
+  absl::Time now = kT0;
+  for (int i = 0; i < 20000; ++i) b->Add(MakeOp(i, absl::StrCat("k", i), now), now);
+  EXPECT_GE(b->key_index_capacity(), 20000u);
+  std::vector<OpResult> results;
+  for (int i = 0; i < 2000 && b->pending_ops() > 0; ++i) {
+    b->Flush();
+    auto batch = NextBatch(b.get(), &now);
+    ASSERT_TRUE(batch.has_value());
+    b->OnBatchResult(batch->id, Success(), now, &results);
+  }
+  EXPECT_EQ(b->pending_ops(), 0u);
+  EXPECT_EQ(results.size(), 20000u);
+  EXPECT_LE(b->key_index_capacity(), 4096u);
+  // Still works afterwards.
+  b->Add(MakeOp(20000, "k0", now), now);
+  b->Flush();
+  auto batch = NextBatch(b.get(), &now);
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(Keys(*batch), std::vector<std::string>{"k0"});
+}
+
 TEST(Batcher, CutsWhenOldestWaitedLinger) {
   auto b = MakeBatcher();
   b->Add(MakeOp(1, "a", kT0), kT0);
