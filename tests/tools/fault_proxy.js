@@ -61,6 +61,7 @@ function defaultConfig() {
     error_503_fraction: 0,
     reset_fraction: 0,
     reset_after_forward_share: 0.5,
+    forward_after_client_abort: false,
     capacity: {},
     validation_error_keys: [],
     validation_key_attribute: 'pk',
@@ -149,6 +150,10 @@ function mergeConfig(base, patch) {
           throw new Error('validation_error_keys must be a list of strings');
         }
         cfg.validation_error_keys = v.slice();
+        break;
+      case 'forward_after_client_abort':
+        if (typeof v !== 'boolean') throw new Error('forward_after_client_abort must be true or false');
+        cfg.forward_after_client_abort = v;
         break;
       case 'validation_key_attribute':
         if (typeof v !== 'string' || v === '') {
@@ -268,6 +273,7 @@ function freshStats() {
     forwarded_calls: 0,
     malformed_requests: 0,
     client_aborts: 0,
+    late_forwards: 0,
     items_received: 0,
     items_forwarded: 0,
     items_written: 0,
@@ -525,6 +531,16 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
     await delay();
     if (req.socket.destroyed) {
       stats.client_aborts++;
+      if (!cfg.forward_after_client_abort) return;
+      // A request DynamoDB already received is applied even if its caller
+      // gave up (timed out, crashed): the write lands late, fate unknown to
+      // the caller.
+      stats.late_forwards++;
+      try {
+        await forward(req, body);
+      } catch (err) {
+        stats.upstream_failures++;
+      }
       return;
     }
 
