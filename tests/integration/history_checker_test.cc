@@ -651,7 +651,7 @@ dead_letter:
       });
     }
     const bool hot = mode == "hot_burst";
-    int msgs = 1 + static_cast<int>(rng() % (hot ? 60 : 12));
+    int msgs = 1 + static_cast<int>(rng() % (hot ? 15 : 12));
     int cancel_after = mode == "cancel" ? static_cast<int>(rng() % (msgs + 1)) : -1;
     int64_t stop_at = mode == "non_reader" ? NowNs() + (2 + static_cast<int64_t>(rng() % 5)) * kSec
                                            : kNever;
@@ -693,7 +693,7 @@ dead_letter:
         h.streams[sid].messages++;
       }
       if (!stream->Write(req)) break;
-      if (!hot && mode != "non_reader") SleepMs(static_cast<int64_t>(rng() % 40));
+      if (mode != "non_reader") SleepMs(static_cast<int64_t>(rng() % 40));
     }
     if (!cancelled.load()) {
       if (mode == "non_reader") {
@@ -758,7 +758,7 @@ dead_letter:
           (*client)->Delete(w.table(), Item(std::move(*w.mutable_delete_key())), cb);
         }
       }
-      SleepMs(static_cast<int64_t>(rng() % 100));
+      SleepMs(static_cast<int64_t>(rng() % 200));
     }
     absl::Status closed = (*client)->Close(absl::Seconds(30));
     {
@@ -860,6 +860,8 @@ dead_letter:
       absl::Status st = ConfigureProxy(proxy_, mix);
       if (st.ok()) {
         mixes_[label]++;
+        absl::MutexLock l(&notes_mu_);
+        mix_log_.emplace_back(NowNs(), label + " " + mix);
       } else {
         Note("proxy config failed: " + st.ToString());
       }
@@ -1008,6 +1010,7 @@ dead_letter:
 
   absl::Mutex notes_mu_;
   std::vector<std::string> notes_;
+  std::vector<std::pair<int64_t, std::string>> mix_log_;  // proxy config changes
   int64_t max_rss_kib_ = 0;
   int64_t max_rss_at_ = 0;
 
@@ -1167,7 +1170,10 @@ std::string HistoryRun::Explain(const Violation& v) {
   for (const Op& op : h.ops) {
     if (op.key != v.key) continue;
     ++total;
-    if ((op.t_send >= from && op.t_send <= to) || op.id == v.older || op.id == v.newer) {
+    bool written_between = !op.results.empty() && op.results.front().outcome == v1::WRITTEN &&
+                           op.FirstResult() >= from && op.FirstResult() <= std::max(to, v.t);
+    if ((op.t_send >= from && op.t_send <= to) || op.id == v.older || op.id == v.newer ||
+        written_between) {
       window.push_back(&op);
     }
   }
@@ -1185,6 +1191,17 @@ std::string HistoryRun::Explain(const Violation& v) {
       absl::StrAppend(&s, absl::StrFormat("  poll at +%.3fs..+%.3fs sees v=%d\n",
                                           h.Rel(obs.t_start), h.Rel(obs.t_end), obs.v));
       break;
+    }
+  }
+  absl::MutexLock nl(&notes_mu_);
+  for (const auto& [t, mix] : mix_log_) {
+    if (t >= from - 5 * kSec && t <= std::max(to, v.t)) {
+      absl::StrAppend(&s, absl::StrFormat("  proxy from +%.3fs: %s\n", h.Rel(t), mix));
+    }
+  }
+  for (int64_t k : h.kills) {
+    if (k >= from - 5 * kSec && k <= std::max(to, v.t)) {
+      absl::StrAppend(&s, absl::StrFormat("  sidecar SIGKILL at +%.3fs\n", h.Rel(k)));
     }
   }
   return s;
