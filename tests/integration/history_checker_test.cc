@@ -105,7 +105,7 @@ const std::vector<std::string>& Scenarios() {
 
 struct Options {
   uint64_t seed = 20261201;
-  double seconds = 60;
+  double seconds = 45;
   std::set<std::string> disabled;
   int64_t rss_overhead_mib = 64;
 };
@@ -434,7 +434,7 @@ class HistoryRun {
 dynamodb:
   endpoint: )", proxy_.endpoint(), R"(
   credentials: {access_key_id: local, secret_access_key: local}
-  create_tables: true
+  create_tables: false
   call_timeout: )", kCallTimeoutMs, R"(ms
   connect_timeout: 1s
 tables:
@@ -467,6 +467,13 @@ dead_letter:
     auto d = StartDynalite(dir_);
     ASSERT_TRUE(d.ok()) << d.status();
     dynalite_ = std::move(*d);
+    // Created directly: a restart under a proxy fault mix must not depend on
+    // CreateTable getting through.
+    for (const TableSpec& t : kTables) {
+      absl::Status st = CreateTable(dynalite_.endpoint(), t.name, std::string(t.pk) + ":S",
+                                    t.sk == nullptr ? "" : std::string(t.sk) + ":N");
+      ASSERT_TRUE(st.ok()) << st;
+    }
     auto p = StartFaultProxy(dir_, dynalite_.endpoint(), R"({"seed": 1})");
     ASSERT_TRUE(p.ok()) << p.status();
     proxy_ = std::move(*p);
@@ -521,16 +528,17 @@ dead_letter:
 
   // Builds one op; returns the WriteOp.
   v1::WriteOp MakeOp(std::mt19937_64& rng, const std::string& writer, int64_t stream, int seq,
-                     bool hot_only, bool allow_big, Op** out)
+                     bool hot_only, bool allow_big, Op** out, int force_table = -1,
+                     int64_t force_pad = -1, int force_del = -1)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(h.mu) {
-    int table = static_cast<int>(rng() % kNumTables);
+    int table = force_table >= 0 ? force_table : static_cast<int>(rng() % kNumTables);
     int k;
     if (hot_only || (Enabled("hot_keys") && rng() % 10 < 3)) {
       k = static_cast<int>(rng() % 2);
     } else {
       k = static_cast<int>(rng() % kKeysPerTable);
     }
-    bool del = rng() % 5 == 0;
+    bool del = force_del >= 0 ? force_del == 1 : rng() % 5 == 0;
     Op& op = h.NewOp(table, k, del);
     op.writer = writer;
     op.stream = stream;
@@ -554,7 +562,9 @@ dead_letter:
       attrs["w"].set_s(writer);
       size_t pad = 0;
       uint64_t r = rng() % 100;
-      if (allow_big && Enabled("big_items") && r < 3) {
+      if (force_pad >= 0) {
+        pad = static_cast<size_t>(force_pad);
+      } else if (allow_big && Enabled("big_items") && r < 3) {
         pad = 50000 + rng() % 300000;  // up to ~350 KB: a few fill a table's budget
       } else if (r < 40) {
         pad = rng() % 2000;
@@ -611,7 +621,7 @@ dead_letter:
   void RawStream(v1::WriteBatcher::Stub& stub, std::mt19937_64& rng, const std::string& writer,
                  const std::string& mode) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(40));
     ctx.set_wait_for_ready(true);  // a stream opened while the sidecar restarts waits for it
     int64_t sid;
     {
@@ -629,9 +639,12 @@ dead_letter:
     auto stream = stub.Write(&ctx);
     std::thread reader;
     if (mode != "non_reader") {
-      reader = std::thread([&, sid, slow = mode == "slow_reader",
+      reader = std::thread([&, sid, slow = mode == "slow_reader" || mode == "hot_burst",
                             seed = rng()]() {
         std::mt19937_64 rrng(seed);
+        // Slow for the first seconds (results pile up in the sidecar), then
+        // reading normally so the stream can end.
+        int64_t slow_budget_ms = slow ? 2000 + static_cast<int64_t>(rrng() % 3000) : 0;
         v1::WriteResponse resp;
         while (stream->Read(&resp)) {
           int64_t t = NowNs();
@@ -646,13 +659,22 @@ dead_letter:
               h.Get(id).results.push_back(Result{res.outcome(), t, res.error_code()});
             }
           }
-          if (slow) SleepMs(200 + static_cast<int64_t>(rrng() % 1300));
+          if (slow_budget_ms > 0) {
+            int64_t ms = std::min<int64_t>(slow_budget_ms, 200 + rrng() % 1300);
+            slow_budget_ms -= ms;
+            SleepMs(ms);
+          }
         }
       });
     }
     const bool hot = mode == "hot_burst";
-    int msgs = 1 + static_cast<int>(rng() % (hot ? 15 : 12));
+    // A cancelled stream whose first messages fill `events`' budget with big
+    // items, followed by ops on the other tables' hot keys: those must not
+    // wait behind `events`, and must never be written after the cancel.
+    const bool held = mode == "cancel" && rng() % 2 == 0;
+    int msgs = 1 + static_cast<int>(rng() % (hot ? 80 : 12));
     int cancel_after = mode == "cancel" ? static_cast<int>(rng() % (msgs + 1)) : -1;
+    if (held) msgs = cancel_after = 2;
     int64_t stop_at = mode == "non_reader" ? NowNs() + (2 + static_cast<int64_t>(rng() % 5)) * kSec
                                            : kNever;
     std::atomic<bool> cancelled{false};
@@ -669,7 +691,7 @@ dead_letter:
         while (NowNs() < stop_at) SleepMs(20);
         cancel();
       });
-      msgs = 1000000;  // until cancelled
+      msgs = 100;  // or until cancelled
     }
     int seq = 0;
     for (int m = 0; m < msgs && !cancelled.load(); ++m) {
@@ -680,14 +702,31 @@ dead_letter:
       }
       if (mode == "normal" && NowNs() > t_end_chaos_ + 5 * kSec) break;
       v1::WriteRequest req;
-      int n = hot ? 300 + static_cast<int>(rng() % 700) : OpsPerMessage(rng);
+      int n = hot ? 1000 : OpsPerMessage(rng);
       if (mode == "non_reader") n = 500;
       {
         absl::MutexLock l(&h.mu);
+        if (held && m < 2) {
+          for (int i = 0; i < 8; ++i) {
+            Op* op;
+            *req.add_ops() = MakeOp(rng, h.streams[sid].worker, sid, seq++, false, false, &op,
+                                    /*force_table=*/0, /*force_pad=*/250000, /*force_del=*/0);
+            h.streams[sid].ops.push_back(op->id);
+          }
+          for (int i = 0; i < 6; ++i) {
+            Op* op;
+            *req.add_ops() = MakeOp(rng, h.streams[sid].worker, sid, seq++, true, false, &op,
+                                    /*force_table=*/1 + i % 2);
+            h.streams[sid].ops.push_back(op->id);
+          }
+          n = 0;
+        }
         for (int i = 0; i < n; ++i) {
           Op* op;
+          // Hot bursts: deletes only (small), a flood of COALESCED results.
           *req.add_ops() = MakeOp(rng, h.streams[sid].worker, sid, seq++, hot,
-                                  /*allow_big=*/!hot && mode != "non_reader", &op);
+                                  /*allow_big=*/!hot && mode != "non_reader", &op, -1, -1,
+                                  hot ? 1 : -1);
           h.streams[sid].ops.push_back(op->id);
         }
         h.streams[sid].messages++;
