@@ -221,6 +221,14 @@ struct Observation {
   bool final_scan;
 };
 
+// A write dynalite applied, from the proxy's write log.
+struct Applied {
+  int64_t t0;  // the call was forwarded
+  int64_t t1;  // and answered
+  std::string key;
+  uint64_t v;  // 0 for a delete (its op is not identifiable)
+};
+
 struct Violation {
   std::string check;
   std::string key;  // "table/key" or empty
@@ -474,9 +482,21 @@ dead_letter:
                                     t.sk == nullptr ? "" : std::string(t.sk) + ":N");
       ASSERT_TRUE(st.ok()) << st;
     }
-    auto p = StartFaultProxy(dir_, dynalite_.endpoint(), R"({"seed": 1})");
-    ASSERT_TRUE(p.ok()) << p.status();
-    proxy_ = std::move(*p);
+    // The proxy also logs every write dynalite applied, with monotonic times:
+    // the order writes really landed in, including ones overwritten before
+    // any poll could see them.
+    write_log_ = dir_ + "/writes.jsonl";
+    proxy_.process = std::make_unique<ChildProcess>(
+        std::vector<std::string>{"node", SourceDir() + "/tests/tools/fault_proxy.js", "--port",
+                                 "0", "--target", dynalite_.endpoint(), "--seed", "1",
+                                 "--write-log", write_log_},
+        dir_ + "/proxy.log");
+    auto ready = proxy_.process->WaitForLog("READY port=", absl::Seconds(20));
+    ASSERT_TRUE(ready.ok()) << ready.status();
+    ASSERT_TRUE(absl::SimpleAtoi(
+        ready->substr(ready->find("READY port=") + 11,
+                      ready->find('\n', ready->find("READY port=")) - ready->find("READY port=") - 11),
+        &proxy_.port));
     auto s = StartSidecar(dir_, SidecarYaml(0, 0));
     ASSERT_TRUE(s.ok()) << s.status();
     grpc_port_ = s->grpc_port;
@@ -610,7 +630,8 @@ dead_letter:
         mode = "slow_reader";
       } else if (r < 34 && Enabled("non_reader")) {
         mode = "non_reader";
-      } else if (r < 36 && Enabled("hot_keys")) {
+      } else if (r < 36 && Enabled("hot_keys") &&
+                 hot_bursts_.fetch_add(1) < 1 + static_cast<int>(Opts().seconds / 40)) {
         mode = "hot_burst";
       }
       RawStream(*stub, rng, absl::StrCat("raw", w, "/", n++), mode);
@@ -703,7 +724,7 @@ dead_letter:
     int seq = 0;
     for (int m = 0; m < msgs && !cancelled.load(); ++m) {
       if (m == cancel_after) {
-        SleepMs(static_cast<int64_t>(rng() % 300));
+        SleepMs(static_cast<int64_t>(rng() % (held ? 50 : 300)));
         cancel();
         break;
       }
@@ -714,13 +735,15 @@ dead_letter:
       {
         absl::MutexLock l(&h.mu);
         if (held && m < 2) {
-          for (int i = 0; i < 8; ++i) {
+          // 1.8 MB for `events` per message (its budget is 2 MiB): the second
+          // message waits until the first one's items are written.
+          for (int i = 0; i < 6; ++i) {
             Op* op;
-            *req.add_ops() = MakeOp(rng, h.streams[sid].worker, sid, seq++, false, false, &op,
-                                    /*force_table=*/0, /*force_pad=*/250000, /*force_del=*/0);
+            *req.add_ops() = MakeOp(rng, h.streams[sid].worker, sid, seq++, true, false, &op,
+                                    /*force_table=*/0, /*force_pad=*/300000, /*force_del=*/0);
             h.streams[sid].ops.push_back(op->id);
           }
-          for (int i = 0; i < 6; ++i) {
+          for (int i = 0; i < (m == 1 ? 6 : 0); ++i) {
             Op* op;
             *req.add_ops() = MakeOp(rng, h.streams[sid].worker, sid, seq++, true, false, &op,
                                     /*force_table=*/1 + i % 2);
@@ -740,6 +763,10 @@ dead_letter:
       }
       if (!stream->Write(req)) break;
       if (mode != "non_reader") SleepMs(static_cast<int64_t>(rng() % 40));
+    }
+    if (cancel_after >= 0 && !cancelled.load()) {  // cancel after the last message
+      SleepMs(static_cast<int64_t>(rng() % (held ? 50 : 300)));
+      cancel();
     }
     if (!cancelled.load()) {
       if (mode == "non_reader") {
@@ -1036,6 +1063,7 @@ dead_letter:
   void FinalScan() { PollOnce(true); }
 
   std::string dir_;
+  std::string write_log_;
   Dynalite dynalite_;
   FaultProxy proxy_;
   std::vector<std::unique_ptr<Sidecar>> sidecars_;
@@ -1046,11 +1074,15 @@ dead_letter:
   std::atomic<int> incarnation_{0};
   std::atomic<bool> down_{false};
   std::atomic<bool> stop_{false};
+  std::atomic<int> hot_bursts_{0};
   int64_t t_end_chaos_ = 0;
   int kills_ = 0;
   std::map<std::string, int> mixes_;
   int64_t polls_ = 0;
   int final_checked_ = 0;
+  size_t applied_ = 0;
+  int late_after_cancel_ = 0;
+  std::vector<std::string> late_examples_;
   int final_skipped_ = 0;
   std::map<int, std::map<std::string, uint64_t>> final_keys_;
 
@@ -1067,9 +1099,102 @@ dead_letter:
   }
 };
 
+std::vector<Applied> ReadWriteLog(const std::string& path) {
+  std::vector<Applied> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    rapidjson::Document d;
+    d.Parse(line.c_str());
+    if (d.HasParseError() || !d.IsObject() || !d.HasMember("items")) continue;
+    int64_t t0 = 0, t1 = 0;
+    (void)absl::SimpleAtoi(d["t0"].GetString(), &t0);
+    (void)absl::SimpleAtoi(d["t1"].GetString(), &t1);
+    for (const auto& it : d["items"].GetArray()) {
+      std::string table = it[0].GetString();
+      const auto& attrs = it[2];
+      for (int t = 0; t < kNumTables; ++t) {
+        const TableSpec& spec = kTables[t];
+        if (table != spec.name) continue;
+        std::string key;
+        if (attrs.HasMember(spec.pk) && attrs[spec.pk].HasMember("S")) {
+          key = attrs[spec.pk]["S"].GetString();
+        }
+        if (spec.sk != nullptr && attrs.HasMember(spec.sk) && attrs[spec.sk].HasMember("N")) {
+          double sk = 0;
+          (void)absl::SimpleAtod(attrs[spec.sk]["N"].GetString(), &sk);
+          absl::StrAppend(&key, "|", static_cast<int>(sk));
+        }
+        uint64_t v = 0;
+        if (attrs.HasMember("v") && attrs["v"].HasMember("N")) {
+          (void)absl::SimpleAtoi(attrs["v"]["N"].GetString(), &v);
+        }
+        out.push_back(Applied{t0, t1, absl::StrCat(table, "/", key), v});
+      }
+    }
+  }
+  return out;
+}
+
 std::vector<Violation> HistoryRun::Check() {
   std::vector<Violation> out;
+  std::vector<Applied> applied = ReadWriteLog(write_log_);
   absl::MutexLock l(&h.mu);
+  applied_ = applied.size();
+  late_after_cancel_ = 0;
+  for (const Applied& ap : applied) {
+    if (ap.v == 0 || !h.Valid(ap.v)) continue;
+    const Op& a = h.Get(ap.v);
+    if (a.stream >= 0 && h.streams[a.stream].cancelled && a.results.empty() &&
+        ap.t0 > h.streams[a.stream].t_end + kCancelGrace) {
+      if (++late_after_cancel_ <= 5) {
+        late_examples_.push_back(absl::StrFormat("%s #%d applied +%.3fs (cancel +%.3fs)", ap.key,
+                                                 ap.v, h.Rel(ap.t0),
+                                                 h.Rel(h.streams[a.stream].t_end)));
+      }
+    }
+  }
+  // Applied order (proxy write log): a write applied after a newer write to
+  // its key was answered WRITTEN broke last-write-wins, even if it was
+  // overwritten again before a poll could see it.
+  {
+    std::map<std::string, std::vector<const Op*>> written;
+    for (const Op& op : h.ops) {
+      if (!op.results.empty() && op.results.front().outcome == v1::WRITTEN) {
+        written[op.key].push_back(&op);
+      }
+    }
+    std::set<std::pair<uint64_t, uint64_t>> seen;
+    std::set<uint64_t> phantom;
+    for (const Applied& ap : applied) {
+      if (ap.v == 0) continue;
+      if (!h.Valid(ap.v) || h.Get(ap.v).key != ap.key) {
+        if (phantom.insert(ap.v).second) {
+          out.push_back({"phantom", ap.key, ap.v, 0, ap.t0,
+                         absl::StrCat("dynalite applied v=", ap.v, ", which no op on this key wrote")});
+        }
+        continue;
+      }
+      const Op& a = h.Get(ap.v);
+      if (!a.results.empty() && a.results.front().outcome == v1::REJECTED &&
+          phantom.insert(ap.v).second) {
+        out.push_back({"phantom", ap.key, ap.v, 0, ap.t0,
+                       absl::StrCat("op ", ap.v, " was REJECTED but dynalite applied it")});
+      }
+      for (const Op* b : written[ap.key]) {
+        if (b->FirstResult() >= ap.t0) continue;
+        if (seen.count({a.id, b->id}) || !h.Precedes(a, *b)) continue;
+        seen.insert({a.id, b->id});
+        out.push_back({"late-apply", ap.key, a.id, b->id, ap.t0,
+                       absl::StrFormat("op %d was applied by dynalite (call forwarded at +%.3fs, "
+                                       "answered +%.3fs) after the newer op %d was answered "
+                                       "WRITTEN at +%.3fs",
+                                       a.id, h.Rel(ap.t0), h.Rel(ap.t1), b->id,
+                                       h.Rel(b->FirstResult()))});
+        break;
+      }
+    }
+  }
   // Exactly-once, per op and per stream.
   for (const StreamRec& s : h.streams) {
     for (uint64_t id : s.stray) {
@@ -1280,6 +1405,8 @@ std::string HistoryRun::Summary() {
       "  ops %d (%.1f MB) over %d keys; raw streams %d (%s), cancelled %d; library ops %d\n"
       "  outcomes: %s, without result %d\n"
       "  sidecar SIGKILL+restart %d; proxy mixes %s; polls %d, observations %d\n"
+      "  writes applied by dynalite (proxy log): %d, of which %d from cancelled streams "
+      "applied over 250 ms after the cancel (e.g. %s)\n"
       "  final state: %d keys checked, %d skipped (final write not WRITTEN or order unknown)\n"
       "  sidecar max VmRSS %.1f MiB (bound %d MiB)\n",
       Opts().seed, Opts().seconds, absl::StrJoin(Opts().disabled, ","), h.ops.size(),
@@ -1287,7 +1414,8 @@ std::string HistoryRun::Summary() {
       absl::StrJoin(modes, " ", absl::PairFormatter("=")), cancelled,
       static_cast<int64_t>(h.ops.size()) - ops_sent_raw, absl::StrJoin(outcomes, " ", absl::PairFormatter("=")),
       unresolved, kills_, absl::StrJoin(mixes_, " ", absl::PairFormatter("=")), polls_,
-      h.observations.size(), final_checked_, final_skipped_, max_rss_kib_ / 1024.0,
+      h.observations.size(), applied_, late_after_cancel_, absl::StrJoin(late_examples_, "; "),
+      final_checked_, final_skipped_, max_rss_kib_ / 1024.0,
       (kMaxBytes >> 20) + Opts().rss_overhead_mib);
   absl::MutexLock nl(&notes_mu_);
   for (const auto& n : notes_) absl::StrAppend(&s, "  note ", n, "\n");

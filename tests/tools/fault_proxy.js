@@ -315,7 +315,8 @@ function tableStats(stats, table) {
 // ---------------------------------------------------------------------------
 // The proxy.
 
-function createFaultProxy({target, config = {}, verbose = false, log = (m) => process.stderr.write(m + '\n')}) {
+function createFaultProxy({target, config = {}, verbose = false, log = (m) => process.stderr.write(m + '\n'),
+  writeLog = null}) {
   const targetUrl = new URL(target);
   if (targetUrl.protocol !== 'http:') throw new Error('--target must be an http:// URL');
   const agent = new http.Agent({keepAlive: true, maxSockets: 256, maxFreeSockets: 64});
@@ -411,8 +412,47 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
     return reply(404, {error: `no control endpoint ${req.method} ${url.pathname}`});
   }
 
+  // --write-log: one JSON line per BatchWriteItem the target answered, with
+  // the monotonic times (ns, CLOCK_MONOTONIC like a C++ steady_clock) the call
+  // was sent and answered and the writes it applied (its UnprocessedItems
+  // left out; attributes over 200 characters of JSON left out): the order in
+  // which writes really landed, for history checkers.
+  const writeLogFd = writeLog ? fs.openSync(writeLog, 'a') : null;
+  function logWrites(body, t0, up) {
+    const t1 = process.hrtime.bigint();
+    let req;
+    let ans;
+    try {
+      req = JSON.parse(body.toString('utf8'));
+      ans = up.status === 200 ? JSON.parse(up.body.toString('utf8')) : null;
+    } catch {
+      return;
+    }
+    if (!ans || !req || typeof req.RequestItems !== 'object') return;
+    const left = new Set();
+    for (const [t, l] of Object.entries(ans.UnprocessedItems || {})) {
+      for (const r of l) left.add(t + JSON.stringify(r));
+    }
+    const items = [];
+    for (const [t, l] of Object.entries(req.RequestItems)) {
+      for (const r of l) {
+        if (left.has(t + JSON.stringify(r))) continue;
+        const put = !!r.PutRequest;
+        const attrs = {};
+        for (const [k, v] of Object.entries((put ? r.PutRequest.Item : r.DeleteRequest.Key) || {})) {
+          if (JSON.stringify(v).length <= 200) attrs[k] = v;
+        }
+        items.push([t, put ? 'put' : 'delete', attrs]);
+      }
+    }
+    fs.writeSync(writeLogFd, JSON.stringify({t0: String(t0), t1: String(t1), items}) + '\n');
+  }
+
   // Forwards `body` to the target; resolves {status, headers, body} or rejects.
   function forward(req, body) {
+    const t0 = process.hrtime.bigint();
+    const logged = writeLogFd !== null &&
+      String(req.headers['x-amz-target'] || '').endsWith('.BatchWriteItem');
     return new Promise((resolve, reject) => {
       const headers = copyHeaders(req.headers);
       headers['content-length'] = String(body.length);
@@ -427,8 +467,11 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
       }, (ures) => {
         const chunks = [];
         ures.on('data', (c) => chunks.push(c));
-        ures.on('end', () => resolve({status: ures.statusCode, headers: ures.headers,
-          body: Buffer.concat(chunks)}));
+        ures.on('end', () => {
+          const out = {status: ures.statusCode, headers: ures.headers, body: Buffer.concat(chunks)};
+          if (logged) logWrites(body, t0, out);
+          resolve(out);
+        });
         ures.on('error', reject);
       });
       up.setTimeout(60000, () => up.destroy(new Error('upstream timeout')));
@@ -791,6 +834,8 @@ const USAGE = `Usage: node tests/tools/fault_proxy.js --target http://127.0.0.1:
   --validation-error-key KEY      repeatable
   --validation-key-attribute NAME (default pk)
   --set KEY=JSON                  any config key, e.g. --set 'capacity={"t":{"wcu_per_second":5}}'
+  --write-log FILE                append one JSON line per BatchWriteItem answered by the target:
+                                  {"t0","t1" (monotonic ns),"items":[[table,"put"|"delete",attrs]]}
   --verbose                       log every injected fault to stderr
 Control (same port): GET /__proxy/stats, GET /__proxy/config,
   POST /__proxy/config (JSON patch; ?replace=1 starts from defaults), POST /__proxy/reset.`;
@@ -838,6 +883,8 @@ function parseCli(argv) {
       out.target = next();
     } else if (a === '--config') {
       out.file = next();
+    } else if (a === '--write-log') {
+      out.writeLog = next();
     } else if (a === '--verbose' || a === '-v') {
       out.verbose = true;
     } else if (a === '--seed') {
@@ -908,7 +955,8 @@ function main() {
     for (const k of ['throttle_fraction', 'error_fraction', 'capacity']) {
       if (patch[k]) patch[k] = {...base[k], ...patch[k]};
     }
-    proxy = createFaultProxy({target: cli.target, config: mergeConfig(base, patch), verbose: cli.verbose});
+    proxy = createFaultProxy({target: cli.target, config: mergeConfig(base, patch), verbose: cli.verbose,
+      writeLog: cli.writeLog || null});
   } catch (err) {
     process.stderr.write(`fault_proxy.js: ${err.message}\n${USAGE}\n`);
     process.exit(2);
