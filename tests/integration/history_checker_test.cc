@@ -131,6 +131,8 @@ constexpr int64_t kNever = INT64_MAX;
 // A stream's messages reach the sidecar before its cancellation does; ops on
 // other connections may race it by a few milliseconds.
 constexpr int64_t kCancelGrace = 250 * kMs;
+// On one connection the cancel (RST_STREAM) precedes the next stream's frames.
+constexpr int64_t kSameChannelCancelGrace = 20 * kMs;
 
 void SleepMs(int64_t ms) {
   if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
@@ -197,6 +199,7 @@ struct Op {
 
 struct StreamRec {
   int64_t index = 0;
+  int channel = -1;  // raw worker whose channel (one HTTP/2 connection) carried it
   std::string worker;
   std::string mode;
   int incarnation = 0;
@@ -280,7 +283,10 @@ class History {
     if (a.FirstResult() < b.t_send) order = true;
     if (a.stream >= 0) {
       const StreamRec& s = streams[a.stream];
-      if (s.t_end != kNever && s.t_end + kCancelGrace < b.t_send) order = true;
+      const bool same_channel =
+          b.stream >= 0 && s.channel >= 0 && streams[b.stream].channel == s.channel;
+      const int64_t grace = same_channel ? kSameChannelCancelGrace : kCancelGrace;
+      if (s.t_end != kNever && s.t_end + grace < b.t_send) order = true;
     }
     if (a.lib >= 0) {
       auto it = lib_closed.find(a.lib);
@@ -549,11 +555,13 @@ dead_letter:
   // Builds one op; returns the WriteOp.
   v1::WriteOp MakeOp(std::mt19937_64& rng, const std::string& writer, int64_t stream, int seq,
                      bool hot_only, bool allow_big, Op** out, int force_table = -1,
-                     int64_t force_pad = -1, int force_del = -1)
+                     int64_t force_pad = -1, int force_del = -1, int force_key = -1)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(h.mu) {
     int table = force_table >= 0 ? force_table : static_cast<int>(rng() % kNumTables);
     int k;
-    if (hot_only || (Enabled("hot_keys") && rng() % 10 < 3)) {
+    if (force_key >= 0) {
+      k = force_key;
+    } else if (hot_only || (Enabled("hot_keys") && rng() % 10 < 3)) {
       k = static_cast<int>(rng() % 2);
     } else {
       k = static_cast<int>(rng() % kKeysPerTable);
@@ -634,13 +642,13 @@ dead_letter:
                  hot_bursts_.fetch_add(1) < 1 + static_cast<int>(Opts().seconds / 40)) {
         mode = "hot_burst";
       }
-      RawStream(*stub, rng, absl::StrCat("raw", w, "/", n++), mode);
+      RawStream(*stub, rng, absl::StrCat("raw", w, "/", n++), mode, w);
       SleepMs(static_cast<int64_t>(rng() % 50));
     }
   }
 
   void RawStream(v1::WriteBatcher::Stub& stub, std::mt19937_64& rng, const std::string& writer,
-                 const std::string& mode) {
+                 const std::string& mode, int channel) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(40));
     ctx.set_wait_for_ready(true);  // a stream opened while the sidecar restarts waits for it
@@ -652,6 +660,7 @@ dead_letter:
       s.index = static_cast<int64_t>(h.streams.size()) - 1;
       s.worker = writer;
       s.mode = mode;
+      s.channel = channel;
       s.incarnation = incarnation_.load();
       s.opened_while_down = down_.load();
       s.t_open = NowNs();
@@ -722,6 +731,7 @@ dead_letter:
       msgs = 100;  // or until cancelled
     }
     int seq = 0;
+    std::vector<std::pair<int, int>> resend;  // (table, key) of the held ops
     for (int m = 0; m < msgs && !cancelled.load(); ++m) {
       if (m == cancel_after) {
         SleepMs(static_cast<int64_t>(rng() % (held ? 50 : 300)));
@@ -742,12 +752,14 @@ dead_letter:
             *req.add_ops() = MakeOp(rng, h.streams[sid].worker, sid, seq++, true, false, &op,
                                     /*force_table=*/0, /*force_pad=*/300000, /*force_del=*/0);
             h.streams[sid].ops.push_back(op->id);
+            if (m == 1) resend.emplace_back(op->table, op->key_index);
           }
           for (int i = 0; i < (m == 1 ? 6 : 0); ++i) {
             Op* op;
             *req.add_ops() = MakeOp(rng, h.streams[sid].worker, sid, seq++, true, false, &op,
                                     /*force_table=*/1 + i % 2);
             h.streams[sid].ops.push_back(op->id);
+            resend.emplace_back(op->table, op->key_index);
           }
           n = 0;
         }
@@ -779,12 +791,72 @@ dead_letter:
     if (canceller.joinable()) canceller.join();
     if (reader.joinable()) reader.join();
     grpc::Status st = stream->Finish();
+    {
+      absl::MutexLock l(&h.mu);
+      StreamRec& s = h.streams[sid];
+      s.done = true;
+      s.code = st.error_code();
+      s.message = st.error_message();
+      if (!s.cancelled) s.t_end = NowNs();
+    }
+    if (held && !resend.empty()) {
+      // As a client does after a broken stream: write those keys again, on a
+      // new stream, once the cancel has certainly reached the sidecar.
+      SleepMs(kSameChannelCancelGrace / kMs + 10);
+      ResendStream(stub, rng, writer + "+resend", resend, channel);
+    }
+  }
+
+  void ResendStream(v1::WriteBatcher::Stub& stub, std::mt19937_64& rng, const std::string& writer,
+                    const std::vector<std::pair<int, int>>& keys, int channel) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(40));
+    ctx.set_wait_for_ready(true);
+    int64_t sid;
+    v1::WriteRequest req;
+    {
+      absl::MutexLock l(&h.mu);
+      h.streams.emplace_back();
+      StreamRec& s = h.streams.back();
+      s.index = static_cast<int64_t>(h.streams.size()) - 1;
+      s.worker = writer;
+      s.mode = "resend";
+      s.channel = channel;
+      s.incarnation = incarnation_.load();
+      s.opened_while_down = down_.load();
+      s.t_open = NowNs();
+      sid = s.index;
+      int seq = 0;
+      for (const auto& [table, k] : keys) {
+        for (int twice = 0; twice < 2; ++twice) {
+          Op* op = nullptr;
+          v1::WriteOp w = MakeOp(rng, writer, sid, seq++, false, false, &op, table, 0, 0, k);
+          s.ops.push_back(op->id);
+          *req.add_ops() = std::move(w);
+        }
+      }
+    }
+    auto stream = stub.Write(&ctx);
+    stream->Write(req);
+    stream->WritesDone();
+    v1::WriteResponse resp;
+    while (stream->Read(&resp)) {
+      int64_t t = NowNs();
+      absl::MutexLock l(&h.mu);
+      for (const auto& res : resp.results()) {
+        if (h.Valid(res.id()) && h.Get(res.id()).stream == sid) {
+          h.Get(res.id()).results.push_back(Result{res.outcome(), t, res.error_code()});
+        } else {
+          h.streams[sid].stray.push_back(res.id());
+        }
+      }
+    }
+    grpc::Status st = stream->Finish();
     absl::MutexLock l(&h.mu);
-    StreamRec& s = h.streams[sid];
-    s.done = true;
-    s.code = st.error_code();
-    s.message = st.error_message();
-    if (!s.cancelled) s.t_end = NowNs();
+    h.streams[sid].done = true;
+    h.streams[sid].code = st.error_code();
+    h.streams[sid].message = st.error_message();
+    h.streams[sid].t_end = NowNs();
   }
 
   void LibraryWorker(int l) {
@@ -1166,6 +1238,41 @@ std::vector<Violation> HistoryRun::Check() {
     }
     std::set<std::pair<uint64_t, uint64_t>> seen;
     std::set<uint64_t> phantom;
+    std::map<std::string, std::vector<const Applied*>> applied_puts;  // by answer time
+    for (const Applied& ap : applied) {
+      if (ap.v != 0) applied_puts[ap.key].push_back(&ap);
+    }
+    for (auto& [key, list] : applied_puts) {
+      std::sort(list.begin(), list.end(),
+                [](const Applied* x, const Applied* y) { return x->t1 < y->t1; });
+    }
+    // At most one write per key in flight: two calls carrying different
+    // writes to one key, both inside dynalite at once (the proxy forwarded the
+    // second before the first was answered). Not claimed around a SIGKILL
+    // (the killed process's calls may still be in the proxy).
+    {
+      std::map<std::string, std::vector<const Applied*>> by_key;
+      for (const Applied& ap : applied) by_key[ap.key].push_back(&ap);
+      int reported_overlaps = 0;
+      for (auto& [key, list] : by_key) {
+        std::sort(list.begin(), list.end(),
+                  [](const Applied* x, const Applied* y) { return x->t0 < y->t0; });
+        const Applied* open = nullptr;  // the earlier call answered last so far
+        for (const Applied* ap : list) {
+          if (open != nullptr && open->t1 > ap->t0 && open->v != ap->v &&
+              !h.CrashBetween(open->t0 - h.crash_grace, ap->t1)) {
+            if (reported_overlaps++ < 20) {
+              out.push_back({"one-in-flight", key, open->v, ap->v, ap->t0,
+                             absl::StrFormat("calls overlapped in dynalite: v=%d (+%.3fs..+%.3fs) "
+                                             "and v=%d (+%.3fs..+%.3fs) (v=0: a delete)",
+                                             open->v, h.Rel(open->t0), h.Rel(open->t1), ap->v,
+                                             h.Rel(ap->t0), h.Rel(ap->t1))});
+            }
+          }
+          if (open == nullptr || ap->t1 > open->t1) open = ap;
+        }
+      }
+    }
     for (const Applied& ap : applied) {
       if (ap.v == 0) continue;
       if (!h.Valid(ap.v) || h.Get(ap.v).key != ap.key) {
@@ -1181,6 +1288,24 @@ std::vector<Violation> HistoryRun::Check() {
         out.push_back({"phantom", ap.key, ap.v, 0, ap.t0,
                        absl::StrCat("op ", ap.v, " was REJECTED but dynalite applied it")});
       }
+      // Applied after a newer write was applied (its call answered by dynalite
+      // before this one was forwarded), answered or not yet.
+      bool found = false;
+      for (const Applied* bp : applied_puts[ap.key]) {
+        if (bp->t1 >= ap.t0) break;
+        if (bp->t1 < ap.t0 - 30 * kSec || bp->v == ap.v || !h.Valid(bp->v)) continue;
+        const Op& b = h.Get(bp->v);
+        if (b.key != ap.key || seen.count({a.id, b.id}) || !h.Precedes(a, b)) continue;
+        seen.insert({a.id, b.id});
+        out.push_back({"late-apply", ap.key, a.id, b.id, ap.t0,
+                       absl::StrFormat("op %d was applied by dynalite (call forwarded at +%.3fs) "
+                                       "after the newer op %d was applied (call answered at "
+                                       "+%.3fs)",
+                                       a.id, h.Rel(ap.t0), b.id, h.Rel(bp->t1))});
+        found = true;
+        break;
+      }
+      if (found) continue;
       for (const Op* b : written[ap.key]) {
         if (b->FirstResult() >= ap.t0) continue;
         if (seen.count({a.id, b->id}) || !h.Precedes(a, *b)) continue;
