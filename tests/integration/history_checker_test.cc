@@ -11,7 +11,9 @@
 // UnprocessedItems, throttling, 500/503, calls that land after their caller
 // gave up) and the sidecar is SIGKILLed and restarted. Every op sent and
 // every result is recorded; a poller scans the tables directly in dynalite
-// during the run. Afterwards the history is checked per key:
+// during the run, and the proxy logs every write dynalite applied with
+// monotonic timestamps (`--write-log`), so writes overwritten before any poll
+// are seen too. Afterwards the history is checked per key:
 //
 //  exactly-once   no op gets two results; every op of a stream that ends OK
 //                 got one result; no result names an op its stream never sent;
@@ -21,6 +23,12 @@
 //  no-stale       once a write b was answered WRITTEN (or COALESCED: the key
 //                 already holds something newer), no write a that precedes b
 //                 ever appears in a later poll.
+//  late-apply     no write a is applied by dynalite after a write b with
+//                 a preceding b was applied, or answered WRITTEN.
+//  one-in-flight  no two calls carrying different writes to one key are
+//                 inside dynalite at once.
+//  phantom        every value in the table (or applied) is a put of that
+//                 key that was not REJECTED.
 //  final-state    after the run each key gets one final write, sent after
 //                 everything else on the key resolved or its stream ended;
 //                 when it is WRITTEN the table holds exactly its value (or
@@ -35,8 +43,9 @@
 //     per table, across reconnects);
 //   - a got a result before b was sent (the sidecar had a by then);
 //   - a's stream had ended (cancelled, broken, finished) more than
-//     kCancelGrace before b was sent (a stream's ops arrive before its end,
-//     and nothing of it is read after).
+//     kCancelGrace (250 ms; 20 ms when b's stream uses the same connection)
+//     before b was sent: a stream's messages reach the sidecar before its
+//     end does, and nothing of a stream may be submitted after its end.
 // The last three are not claimed across a sidecar SIGKILL unless b was sent
 // more than a crash grace after the kill (a call of the killed process may
 // still be in the proxy's latency delay; it lands when the proxy forwards it).
@@ -46,10 +55,24 @@
 // and results.
 //
 // Flags (or environment): --seed=N (HISTORY_CHECKER_SEED), --seconds=S or
-// --minutes=M (HISTORY_CHECKER_SECONDS / _MINUTES) for the chaos phase,
-// --disable=a,b (HISTORY_CHECKER_DISABLE) to turn scenarios off one by one:
-// cancel, slow_reader, non_reader, hot_keys, big_items, library, faults,
-// timeouts, kill. --rss-overhead-mib=N (HISTORY_CHECKER_RSS_OVERHEAD_MIB).
+// --minutes=M (HISTORY_CHECKER_SECONDS / _MINUTES) for the chaos phase
+// (default 45 s: about 60 s in all), --disable=a,b (HISTORY_CHECKER_DISABLE)
+// to turn scenarios off one by one:
+//   cancel       random stream cancellation; half of them fill `events`' budget
+//                first, then cancel, then re-send the keys on a new stream
+//   slow_reader  streams that stop reading results for 2-5 s
+//   non_reader   streams that never read (cancelled after 2-6 s)
+//   hot_keys     30% of ops on two hot keys per table, and one burst per 40 s
+//                of ~250k deletes on them behind a reader asleep for 2-5 s
+//   big_items    3% of puts carry 50-350 KB (a few fill a table's budget)
+//   library      two dynamo_batcher::client writers
+//   faults       proxy mixes: latency spikes, resets before/after forwarding,
+//                partial UnprocessedItems, throttling, 500/503
+//   timeouts     latency around call_timeout, with timed-out calls still
+//                forwarded later (unknown fate)
+//   kill         SIGKILL and restart of the sidecar (2 per run, or one per 30 s)
+// --rss-overhead-mib=N (HISTORY_CHECKER_RSS_OVERHEAD_MIB, default 64).
+// The full history of a failed run is written to test-tmp/history_checker_dump-PID/.
 
 #include <signal.h>
 #include <unistd.h>
