@@ -1259,6 +1259,10 @@ std::vector<Violation> HistoryRun::Check() {
         written[op.key].push_back(&op);
       }
     }
+    for (auto& [key, list] : written) {
+      std::sort(list.begin(), list.end(),
+                [](const Op* x, const Op* y) { return x->FirstResult() < y->FirstResult(); });
+    }
     std::set<std::pair<uint64_t, uint64_t>> seen;
     std::set<uint64_t> phantom;
     std::map<std::string, std::vector<const Applied*>> applied_puts;  // by answer time
@@ -1314,9 +1318,14 @@ std::vector<Violation> HistoryRun::Check() {
       // Applied after a newer write was applied (its call answered by dynalite
       // before this one was forwarded), answered or not yet.
       bool found = false;
-      for (const Applied* bp : applied_puts[ap.key]) {
+      // Only writes sent after a can follow it, so only those answered since.
+      const auto& puts = applied_puts[ap.key];
+      auto from = std::lower_bound(puts.begin(), puts.end(), a.t_send,
+                                   [](const Applied* x, int64_t t) { return x->t1 <= t; });
+      for (auto it = from; it != puts.end(); ++it) {
+        const Applied* bp = *it;
         if (bp->t1 >= ap.t0) break;
-        if (bp->t1 < ap.t0 - 30 * kSec || bp->v == ap.v || !h.Valid(bp->v)) continue;
+        if (bp->v == ap.v || !h.Valid(bp->v)) continue;
         const Op& b = h.Get(bp->v);
         if (b.key != ap.key || seen.count({a.id, b.id}) || !h.Precedes(a, b)) continue;
         seen.insert({a.id, b.id});
@@ -1329,8 +1338,13 @@ std::vector<Violation> HistoryRun::Check() {
         break;
       }
       if (found) continue;
-      for (const Op* b : written[ap.key]) {
-        if (b->FirstResult() >= ap.t0) continue;
+      const auto& wl = written[ap.key];
+      auto wfrom = std::lower_bound(wl.begin(), wl.end(), a.t_send, [](const Op* x, int64_t t) {
+        return x->FirstResult() <= t;
+      });
+      for (auto it = wfrom; it != wl.end(); ++it) {
+        const Op* b = *it;
+        if (b->FirstResult() >= ap.t0) break;
         if (seen.count({a.id, b->id}) || !h.Precedes(a, *b)) continue;
         seen.insert({a.id, b->id});
         out.push_back({"late-apply", ap.key, a.id, b->id, ap.t0,
@@ -1411,7 +1425,12 @@ std::vector<Violation> HistoryRun::Check() {
       out.push_back({"phantom", obs.key, obs.v, 0, obs.t_start,
                      absl::StrCat("op ", obs.v, " was REJECTED but is in the table")});
     }
-    for (const Op* b : answered[obs.key]) {
+    const auto& al = answered[obs.key];
+    auto afrom = std::lower_bound(al.begin(), al.end(), a.t_send, [](const Op* x, int64_t t) {
+      return x->FirstResult() <= t;
+    });
+    for (auto it = afrom; it != al.end(); ++it) {
+      const Op* b = *it;
       if (b->FirstResult() >= obs.t_start) break;
       if (reported.count({a.id, b->id})) continue;
       if (h.Precedes(a, *b)) {
