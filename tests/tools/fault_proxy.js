@@ -61,6 +61,7 @@ function defaultConfig() {
     error_503_fraction: 0,
     reset_fraction: 0,
     reset_after_forward_share: 0.5,
+    forward_after_client_abort: false,
     capacity: {},
     validation_error_keys: [],
     validation_key_attribute: 'pk',
@@ -149,6 +150,10 @@ function mergeConfig(base, patch) {
           throw new Error('validation_error_keys must be a list of strings');
         }
         cfg.validation_error_keys = v.slice();
+        break;
+      case 'forward_after_client_abort':
+        if (typeof v !== 'boolean') throw new Error('forward_after_client_abort must be true or false');
+        cfg.forward_after_client_abort = v;
         break;
       case 'validation_key_attribute':
         if (typeof v !== 'string' || v === '') {
@@ -268,6 +273,7 @@ function freshStats() {
     forwarded_calls: 0,
     malformed_requests: 0,
     client_aborts: 0,
+    late_forwards: 0,
     items_received: 0,
     items_forwarded: 0,
     items_written: 0,
@@ -309,7 +315,8 @@ function tableStats(stats, table) {
 // ---------------------------------------------------------------------------
 // The proxy.
 
-function createFaultProxy({target, config = {}, verbose = false, log = (m) => process.stderr.write(m + '\n')}) {
+function createFaultProxy({target, config = {}, verbose = false, log = (m) => process.stderr.write(m + '\n'),
+  writeLog = null}) {
   const targetUrl = new URL(target);
   if (targetUrl.protocol !== 'http:') throw new Error('--target must be an http:// URL');
   const agent = new http.Agent({keepAlive: true, maxSockets: 256, maxFreeSockets: 64});
@@ -405,8 +412,47 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
     return reply(404, {error: `no control endpoint ${req.method} ${url.pathname}`});
   }
 
+  // --write-log: one JSON line per BatchWriteItem the target answered, with
+  // the monotonic times (ns, CLOCK_MONOTONIC like a C++ steady_clock) the call
+  // was sent and answered and the writes it applied (its UnprocessedItems
+  // left out; attributes over 200 characters of JSON left out): the order in
+  // which writes really landed, for history checkers.
+  const writeLogFd = writeLog ? fs.openSync(writeLog, 'a') : null;
+  function logWrites(body, t0, up) {
+    const t1 = process.hrtime.bigint();
+    let req;
+    let ans;
+    try {
+      req = JSON.parse(body.toString('utf8'));
+      ans = up.status === 200 ? JSON.parse(up.body.toString('utf8')) : null;
+    } catch {
+      return;
+    }
+    if (!ans || !req || typeof req.RequestItems !== 'object') return;
+    const left = new Set();
+    for (const [t, l] of Object.entries(ans.UnprocessedItems || {})) {
+      for (const r of l) left.add(t + JSON.stringify(r));
+    }
+    const items = [];
+    for (const [t, l] of Object.entries(req.RequestItems)) {
+      for (const r of l) {
+        if (left.has(t + JSON.stringify(r))) continue;
+        const put = !!r.PutRequest;
+        const attrs = {};
+        for (const [k, v] of Object.entries((put ? r.PutRequest.Item : r.DeleteRequest.Key) || {})) {
+          if (JSON.stringify(v).length <= 200) attrs[k] = v;
+        }
+        items.push([t, put ? 'put' : 'delete', attrs]);
+      }
+    }
+    fs.writeSync(writeLogFd, JSON.stringify({t0: String(t0), t1: String(t1), items}) + '\n');
+  }
+
   // Forwards `body` to the target; resolves {status, headers, body} or rejects.
   function forward(req, body) {
+    const t0 = process.hrtime.bigint();
+    const logged = writeLogFd !== null &&
+      String(req.headers['x-amz-target'] || '').endsWith('.BatchWriteItem');
     return new Promise((resolve, reject) => {
       const headers = copyHeaders(req.headers);
       headers['content-length'] = String(body.length);
@@ -421,8 +467,11 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
       }, (ures) => {
         const chunks = [];
         ures.on('data', (c) => chunks.push(c));
-        ures.on('end', () => resolve({status: ures.statusCode, headers: ures.headers,
-          body: Buffer.concat(chunks)}));
+        ures.on('end', () => {
+          const out = {status: ures.statusCode, headers: ures.headers, body: Buffer.concat(chunks)};
+          if (logged) logWrites(body, t0, out);
+          resolve(out);
+        });
         ures.on('error', reject);
       });
       up.setTimeout(60000, () => up.destroy(new Error('upstream timeout')));
@@ -525,6 +574,16 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
     await delay();
     if (req.socket.destroyed) {
       stats.client_aborts++;
+      if (!cfg.forward_after_client_abort) return;
+      // A request DynamoDB already received is applied even if its caller
+      // gave up (timed out, crashed): the write lands late, fate unknown to
+      // the caller.
+      stats.late_forwards++;
+      try {
+        await forward(req, body);
+      } catch (err) {
+        stats.upstream_failures++;
+      }
       return;
     }
 
@@ -775,6 +834,8 @@ const USAGE = `Usage: node tests/tools/fault_proxy.js --target http://127.0.0.1:
   --validation-error-key KEY      repeatable
   --validation-key-attribute NAME (default pk)
   --set KEY=JSON                  any config key, e.g. --set 'capacity={"t":{"wcu_per_second":5}}'
+  --write-log FILE                append one JSON line per BatchWriteItem answered by the target:
+                                  {"t0","t1" (monotonic ns),"items":[[table,"put"|"delete",attrs]]}
   --verbose                       log every injected fault to stderr
 Control (same port): GET /__proxy/stats, GET /__proxy/config,
   POST /__proxy/config (JSON patch; ?replace=1 starts from defaults), POST /__proxy/reset.`;
@@ -822,6 +883,8 @@ function parseCli(argv) {
       out.target = next();
     } else if (a === '--config') {
       out.file = next();
+    } else if (a === '--write-log') {
+      out.writeLog = next();
     } else if (a === '--verbose' || a === '-v') {
       out.verbose = true;
     } else if (a === '--seed') {
@@ -892,7 +955,8 @@ function main() {
     for (const k of ['throttle_fraction', 'error_fraction', 'capacity']) {
       if (patch[k]) patch[k] = {...base[k], ...patch[k]};
     }
-    proxy = createFaultProxy({target: cli.target, config: mergeConfig(base, patch), verbose: cli.verbose});
+    proxy = createFaultProxy({target: cli.target, config: mergeConfig(base, patch), verbose: cli.verbose,
+      writeLog: cli.writeLog || null});
   } catch (err) {
     process.stderr.write(`fault_proxy.js: ${err.message}\n${USAGE}\n`);
     process.exit(2);

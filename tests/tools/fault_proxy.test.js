@@ -391,3 +391,63 @@ test('ddb.js CLI: idempotent create-table, scan, count, delete-table', () => {
   assert.equal(cli('count', name).status, 1);
   assert.equal(cli('bogus').status, 2);
 });
+
+// --- Unknown fate and the applied-writes log (history checker support) ---
+
+test('forward_after_client_abort: a call whose client gave up during the delay still lands', async () => {
+  const t = await freshTable('late');
+  await phase({latency_ms: 300});
+  await assert.rejects(ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('x', 2)}},
+      {timeoutMs: 50}));
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal((await keysIn(t)).size, 0, 'by default an aborted call is not forwarded');
+  assert.equal((await stats()).late_forwards, 0);
+
+  await phase({latency_ms: 300, forward_after_client_abort: true});
+  await assert.rejects(ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('y', 2)}},
+      {timeoutMs: 50}));
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual([...(await keysIn(t))].sort(), ['y0', 'y1'], 'the late call landed');
+  const s = await stats();
+  assert.equal(s.client_aborts, 1);
+  assert.equal(s.late_forwards, 1);
+  const bad = await httpJson(proxy.port, 'POST', '/__proxy/config', {forward_after_client_abort: 1});
+  assert.equal(bad.status, 400);
+});
+
+test('--write-log records the writes dynalite applied, with monotonic times', async () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'proxy-log-')), 'writes.jsonl');
+  const p2 = await startTool('fault_proxy.js', ['--port', '0', '--target', direct, '--write-log', log,
+    '--unprocessed-fraction', '1', '--seed', '3']);
+  try {
+    const t = await freshTable('wlog');
+    const before = process.hrtime.bigint();
+    const res = await ddb.call(`http://127.0.0.1:${p2.port}`, 'BatchWriteItem', {RequestItems: {[t]: [
+      put('p0', {pad: {S: 'z'.repeat(300)}}), put('p1'), put('p2'),
+      {DeleteRequest: {Key: {pk: {S: 'd0'}}}}]}});
+    const after = process.hrtime.bigint();
+    const held = (res.UnprocessedItems[t] || []).length;
+    assert.ok(held >= 1 && held < 4, 'some items held back');
+    const lines = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(lines.length, 1);
+    const [entry] = lines;
+    assert.ok(before <= BigInt(entry.t0) && BigInt(entry.t0) <= BigInt(entry.t1) &&
+        BigInt(entry.t1) <= after, 'times on the same monotonic clock');
+    assert.equal(entry.items.length, 4 - held, 'held-back items are not logged as applied');
+    const inTable = await keysIn(t);
+    for (const [table, kind, attrs] of entry.items) {
+      assert.equal(table, t);
+      if (kind === 'put') {
+        assert.ok(inTable.has(attrs.pk.S), `${attrs.pk.S} logged and written`);
+        assert.equal(attrs.v.N, '1');
+        assert.equal(attrs.pad, undefined, 'long attributes left out');
+      } else {
+        assert.deepEqual(attrs, {pk: {S: 'd0'}});
+      }
+    }
+  } finally {
+    assert.equal(await stopTool(p2), 0);
+  }
+});
