@@ -19,7 +19,7 @@ struct mg_context;
 
 namespace dynamo_batcher {
 
-// Every metric of design.md, declared once here. Per-table series are created
+// Every metric, declared once here. Per-table series are created
 // up front (tables are fixed at start-up), so the hot path is a pointer
 // dereference and an atomic add, never a label lookup.
 //

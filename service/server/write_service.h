@@ -70,7 +70,7 @@ class WriteBatcherService final : public RawWriteBatcherService {
                                   const grpc::ByteBuffer* request,
                                   grpc::ByteBuffer* response) override;
 
-  // Drain semantics (design guarantee 7), per open Write stream:
+  // Drain semantics (docs/guarantees.md, G7), per open Write stream:
   //  - no message is read after BeginDrain except one whose read had already
   //    completed; a read still waiting for the client is abandoned: the
   //    message, if it arrives, is discarded unread (no op of it is buffered);

@@ -1,4 +1,4 @@
-// Graceful drain (design guarantee 7) and health, against real processes on
+// Graceful drain (docs/guarantees.md, G7) and health, against real processes on
 // loopback: dynalite, the fault proxy, the sidecar binary.
 //
 // Drain semantics checked here (see WriteBatcherService::BeginDrain): on
