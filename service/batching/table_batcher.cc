@@ -114,8 +114,50 @@ struct TableBatcher::Impl {
   // Blocked or backoff entry becoming sendable. If a Flush happened while it
   // waited, it is sent without linger (and so is everything before it).
   void Wake(Entry* e, absl::Time now) {
+    const absl::Time held = HeldUntil(e->head.write.key, now);
+    if (held > now) {
+      Park(e, held);
+      return;
+    }
     PushReady(e, now);
     if (e->flush_gen < flushes) flush_marker = e->seq;
+  }
+
+  // --- unknown fate ---------------------------------------------------------
+
+  // Until when `key` may not be sent (a past time if it may).
+  absl::Time HeldUntil(const std::string& key, absl::Time now) const {
+    auto it = holds.find(key);
+    if (it == holds.end() || it->second <= now) return absl::InfinitePast();
+    return it->second;
+  }
+
+  void Hold(const std::string& key, absl::Time until) {
+    absl::Time& t = holds[key];
+    if (until > t) {
+      t = until;
+      hold_expiry.emplace_back(until, key);
+      ++self->stats_.unknown_fate_holds;
+    }
+  }
+
+  // Drops expired holds. Every hold lasts the same time from a `now` that
+  // never decreases, so expiry order is insertion order.
+  void PruneHolds(absl::Time now) {
+    while (!hold_expiry.empty() && hold_expiry.front().first <= now) {
+      auto it = holds.find(hold_expiry.front().second);
+      if (it != holds.end() && it->second <= now) holds.erase(it);
+      hold_expiry.pop_front();
+    }
+  }
+
+  // Entry `e` waits in backoff until `until` (a held key); newer writes keep
+  // coalescing into it there.
+  void Park(Entry* e, absl::Time until) {
+    e->state = State::kBackoff;
+    e->ready_at = until;
+    e->flush_gen = flushes;
+    backoff.push(HeapItem{until, e, e->gen});
   }
 
   void PromoteBackoff(absl::Time now) {
@@ -215,7 +257,8 @@ struct TableBatcher::Impl {
         e->head.attempts > e->free_attempts ? e->head.attempts - e->free_attempts : 0;
     absl::Duration delay = policy.Backoff(std::max<uint32_t>(attempts, 1), U01());
     if (retry_after.has_value() && *retry_after > delay) delay = *retry_after;
-    const absl::Time retry_at = now + delay;
+    absl::Time retry_at = now + delay;
+    retry_at = std::max(retry_at, HeldUntil(e->head.write.key, now));
     const char* why = nullptr;
     if (!policy.MayRetry(attempts, e->head.arrival, retry_at, &why)) {
       const std::string what = std::string(why) == "DeadlineExceeded"
@@ -301,6 +344,9 @@ struct TableBatcher::Impl {
   std::deque<std::vector<Entry*>> bisect;  // halves of rejected calls, sent first
   absl::flat_hash_map<uint64_t, std::vector<Entry*>> inflight;
   std::vector<Entry*> free_entries;
+  // Keys of calls with unknown fate -> until when they are held.
+  absl::flat_hash_map<std::string, absl::Time> holds;
+  std::deque<std::pair<absl::Time, std::string>> hold_expiry;
 
   uint64_t next_batch_id = 1;
   uint64_t next_seq = 1;
@@ -347,6 +393,8 @@ void TableBatcher::Add(Op op, absl::Time now) {
   ks.next = e;
   if (ks.inflight != nullptr) {
     e->state = Impl::State::kBlocked;
+  } else if (const absl::Time held = m.HeldUntil(e->head.write.key, now); held > now) {
+    m.Park(e, held);
   } else {
     m.PushReady(e, now);
   }
@@ -354,6 +402,7 @@ void TableBatcher::Add(Op op, absl::Time now) {
 
 std::optional<Batch> TableBatcher::TakeBatch(absl::Time now) {
   Impl& m = *impl_;
+  m.PruneHolds(now);
   m.PromoteBackoff(now);
   if (m.inflight.size() >= m.max_inflight) return std::nullopt;
   absl::Time ready_at;
@@ -421,6 +470,9 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result,
       // Only throttling lowers the rate: 5xx, timeouts and connection errors
       // say nothing about the table's capacity, and backoff spaces them.
       limiter_.OnResult(sent, result.throttled ? sent : 0, result.throttled, now);
+      if (result.unknown_fate && options_.unknown_fate_hold > absl::ZeroDuration()) {
+        for (Impl::Entry* e : group) m.Hold(e->head.write.key, now + options_.unknown_fate_hold);
+      }
       for (Impl::Entry* e : group) {
         m.Retry(e, now, result.error_code, result.message, result.retry_after, results);
       }
@@ -505,5 +557,10 @@ size_t TableBatcher::queued_bytes() const {
 size_t TableBatcher::inflight_calls() const { return impl_->inflight.size(); }
 size_t TableBatcher::pending_ops() const { return impl_->pending_ops; }
 size_t TableBatcher::pending_bytes() const { return impl_->pending_bytes; }
+size_t TableBatcher::held_keys(absl::Time now) const {
+  size_t n = 0;
+  for (const auto& [key, until] : impl_->holds) n += until > now ? 1 : 0;
+  return n;
+}
 
 }  // namespace dynamo_batcher

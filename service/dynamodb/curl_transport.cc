@@ -278,6 +278,8 @@ class CurlTransport : public HttpTransport {
       r.headers.clear();
       r.body.clear();
       r.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+      r.not_sent = code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST ||
+                   code == CURLE_COULDNT_RESOLVE_PROXY || IsTlsError(code);
       r.transport_error = Describe(code, t->error);
     }
     curl_slist_free_all(t->headers);

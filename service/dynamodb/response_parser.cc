@@ -175,6 +175,9 @@ BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
     out.error_class = response.timed_out ? "timeout" : "connection";
     r.error_code = response.timed_out ? "Timeout" : "ConnectionError";
     r.message = response.transport_error.empty() ? "no HTTP response" : response.transport_error;
+    // Only a request that never left has a known fate; after a timeout or
+    // a lost connection DynamoDB may still apply the call.
+    r.unknown_fate = !response.not_sent;
     return out;
   }
   if (response.status == 200) return ParseSuccess(response, schema, std::move(out));

@@ -260,6 +260,7 @@ int Run(int argc, char** argv) {
   eopts.batching.linger = config.batching.linger;
   eopts.batching.max_items = static_cast<size_t>(config.batching.max_items);
   eopts.batching.max_inflight_calls = config.batching.max_inflight_calls;
+  eopts.batching.unknown_fate_hold = config.batching.unknown_fate_hold;
   eopts.retry.base = config.retry.base;
   eopts.retry.cap = config.retry.cap;
   eopts.retry.max_attempts = static_cast<uint32_t>(config.retry.max_attempts);

@@ -61,6 +61,7 @@ function defaultConfig() {
     error_503_fraction: 0,
     reset_fraction: 0,
     reset_after_forward_share: 0.5,
+    reset_late_forward_ms: 0,
     capacity: {},
     validation_error_keys: [],
     validation_key_attribute: 'pk',
@@ -103,6 +104,7 @@ function mergeConfig(base, patch) {
         break;
       case 'latency_ms':
       case 'latency_jitter_ms':
+      case 'reset_late_forward_ms':
         cfg[key] = checkNonNegative(v, key);
         break;
       case 'unprocessed_fraction':
@@ -279,6 +281,7 @@ function freshStats() {
     errors_503: 0,
     resets_before_forward: 0,
     resets_after_forward: 0,
+    late_forwards: 0,
     validation_errors_injected: 0,
     capacity_unprocessed_items: 0,
     capacity_throttles: 0,
@@ -540,6 +543,20 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
       stats.forwarded_calls++;
       stats.items_forwarded += total;
       for (const t of tables) tableStats(stats, t).items_forwarded += data.RequestItems[t].length;
+      if (cfg.reset_late_forward_ms > 0) {
+        // The client loses the connection first and the write lands later:
+        // a call whose fate the client cannot know, applied after it gave up.
+        resetSocket(req);
+        await new Promise((r) => setTimeout(r, cfg.reset_late_forward_ms));
+        try {
+          const up = await forward(req, body);
+          accountForwarded(data.RequestItems, up);
+        } catch (err) {
+          stats.upstream_failures++;
+        }
+        stats.late_forwards++;  // counted once the target answered
+        return;
+      }
       try {
         const up = await forward(req, body);
         accountForwarded(data.RequestItems, up);
@@ -771,6 +788,8 @@ const USAGE = `Usage: node tests/tools/fault_proxy.js --target http://127.0.0.1:
   --error NAME=F                  repeatable; NAME: ${Object.keys(ERRORS).join(' | ')}
   --error-500-fraction F  --error-503-fraction F
   --reset-fraction F  --reset-after-forward-share F
+  --reset-late-forward-ms MS      resets after forwarding reset the client
+                                  first and forward MS later (late landing)
   --capacity TABLE=WCU[:BURST_SECONDS]   repeatable
   --validation-error-key KEY      repeatable
   --validation-key-attribute NAME (default pk)
@@ -796,6 +815,7 @@ function parseCli(argv) {
     '--unprocessed-fraction': 'unprocessed_fraction', '--error-500-fraction': 'error_500_fraction',
     '--error-503-fraction': 'error_503_fraction', '--reset-fraction': 'reset_fraction',
     '--reset-after-forward-share': 'reset_after_forward_share',
+    '--reset-late-forward-ms': 'reset_late_forward_ms',
   };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];

@@ -303,6 +303,20 @@ test('connection resets before and after forwarding', async () => {
   assert.equal(s.items_written, 3);
 });
 
+test('late forward: the client is reset first and the write lands later', async () => {
+  const t = await freshTable('late');
+  await phase({reset_fraction: 1, reset_after_forward_share: 1, reset_late_forward_ms: 400});
+  const t0 = Date.now();
+  await assert.rejects(ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('z', 2)}}));
+  assert.ok(Date.now() - t0 < 300, 'the client saw the reset before the forward');
+  assert.equal((await keysIn(t)).size, 0, 'not landed yet');
+  await new Promise((r) => setTimeout(r, 700));
+  assert.equal((await keysIn(t)).size, 2, 'landed after the reset');
+  const s = await stats();
+  assert.equal(s.resets_after_forward, 1);
+  assert.equal(s.late_forwards, 1);
+});
+
 test('latency applies to all actions', async () => {
   await phase({latency_ms: 150});
   const t = await freshTable('lat');

@@ -428,6 +428,116 @@ TEST(Batcher, RetryOfOldValueNeverLandsAfterNewer) {
   EXPECT_EQ(b->pending_ops(), 0u);
 }
 
+BatchResult TimedOut() {
+  BatchResult r;
+  r.kind = BatchResult::Kind::kRetryable;
+  r.unknown_fate = true;
+  r.error_code = "Timeout";
+  r.message = "timeout";
+  return r;
+}
+
+// A call that timed out may still be applied by DynamoDB later. A newer
+// write to one of its keys, blocked behind it, must not go out before
+// unknown_fate_hold has passed since the call ended; other keys are free.
+TEST(Batcher, UnknownFateHoldsNewerWriteBlockedBehindTheCall) {
+  BatchingOptions o = Options();
+  o.unknown_fate_hold = absl::Seconds(3);
+  auto b = MakeBatcher(o);
+  b->Add(MakeOp(1, "k1", kT0), kT0);
+  b->Flush();
+  auto first = b->TakeBatch(kT0);
+  ASSERT_TRUE(first.has_value());
+  b->Add(MakeOp(2, "k1", kT0), kT0);  // blocked behind the call
+  std::vector<OpResult> results;
+  const absl::Time ended = kT0 + absl::Seconds(10);
+  b->OnBatchResult(first->id, TimedOut(), ended, &results);
+  EXPECT_TRUE(results.empty());
+  EXPECT_EQ(b->held_keys(ended), 1u);
+  b->Add(MakeOp(3, "k2", ended), ended);  // another key: not held
+  absl::Time now = ended;
+  auto other = NextBatch(b.get(), &now);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_THAT(Keys(*other), ElementsAre("k2"));
+  EXPECT_LT(now, ended + absl::Milliseconds(100));
+  EXPECT_FALSE(b->TakeBatch(ended + absl::Seconds(3) - absl::Milliseconds(1)).has_value());
+  auto held = NextBatch(b.get(), &now);
+  ASSERT_TRUE(held.has_value());
+  EXPECT_GE(now, ended + absl::Seconds(3));
+  ASSERT_EQ(held->request_jsons.size(), 1u);
+  EXPECT_EQ(*held->request_jsons[0], PutJson("k1", 2));  // v1 is never re-sent over it
+  b->OnBatchResult(held->id, Success(), now, &results);
+  auto by_id = ById(results);
+  EXPECT_EQ(by_id[1].outcome, Outcome::kCoalesced);
+  EXPECT_EQ(by_id[2].outcome, Outcome::kWritten);
+  EXPECT_EQ(b->held_keys(now), 0u);
+}
+
+// The hold covers writes that arrive after the call ended too, and the
+// retry of the unknown-fate write itself (it backs off at least that long).
+TEST(Batcher, UnknownFateHoldsRetryAndLaterArrivals) {
+  BatchingOptions o = Options();
+  o.unknown_fate_hold = absl::Seconds(2);
+  auto b = MakeBatcher(o);
+  b->Add(MakeOp(1, "k1", kT0), kT0);
+  b->Flush();
+  auto first = b->TakeBatch(kT0);
+  ASSERT_TRUE(first.has_value());
+  std::vector<OpResult> results;
+  const absl::Time ended = kT0 + absl::Seconds(1);
+  b->OnBatchResult(first->id, TimedOut(), ended, &results);
+  EXPECT_EQ(b->NextWakeup(ended), ended + absl::Seconds(2));
+  b->Add(MakeOp(2, "k1", ended), ended);
+  b->Flush();
+  EXPECT_FALSE(b->TakeBatch(ended + absl::Milliseconds(1999)).has_value());
+  auto next = b->TakeBatch(ended + absl::Seconds(2));
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(*next->request_jsons[0], PutJson("k1", 2));
+}
+
+// A write to a key whose earlier call failed for good after a timeout
+// (retries exhausted) still waits out the hold.
+TEST(Batcher, UnknownFateHoldOutlivesTheFailedOp) {
+  BatchingOptions o = Options();
+  o.unknown_fate_hold = absl::Seconds(2);
+  RetryOptions r = Retry();
+  r.max_attempts = 1;
+  auto b = MakeBatcher(o, r);
+  b->Add(MakeOp(1, "k1", kT0), kT0);
+  b->Flush();
+  auto first = b->TakeBatch(kT0);
+  ASSERT_TRUE(first.has_value());
+  std::vector<OpResult> results;
+  b->OnBatchResult(first->id, TimedOut(), kT0, &results);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome, Outcome::kFailed);
+  b->Add(MakeOp(2, "k1", kT0), kT0);
+  b->Flush();
+  EXPECT_FALSE(b->TakeBatch(kT0 + absl::Milliseconds(1999)).has_value());
+  EXPECT_TRUE(b->TakeBatch(kT0 + absl::Seconds(2)).has_value());
+}
+
+// Errors with a known fate (an answer came back) and a zero hold do not
+// delay anything.
+TEST(Batcher, KnownFateErrorsAreNotHeld) {
+  for (bool zero_hold : {false, true}) {
+    BatchingOptions o = Options();
+    if (zero_hold) o.unknown_fate_hold = absl::ZeroDuration();
+    auto b = MakeBatcher(o);
+    b->Add(MakeOp(1, "k1", kT0), kT0);
+    b->Flush();
+    auto first = b->TakeBatch(kT0);
+    ASSERT_TRUE(first.has_value());
+    b->Add(MakeOp(2, "k1", kT0), kT0);
+    std::vector<OpResult> results;
+    BatchResult r = zero_hold ? TimedOut() : Throttled();
+    b->OnBatchResult(first->id, r, kT0, &results);
+    absl::Time now = kT0;
+    ASSERT_TRUE(NextBatch(b.get(), &now).has_value());
+    EXPECT_LT(now, kT0 + absl::Milliseconds(100)) << "zero_hold=" << zero_hold;
+  }
+}
+
 TEST(Batcher, CoalescedOpsFailWithTheirHead) {
   auto b = MakeBatcher();
   b->Add(MakeOp(1, "k1", kT0), kT0);

@@ -198,6 +198,23 @@ TEST(ParseBatchWriteResponse, TransportErrorsAreRetryableWithTheirClass) {
   EXPECT_EQ(r.result.message, "connection reset");
 }
 
+TEST(ParseBatchWriteResponse, TimeoutsAndLostConnectionsHaveUnknownFate) {
+  HttpResponse timeout;
+  timeout.transport_error = "timeout";
+  timeout.timed_out = true;
+  EXPECT_TRUE(ParseBatchWriteResponse(timeout, EventsSchema()).result.unknown_fate);
+  HttpResponse reset;
+  reset.transport_error = "connection reset";
+  EXPECT_TRUE(ParseBatchWriteResponse(reset, EventsSchema()).result.unknown_fate);
+  HttpResponse refused;
+  refused.transport_error = "connection refused";
+  refused.not_sent = true;
+  EXPECT_FALSE(ParseBatchWriteResponse(refused, EventsSchema()).result.unknown_fate);
+  // An answer, even an error, means the call's fate is known.
+  EXPECT_FALSE(ParseBatchWriteResponse(Error(500, "InternalServerError"), EventsSchema())
+                   .result.unknown_fate);
+}
+
 TEST(ParseBatchWriteResponse, GarbageOkBodyIsRetryableMalformedResponse) {
   for (const char* body : {"", "not json", "[]", "null", "{\"UnprocessedItems\":", "{\"UnprocessedItems\":[]}",
                            "{\"UnprocessedItems\":{\"events\":{}}}"}) {
