@@ -121,6 +121,43 @@ double RateLimiter::IncreasedRate(double rate, absl::Duration elapsed, absl::Tim
   return std::min(options_.max_rate, std::max(rate, next));
 }
 
+void RateLimiter::Verify(double sent, double lost, absl::Time now) {
+  if (!verifying_ || now < verify_start_) return;
+  if (verify_first_ == absl::InfinitePast()) verify_first_ = now;
+  verify_sent_ += sent;
+  verify_lost_ += lost;
+  const absl::Duration span = now - verify_start_;
+  const bool enough = verify_sent_ >= kVerifyItems && span >= kVerifyMin;
+  const bool timed_out = span >= kVerifyMax;
+  if (!enough && !timed_out) return;
+  verifying_ = false;
+  if (verify_sent_ < kMinCapacityItems) return;  // too little to judge: keep the decrease
+  const double before = verify_before_;
+  const double after = verify_lost_ / verify_sent_;
+  // Items/s sent during the verification, against the rate before it.
+  const double seconds = std::max(absl::ToDoubleSeconds(now - verify_first_), 0.05);
+  const double sent_rate = verify_sent_ / seconds;
+  const double rate_ratio = sent_rate > 0 ? std::max(1.0, verify_base_ / sent_rate) : 1.0;
+  // Under a capacity limit the accepted items/s stay put while the send
+  // rate falls, so the accepted share rises by the same ratio; under
+  // rate-independent loss it does not move.
+  const double accepted_ratio = before < 1.0 ? (1.0 - after) / (1.0 - before) : 0.0;
+  // A loss that grew after the decrease says the decrease was too small,
+  // not that it did not matter.
+  const bool loss_stayed =
+      after >= 0.5 * before && after <= before + kLossMargin && after > 0.02 && after < 0.8;
+  const bool accepted_flat = accepted_ratio < 1.0 + 0.5 * (rate_ratio - 1.0);
+  if (loss_stayed && accepted_flat) {
+    rate_ = std::min(options_.max_rate, std::max(rate_, verify_base_));
+    tokens_ = std::min(tokens_, Capacity());
+    loss_floor_ = std::max(loss_floor_, after);
+    decrease_base_ = 0;  // no CUBIC target below the restored rate
+    last_decrease_ = absl::InfinitePast();
+    last_increase_ = now;
+    ++reverted_;
+  }
+}
+
 void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
                            absl::Time now) {
   if (!started_) {
@@ -128,17 +165,40 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
     last_increase_ = now;
   }
   Refill(now);
+  if (!(sent > 0)) return;  // nothing was sent: no signal either way
+  const double lost = throttled ? sent : std::clamp(unprocessed, 0.0, sent);
+  // Smoothed lost fraction, item-weighted.
+  if (loss_last_ != absl::InfinitePast() && now > loss_last_) {
+    const double d = std::exp(-absl::FDivDuration(now - loss_last_, kLossTau));
+    loss_sent_ *= d;
+    loss_lost_ *= d;
+  }
+  if (now > loss_last_) loss_last_ = now;
+  loss_sent_ += sent;
+  loss_lost_ += lost;
+  const double smoothed = SmoothedLoss();
+  if (loss_floor_ > 0 && smoothed < loss_floor_) {
+    loss_floor_ = smoothed < 0.02 ? 0 : smoothed;  // the loss went away: follow it down
+  }
+  const uint64_t reverted_before = reverted_;
+  Verify(sent, lost, now);
+  if (reverted_ != reverted_before) return;
+
   double fraction = 0;
-  if (throttled) {
+  if (loss_floor_ > 0) {
+    // A known rate-independent loss: only loss beyond it is throttling.
+    if (lost > 0 && smoothed > loss_floor_ + kLossMargin) {
+      fraction = std::max(kMinThrottleFraction,
+                          std::min(1.0, (smoothed - loss_floor_) / (1.0 - loss_floor_)));
+    }
+  } else if (throttled) {
     fraction = 1.0;
-  } else if (sent > 0 && unprocessed > 0) {
+  } else if (unprocessed > 0) {
     // Scaled by the unprocessed fraction, but never a token cut: a rate
     // that only ever shaves a few percent rides the table's capacity edge
     // and gets throttled on call after call (measured: ~21% of calls at a
     // 2,000 WCU/s table vs ~6% with this floor).
     fraction = std::max(kMinThrottleFraction, std::min(1.0, unprocessed / sent));
-  } else if (!(sent > 0)) {
-    return;  // nothing was sent: no signal either way
   }
   const bool in_window = last_decrease_ != absl::InfinitePast() &&
                          now - last_decrease_ < kDecreaseWindow;
@@ -150,6 +210,15 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
       decrease_base_ = base;
       window_fraction_ = 0;
       last_decrease_ = now;
+      if (!verifying_) {
+        verifying_ = true;
+        verify_start_ = now + kDecreaseWindow;  // calls sent at the old rate answer first
+        verify_base_ = base;
+        verify_before_ = smoothed;
+        verify_sent_ = 0;
+        verify_lost_ = 0;
+        verify_first_ = absl::InfinitePast();
+      }
     }
     if (fraction > window_fraction_) {
       window_fraction_ = fraction;

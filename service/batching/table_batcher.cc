@@ -20,6 +20,14 @@ constexpr size_t kBodyOverheadBytes = 100;
 // Recycled entries kept around to avoid an allocation per op.
 constexpr size_t kMaxFreeEntries = 4096;
 
+bool OnlyKeyRangeReasons(const BatchResult& r) {
+  if (!r.throttled || r.throttle_reasons.empty()) return false;
+  for (const std::string& reason : r.throttle_reasons) {
+    if (reason.find("KeyRangeThroughputExceeded") == std::string::npos) return false;
+  }
+  return true;
+}
+
 constexpr char kCoalescedMessage[] =
     "replaced by a later write to the same key, which was written";
 
@@ -469,7 +477,12 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result,
     case BatchResult::Kind::kRetryable:
       // Only throttling lowers the rate: 5xx, timeouts and connection errors
       // say nothing about the table's capacity, and backoff spaces them.
-      limiter_.OnResult(sent, result.throttled ? sent : 0, result.throttled, now);
+      // A throttle DynamoDB blames only on hot partition-key ranges says
+      // nothing about the table's capacity: it backs off, the table rate
+      // stays.
+      if (!OnlyKeyRangeReasons(result)) {
+        limiter_.OnResult(sent, result.throttled ? sent : 0, result.throttled, now);
+      }
       if (result.unknown_fate && options_.unknown_fate_hold > absl::ZeroDuration()) {
         for (Impl::Entry* e : group) m.Hold(e->head.write.key, now + options_.unknown_fate_hold);
       }

@@ -59,6 +59,9 @@ struct BatchResult {
   // kRetryable: the call may still be applied by DynamoDB (timeout or
   // connection lost after sending); its keys are held (unknown_fate_hold).
   bool unknown_fate = false;
+  // kRetryable and throttled: DynamoDB's ThrottlingReasons, each one of
+  // ThrottleReasonLabels() (unknown ones as "Other"); empty when none was given.
+  std::vector<std::string> throttle_reasons;
   std::string error_code;                     // DynamoDB __type or transport
   std::string message;
   std::optional<absl::Duration> retry_after;  // x-amz-retry-after, if sent

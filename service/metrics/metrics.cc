@@ -70,6 +70,11 @@ Metrics::Metrics(const std::vector<std::string>& tables)
                    .Help("Throttling signals: whole-call throttling errors and partial "
                          "UnprocessedItems (error=\"UnprocessedItems\").")
                    .Register(r);
+  throttle_reasons_ = &BuildCounter().Name("dynamo_batcher_throttle_reasons_total")
+                           .Help("Throttled calls by DynamoDB's ThrottlingReasons (one count per "
+                                 "reason given; \"Unspecified\" when none was, \"Other\" for "
+                                 "an unknown one).")
+                           .Register(r);
   retries_ = &BuildCounter().Name("dynamo_batcher_retries_total")
                   .Help("Op re-sends scheduled after unprocessed items or retryable errors.")
                   .Register(r);
@@ -135,6 +140,9 @@ Metrics::Metrics(const std::vector<std::string>& tables)
     m.send_rate_limit = &rate_->Add({{"table", t}});
     // Series that dashboards divide by should exist from the start.
     throttle_->Add({{"table", t}, {"error", "UnprocessedItems"}});
+    for (const std::string& reason : ThrottleReasonLabels()) {
+      throttle_reasons_->Add({{"table", t}, {"reason", reason}});
+    }
     tables_.push_back(m);
   }
 }
@@ -147,6 +155,9 @@ prometheus::Counter& Metrics::Failed(const std::string& table, const std::string
 }
 prometheus::Counter& Metrics::ThrottleEvents(const std::string& table, const std::string& error) {
   return throttle_->Add({{"table", table}, {"error", error}});
+}
+prometheus::Counter& Metrics::ThrottleReasons(const std::string& table, const std::string& reason) {
+  return throttle_reasons_->Add({{"table", table}, {"reason", reason}});
 }
 prometheus::Counter& Metrics::HttpErrors(const std::string& error_class) {
   return http_errors_->Add({{"class", error_class}});

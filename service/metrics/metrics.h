@@ -14,6 +14,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "service/common/types.h"
 
 namespace dynamo_batcher {
 
@@ -56,6 +57,8 @@ class Metrics {
   prometheus::Counter& Failed(const std::string& table, const std::string& reason);
   prometheus::Counter& ThrottleEvents(const std::string& table, const std::string& error);
   prometheus::Counter& HttpErrors(const std::string& error_class);
+  // `reason`: one of ThrottleReasonLabels() (service/common/types.h).
+  prometheus::Counter& ThrottleReasons(const std::string& table, const std::string& reason);
   prometheus::Gauge& inflight_requests() { return *inflight_requests_; }
   prometheus::Gauge& active_streams() { return *active_streams_; }
   prometheus::Gauge& ready() { return *ready_; }
@@ -75,6 +78,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* batches_;
   prometheus::Family<prometheus::Counter>* unprocessed_;
   prometheus::Family<prometheus::Counter>* throttle_;
+  prometheus::Family<prometheus::Counter>* throttle_reasons_;
   prometheus::Family<prometheus::Counter>* retries_;
   prometheus::Family<prometheus::Counter>* dead_lettered_;
   prometheus::Family<prometheus::Counter>* wcu_;

@@ -912,6 +912,33 @@ TEST(Batcher, ThrottlingLowersTheRateOtherErrorsDoNot) {
 
 // Random adds, flushes and (out-of-order, partly failing) answers over a few
 // keys, checking the per-key guarantees at every step against a model.
+// ThrottlingReasons that blame only a hot key range leave the table rate
+// alone; table-level reasons lower it as before.
+TEST(Batcher, KeyRangeThrottlesDoNotLowerTheTableRate) {
+  for (const char* reason : {"TableWriteKeyRangeThroughputExceeded",
+                             "TableWriteProvisionedThroughputExceeded"}) {
+    RateLimiterOptions l;
+    l.initial_rate = 1000;
+    l.max_rate = 1000;
+    auto b = MakeBatcher(Options(), Retry(), l);
+    b->Add(MakeOp(1, "k1", kT0), kT0);
+    b->Flush();
+    auto batch = b->TakeBatch(kT0);
+    ASSERT_TRUE(batch.has_value());
+    BatchResult r = Throttled();
+    r.throttle_reasons = {reason};
+    std::vector<OpResult> results;
+    b->OnBatchResult(batch->id, r, kT0 + absl::Milliseconds(1), &results);
+    const bool key_range = std::string(reason).find("KeyRange") != std::string::npos;
+    if (key_range) {
+      EXPECT_EQ(b->rate_limiter().rate(), 1000) << reason;
+    } else {
+      EXPECT_LT(b->rate_limiter().rate(), 1000) << reason;
+    }
+    EXPECT_EQ(b->stats().retries, 1u) << reason;  // backs off either way
+  }
+}
+
 TEST(Batcher, RandomizedModel) {
   for (uint64_t seed = 1; seed <= 6; ++seed) {
     SCOPED_TRACE(seed);
