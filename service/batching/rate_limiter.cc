@@ -104,15 +104,20 @@ double RateLimiter::MeasuredRate() const {
   return ewma_items_ / window;
 }
 
+double RateLimiter::CubicSeconds() const {
+  return std::max(options_.cubic_recovery_seconds, 0.05) * static_cast<double>(1u << repeats_);
+}
+
 double RateLimiter::IncreasedRate(double rate, absl::Duration elapsed, absl::Time now) const {
   // The additive step is also the floor of CUBIC's curve, so recovery is
   // never slower than the additive mode.
-  double next = rate + options_.increase_per_second * absl::ToDoubleSeconds(elapsed);
+  const double gentle = static_cast<double>(1u << repeats_);
+  double next = rate + options_.increase_per_second / gentle * absl::ToDoubleSeconds(elapsed);
   if (options_.recovery == RateLimiterOptions::Recovery::kCubic && decrease_base_ > 0 &&
       last_decrease_ != absl::InfinitePast()) {
     // W(t) = W_max * (1 + c * (t - K)^3), c chosen so that a full cut
     // (1 - decrease_factor) takes cubic_recovery_seconds to recover.
-    const double tk = std::max(options_.cubic_recovery_seconds, 0.05);
+    const double tk = CubicSeconds();
     const double c = (1.0 - options_.decrease_factor) / (tk * tk * tk);
     const double t = absl::ToDoubleSeconds(now - last_decrease_) - cubic_k_;
     const double w = decrease_base_ * (1.0 + c * t * t * t);
@@ -132,8 +137,21 @@ void RateLimiter::Verify(double sent, double lost, absl::Time now) {
   if (!enough && !timed_out) return;
   verifying_ = false;
   if (verify_sent_ < kMinCapacityItems) return;  // too little to judge: keep the decrease
-  const double before = verify_before_;
   const double after = verify_lost_ / verify_sent_;
+  if (verify_before_items_ < kVerifyItems) {
+    // The loss before the decrease was measured on too few items (right
+    // after start): this window becomes the baseline and the next one
+    // decides, against the same starting rate.
+    verifying_ = true;
+    verify_before_ = after;
+    verify_before_items_ = verify_sent_;
+    verify_start_ = now;
+    verify_sent_ = 0;
+    verify_lost_ = 0;
+    verify_first_ = absl::InfinitePast();
+    return;
+  }
+  const double before = verify_before_;
   // Items/s sent during the verification, against the rate before it.
   const double seconds = std::max(absl::ToDoubleSeconds(now - verify_first_), 0.05);
   const double sent_rate = verify_sent_ / seconds;
@@ -207,6 +225,15 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
       double base = rate_;
       const double measured = MeasuredRate();
       if (measured > 0) base = std::min(base, measured);
+      // Throttled again near the level of the last decrease: the capacity
+      // is there (shared with other senders, as in a fleet of sidecars).
+      // Probe more gently each time: CUBIC's curve stretched and the
+      // additive step divided by 2^repeats.
+      const bool same_level = last_base_ > 0 && last_decrease_ != absl::InfinitePast() &&
+                              now - last_decrease_ < kRepeatMemory &&
+                              std::abs(base - last_base_) <= kSameLevel * last_base_;
+      repeats_ = same_level ? std::min(repeats_ + 1, kMaxRepeats) : 0;
+      last_base_ = base;
       decrease_base_ = base;
       window_fraction_ = 0;
       last_decrease_ = now;
@@ -215,6 +242,7 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
         verify_start_ = now + kDecreaseWindow;  // calls sent at the old rate answer first
         verify_base_ = base;
         verify_before_ = smoothed;
+        verify_before_items_ = loss_sent_;
         verify_sent_ = 0;
         verify_lost_ = 0;
         verify_first_ = absl::InfinitePast();
@@ -227,7 +255,7 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
       tokens_ = std::min(tokens_, Capacity());
       // K: when CUBIC's curve is back at decrease_base_ (cube root of the
       // relative drop over c).
-      const double tk = std::max(options_.cubic_recovery_seconds, 0.05);
+      const double tk = CubicSeconds();
       const double c = (1.0 - options_.decrease_factor) / (tk * tk * tk);
       const double drop = decrease_base_ > 0 ? (decrease_base_ - rate_) / decrease_base_ : 0;
       cubic_k_ = std::cbrt(std::max(0.0, drop) / c);

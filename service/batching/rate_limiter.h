@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+
 #include "absl/time/time.h"
 
 namespace dynamo_batcher {
@@ -54,7 +56,10 @@ struct RateLimiterOptions {
 //    known, only a smoothed lost fraction (item-weighted, kLossTau) above
 //    floor + kLossMargin counts as throttling; the floor follows the
 //    smoothed loss down when it falls. A whole-call throttle of nearly
-//    every call (lost >= 80%) is never taken as rate-independent.
+//    every call (lost >= 80%) is never taken as rate-independent;
+//  - repeated throttles at the same level probe more gently (see
+//    kSameLevel): a sender that shares the capacity with others (a fleet of
+//    sidecars on one table) overshoots less often.
 //
 // "This class does not sleep. It is the responsibility of the caller to
 // sleep": TryAcquire says how long to wait instead.
@@ -93,6 +98,14 @@ class RateLimiter {
   static constexpr absl::Duration kVerifyMax = absl::Seconds(3);
   static constexpr absl::Duration kLossTau = absl::Milliseconds(500);
   static constexpr double kLossMargin = 0.1;
+
+  // Gentler probing: a decrease within kSameLevel of the previous one's base
+  // (and within kRepeatMemory of it) counts as a repeat; each repeat, up to
+  // kMaxRepeats, doubles CUBIC's recovery time and halves the additive step.
+  static constexpr double kSameLevel = 0.2;
+  static constexpr absl::Duration kRepeatMemory = absl::Seconds(30);
+  static constexpr uint32_t kMaxRepeats = 3;
+  uint32_t repeats() const { return repeats_; }
 
   // Rate-independent lost fraction currently assumed (0 = none known).
   double loss_floor() const { return loss_floor_; }
@@ -133,10 +146,15 @@ class RateLimiter {
   absl::Time verify_start_;
   double verify_base_ = 0;       // rate before the first decrease
   double verify_before_ = 0;     // smoothed lost fraction then
+  double verify_before_items_ = 0;  // items that measurement rests on
   double verify_sent_ = 0;       // results counted since verify_start_
   double verify_lost_ = 0;
   absl::Time verify_first_ = absl::InfinitePast();  // first counted result
   uint64_t reverted_ = 0;
+
+  uint32_t repeats_ = 0;
+  double last_base_ = 0;
+  double CubicSeconds() const;
 
   double SmoothedLoss() const { return loss_sent_ > 0 ? loss_lost_ / loss_sent_ : 0; }
   // Updates the verification with one result; may undo the decrease.

@@ -122,13 +122,38 @@ struct TableBatcher::Impl {
   // Blocked or backoff entry becoming sendable. If a Flush happened while it
   // waited, it is sent without linger (and so is everything before it).
   void Wake(Entry* e, absl::Time now) {
+    if (ParkIfHeldOrPaced(e, now)) return;
+    PushReady(e, now);
+    if (e->flush_gen < flushes) flush_marker = e->seq;
+  }
+
+  // An entry about to become sendable waits instead (parked in backoff,
+  // still coalescing newer writes) while its key is held for unknown fate
+  // or its partition key is paced and out of tokens.
+  bool ParkIfHeldOrPaced(Entry* e, absl::Time now) {
     const absl::Time held = HeldUntil(e->head.write.key, now);
     if (held > now) {
       Park(e, held);
-      return;
+      return true;
     }
-    PushReady(e, now);
-    if (e->flush_gen < flushes) flush_marker = e->seq;
+    absl::Time ready_at;
+    if (!pacer.TryAcquire(PartitionKeyPart(e->head.write.key), now, &ready_at)) {
+      Park(e, ready_at);
+      return true;
+    }
+    return false;
+  }
+
+  // The partition keys of a call's entries and which came back unprocessed.
+  std::vector<KeyPacer::Item> PacerItems(const std::vector<Entry*>& group,
+                                         const absl::flat_hash_set<std::string_view>* lost) {
+    std::vector<KeyPacer::Item> items;
+    items.reserve(group.size());
+    for (const Entry* e : group) {
+      items.push_back({PartitionKeyPart(e->head.write.key),
+                       lost == nullptr || lost->contains(e->head.write.key)});
+    }
+    return items;
   }
 
   // --- unknown fate ---------------------------------------------------------
@@ -352,6 +377,7 @@ struct TableBatcher::Impl {
   std::deque<std::vector<Entry*>> bisect;  // halves of rejected calls, sent first
   absl::flat_hash_map<uint64_t, std::vector<Entry*>> inflight;
   std::vector<Entry*> free_entries;
+  KeyPacer pacer;
   // Keys of calls with unknown fate -> until when they are held.
   absl::flat_hash_map<std::string, absl::Time> holds;
   std::deque<std::pair<absl::Time, std::string>> hold_expiry;
@@ -401,9 +427,7 @@ void TableBatcher::Add(Op op, absl::Time now) {
   ks.next = e;
   if (ks.inflight != nullptr) {
     e->state = Impl::State::kBlocked;
-  } else if (const absl::Time held = m.HeldUntil(e->head.write.key, now); held > now) {
-    m.Park(e, held);
-  } else {
+  } else if (!m.ParkIfHeldOrPaced(e, now)) {
     m.PushReady(e, now);
   }
 }
@@ -458,6 +482,13 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result,
       }
       absl::flat_hash_set<std::string_view> unprocessed(result.unprocessed_keys.begin(),
                                                         result.unprocessed_keys.end());
+      // Loss concentrated on a few partition keys paces those keys, and
+      // their items stay out of the table rate's feedback. Computed before
+      // the entries are answered (their keys live in them).
+      size_t hot_sent = 0;
+      size_t hot_lost = 0;
+      m.pacer.OnCall(m.PacerItems(group, &unprocessed), limiter_.MeasuredRate(), now, &hot_sent,
+                     &hot_lost);
       static const std::string kCode = "UnprocessedItems";
       static const std::string kMessage =
           "DynamoDB returned the item in UnprocessedItems (throttled)";
@@ -471,7 +502,8 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result,
         }
       }
       stats_.unprocessed_items += n;
-      limiter_.OnResult(sent, static_cast<double>(n), false, now);
+      limiter_.OnResult(sent - static_cast<double>(hot_sent),
+                        static_cast<double>(n - std::min(n, hot_lost)), false, now);
       break;
     }
     case BatchResult::Kind::kRetryable:
@@ -482,6 +514,8 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result,
       // stays.
       if (!OnlyKeyRangeReasons(result)) {
         limiter_.OnResult(sent, result.throttled ? sent : 0, result.throttled, now);
+      } else {
+        m.pacer.OnKeyRangeThrottle(m.PacerItems(group, nullptr), limiter_.MeasuredRate(), now);
       }
       if (result.unknown_fate && options_.unknown_fate_hold > absl::ZeroDuration()) {
         for (Impl::Entry* e : group) m.Hold(e->head.write.key, now + options_.unknown_fate_hold);
@@ -570,6 +604,7 @@ size_t TableBatcher::queued_bytes() const {
 size_t TableBatcher::inflight_calls() const { return impl_->inflight.size(); }
 size_t TableBatcher::pending_ops() const { return impl_->pending_ops; }
 size_t TableBatcher::pending_bytes() const { return impl_->pending_bytes; }
+size_t TableBatcher::paced_keys(absl::Time now) { return impl_->pacer.paced_keys(now); }
 size_t TableBatcher::held_keys(absl::Time now) const {
   size_t n = 0;
   for (const auto& [key, until] : impl_->holds) n += until > now ? 1 : 0;

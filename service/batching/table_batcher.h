@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "service/batching/key_pacer.h"
 #include "service/batching/rate_limiter.h"
 #include "service/batching/retry_policy.h"
 #include "service/common/types.h"
@@ -88,6 +89,9 @@ struct TableBatcherStats {
 //  - a batch is cut at max_items, when its oldest item waited `linger`, or on
 //    Flush;
 //  - retries: capped exponential backoff with full jitter per op;
+//  - hot partitions: unprocessed items or key-range throttles concentrated
+//    on a few partition-key values pace those values (KeyPacer), not the
+//    table; a paced key's writes wait parked and keep coalescing;
 //  - unknown fate: after a call that may still land (timeout, connection
 //    lost), none of its keys is sent again before unknown_fate_hold has
 //    passed since the call ended, so a late landing cannot overwrite a newer
@@ -152,6 +156,8 @@ class TableBatcher {
   size_t pending_ops() const;    // every op not yet answered (incl. in flight)
   size_t pending_bytes() const;  // MemoryBytes() of every op not yet answered
   size_t held_keys(absl::Time now) const;  // keys held for unknown fate at `now`
+  // Partition-key values paced on their own at `now` (hot partitions).
+  size_t paced_keys(absl::Time now);
   const TableBatcherStats& stats() const { return stats_; }
   // Called with every backoff delay scheduled (for the backoff histogram).
   void set_backoff_observer(std::function<void(absl::Duration)> observer) {

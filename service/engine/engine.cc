@@ -432,6 +432,7 @@ void Engine::PublishGauges() {
     t->m->queue_bytes->Set(static_cast<double>(t->bytes.load(std::memory_order_relaxed)));
     double rate = t->batcher->rate_limiter().rate();
     t->m->send_rate_limit->Set(rate >= 1e9 ? 0 : rate);
+    t->m->paced_keys->Set(static_cast<double>(t->batcher->paced_keys(clock_->Now())));
     t->op_latency->Publish();
   }
 }

@@ -102,6 +102,10 @@ Metrics::Metrics(const std::vector<std::string>& tables)
                        .Register(r);
   rate_ = &BuildGauge().Name("dynamo_batcher_send_rate_limit")
                .Help("Current adaptive send rate limit, items/s.").Register(r);
+  paced_keys_ = &BuildGauge().Name("dynamo_batcher_paced_keys")
+                     .Help("Partition-key values paced on their own because DynamoDB throttles "
+                           "them (hot partitions); the table rate is not lowered for them.")
+                     .Register(r);
   build_info_ = &BuildGauge().Name("dynamo_batcher_build_info")
                      .Help("Always 1; the version label says which build runs.").Register(r);
   credentials_ = &BuildGauge().Name("dynamo_batcher_credentials_provider")
@@ -138,6 +142,7 @@ Metrics::Metrics(const std::vector<std::string>& tables)
     m.queue_bytes = &queue_bytes_->Add({{"table", t}});
     m.queue_budget_bytes = &queue_budget_->Add({{"table", t}});
     m.send_rate_limit = &rate_->Add({{"table", t}});
+    m.paced_keys = &paced_keys_->Add({{"table", t}});
     // Series that dashboards divide by should exist from the start.
     throttle_->Add({{"table", t}, {"error", "UnprocessedItems"}});
     for (const std::string& reason : ThrottleReasonLabels()) {

@@ -44,6 +44,7 @@ class Metrics {
     prometheus::Gauge* queue_bytes;
     prometheus::Gauge* queue_budget_bytes;
     prometheus::Gauge* send_rate_limit;
+    prometheus::Gauge* paced_keys;
   };
 
   explicit Metrics(const std::vector<std::string>& tables);
@@ -91,6 +92,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* queue_bytes_;
   prometheus::Family<prometheus::Gauge>* queue_budget_;
   prometheus::Family<prometheus::Gauge>* rate_;
+  prometheus::Family<prometheus::Gauge>* paced_keys_;
   prometheus::Family<prometheus::Gauge>* build_info_;
   prometheus::Family<prometheus::Gauge>* credentials_;
   prometheus::Gauge* inflight_requests_;

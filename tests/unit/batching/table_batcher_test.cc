@@ -939,6 +939,63 @@ TEST(Batcher, KeyRangeThrottlesDoNotLowerTheTableRate) {
   }
 }
 
+// A canonical key of a pk+sk table: tag, 4-byte big-endian length, bytes.
+std::string CanonicalKey(const std::string& pk, int sk) {
+  std::string out;
+  for (const std::string& v : {pk, std::to_string(sk)}) {
+    const uint32_t n = static_cast<uint32_t>(v.size());
+    out += 'S';
+    out += static_cast<char>(n >> 24);
+    out += static_cast<char>(n >> 16);
+    out += static_cast<char>(n >> 8);
+    out += static_cast<char>(n);
+    out += v;
+  }
+  return out;
+}
+
+// A hot partition key (DynamoDB leaves most of its items unprocessed while
+// the rest of each call goes through) is paced on its own: the table rate
+// stays, the other keys keep flowing, and the hot key's writes wait while
+// still coalescing newer writes to the same item.
+TEST(Batcher, HotPartitionKeyIsPacedNotTheTable) {
+  RateLimiterOptions l;
+  l.initial_rate = 1000;
+  l.max_rate = 1000;
+  auto b = MakeBatcher(Options(), Retry(), l);
+  absl::Time now = kT0;
+  uint64_t id = 1;
+  std::vector<OpResult> results;
+  size_t cold_sent = 0;
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < 10; ++i) b->Add(MakeOp(id++, CanonicalKey("hot", i), now), now);
+    for (int i = 0; i < 15; ++i) {
+      b->Add(MakeOp(id++, CanonicalKey("c" + std::to_string(round * 15 + i), 0), now), now);
+    }
+    b->Flush();
+    while (auto batch = b->TakeBatch(now)) {
+      std::vector<std::string> unprocessed;
+      int hot_ok = 0;
+      for (const std::string* k : batch->keys) {
+        if (PartitionKeyPart(*k) == PartitionKeyPart(CanonicalKey("hot", 0))) {
+          if (++hot_ok > 2) unprocessed.push_back(*k);  // 2 per call get through
+        } else {
+          ++cold_sent;
+        }
+      }
+      b->OnBatchResult(batch->id, Success(unprocessed), now + absl::Milliseconds(5), &results);
+    }
+    now += absl::Milliseconds(50);
+  }
+  EXPECT_EQ(b->paced_keys(now), 1u);
+  EXPECT_EQ(b->rate_limiter().rate(), 1000) << "the table rate is not lowered for a hot key";
+  EXPECT_EQ(cold_sent, 20u * 15u) << "every other key was sent in its round";
+  // A newer write to a parked hot item coalesces into it.
+  const uint64_t coalesced = b->stats().coalesced;
+  b->Add(MakeOp(id++, CanonicalKey("hot", 3), now), now);
+  EXPECT_EQ(b->stats().coalesced, coalesced + 1);
+}
+
 TEST(Batcher, RandomizedModel) {
   for (uint64_t seed = 1; seed <= 6; ++seed) {
     SCOPED_TRACE(seed);
