@@ -160,13 +160,23 @@ void RateLimiter::Verify(double sent, double lost, absl::Time now) {
   // rate falls, so the accepted share rises by the same ratio; under
   // rate-independent loss it does not move.
   const double accepted_ratio = before < 1.0 ? (1.0 - after) / (1.0 - before) : 0.0;
-  // A loss that grew after the decrease says the decrease was too small,
-  // not that it did not matter.
-  const bool loss_stayed =
-      after >= 0.5 * before && after <= before + kLossMargin && after > 0.02 && after < 0.8;
-  const bool accepted_flat = accepted_ratio < 1.0 + 0.5 * (rate_ratio - 1.0);
-  if (loss_stayed && accepted_flat) {
-    rate_ = std::min(options_.max_rate, std::max(rate_, verify_base_));
+  // A decrease that did not lower what was sent (others' traffic, a
+  // backlog) proves nothing either way.
+  if (rate_ratio < kVerifyMinRateRatio) return;
+  const bool accepted_rose = accepted_ratio >= 1.0 + 0.5 * (rate_ratio - 1.0);
+  if (after < 0.5 * before || (after <= before + kLossMargin && accepted_rose)) {
+    strikes_ = 0;  // it helped: a capacity limit
+    return;
+  }
+  // A loss that grew says the decrease was too small (or noise), not that
+  // it did not matter; a near-total loss is never taken as benign.
+  if (after > before + kLossMargin || after <= 0.02 || after >= 0.8) return;
+  // Didn't help. Once may be noise (other senders sharing the capacity
+  // moved at the same time); twice in a row is a rate-independent loss.
+  if (strikes_ == 0) strike_base_ = verify_base_;
+  if (++strikes_ >= kStrikes) {
+    strikes_ = 0;
+    rate_ = std::min(options_.max_rate, std::max(rate_, strike_base_));
     tokens_ = std::min(tokens_, Capacity());
     loss_floor_ = std::max(loss_floor_, after);
     decrease_base_ = 0;  // no CUBIC target below the restored rate

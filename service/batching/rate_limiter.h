@@ -47,10 +47,12 @@ struct RateLimiterOptions {
 //    backoff already spaces those retries);
 //  - a decrease persists only while it helps. Each decrease opens a
 //    verification over the next results (at least kVerifyItems items and
-//    kVerifyMin after the decrease window): if the lost fraction (items
-//    unprocessed or throttled) did not fall by half and the accepted items/s
-//    did not hold up as the send rate fell -- what a capacity limit does --
-//    the loss does not depend on the rate (random UnprocessedItems, a
+//    kVerifyMin after the decrease window): if the items/s sent fell (by
+//    kVerifyMinRateRatio), the lost fraction (items unprocessed or
+//    throttled) did not fall by half, and the accepted items/s did not hold
+//    up as the send rate fell -- what a capacity limit does -- the decrease
+//    did not help. kStrikes such verdicts in a row: the loss does not
+//    depend on the rate (random UnprocessedItems, a
 //    throttling storm elsewhere): the rate goes back to where the decrease
 //    started and that loss fraction becomes the loss floor. While a floor is
 //    known, only a smoothed lost fraction (item-weighted, kLossTau) above
@@ -93,11 +95,16 @@ class RateLimiter {
   // Time constant of the send-rate measurement.
   static constexpr absl::Duration kMeasureTau = absl::Seconds(1);
   // Verification of a decrease (see the class comment).
-  static constexpr double kVerifyItems = 100;
+  static constexpr double kVerifyItems = 500;
   static constexpr absl::Duration kVerifyMin = absl::Milliseconds(300);
   static constexpr absl::Duration kVerifyMax = absl::Seconds(3);
-  static constexpr absl::Duration kLossTau = absl::Milliseconds(500);
-  static constexpr double kLossMargin = 0.1;
+  static constexpr absl::Duration kLossTau = absl::Seconds(1);
+  static constexpr double kLossMargin = 0.15;
+  // A decrease is judged only if the items/s sent fell at least this much.
+  static constexpr double kVerifyMinRateRatio = 1.15;
+  // Consecutive verifications that must find a decrease useless before it
+  // is undone.
+  static constexpr int kStrikes = 2;
 
   // Gentler probing: a decrease within kSameLevel of the previous one's base
   // (and within kRepeatMemory of it) counts as a repeat; each repeat, up to
@@ -151,6 +158,8 @@ class RateLimiter {
   double verify_lost_ = 0;
   absl::Time verify_first_ = absl::InfinitePast();  // first counted result
   uint64_t reverted_ = 0;
+  int strikes_ = 0;
+  double strike_base_ = 0;  // rate before the first useless decrease
 
   uint32_t repeats_ = 0;
   double last_base_ = 0;
