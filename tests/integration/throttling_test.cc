@@ -12,6 +12,8 @@
 //     --gtest_also_run_disabled_tests --gtest_filter='*Fleet32*').
 
 #include <cstdio>
+#include <fstream>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -279,6 +281,21 @@ TEST_F(Throttling, HotPartitionKeyIsPacedAndOtherKeysKeepTheirRate) {
     if (t < w0 || t >= w1 || r.outcome() != v1::WRITTEN) continue;
     (is_hot[op_id] ? hot_written : other_written) += 1;
   }
+  {
+    // Per-second written items, hot key vs others, for docs/plot_throttling.py.
+    std::map<int, std::pair<int, int>> per_second;
+    for (const auto& [op_id, r] : run.last) {
+      if (r.outcome() != v1::WRITTEN) continue;
+      const int sec = static_cast<int>(absl::ToDoubleSeconds(run.at[op_id] - start));
+      (is_hot[op_id] ? per_second[sec].first : per_second[sec].second) += 1;
+    }
+    std::ofstream csv(dir_ + "/hot_partition.csv");
+    csv << "second,hot_written,others_written,hot_cap,others_offered\n";
+    for (const auto& [sec, c] : per_second) {
+      csv << sec << "," << c.first << "," << c.second << "," << kKeyCap << ",1200\n";
+    }
+    std::printf("[figures] time series: %s/hot_partition.csv\n", dir_.c_str());
+  }
   const double window = absl::ToDoubleSeconds(w1 - w0);
   const double hot_rate = hot_written / window;
   const double other_rate = other_written / window;
@@ -333,6 +350,23 @@ void RunFleet(const std::string& dir, const Dynalite& dynalite, int n, int secon
   for (int s = 0; s < n; ++s) runs.push_back(std::make_unique<StreamResults>());
   std::vector<std::thread> threads;
   const absl::Time start = absl::Now();
+  // Every 500 ms: each sidecar's send-rate limit and items written so far,
+  // for docs/plot_throttling.py.
+  std::atomic<bool> sampling{true};
+  std::ofstream csv(absl::StrCat(dir, "/fleet", n, ".csv"));
+  csv << "t,sidecar,send_rate_limit,written,capacity\n";
+  std::thread sampler([&] {
+    while (sampling.load()) {
+      const double t = absl::ToDoubleSeconds(absl::Now() - start);
+      for (int s = 0; s < n; ++s) {
+        auto m = ScrapeMetrics(fleet[s]);
+        if (!m.ok()) continue;
+        csv << t << "," << s << "," << MetricSum(*m, "dynamo_batcher_send_rate_limit") << ","
+            << MetricSum(*m, "dynamo_batcher_ops_written_total") << "," << kCapacity << "\n";
+      }
+      absl::SleepFor(absl::Milliseconds(500));
+    }
+  });
   for (int s = 0; s < n; ++s) {
     threads.emplace_back([&, s] { RunStream(fleet[s], msgs[s], absl::Milliseconds(20), runs[s].get()); });
   }
@@ -347,6 +381,10 @@ void RunFleet(const std::string& dir, const Dynalite& dynalite, int n, int secon
   const absl::Time t2 = absl::Now();
   // The rest drains at capacity; stop offering and let the streams finish.
   for (auto& t : threads) t.join();
+  sampling = false;
+  sampler.join();
+  csv.close();
+  std::printf("[figures] time series: %s/fleet%d.csv\n", dir.c_str(), n);
   const double window = absl::ToDoubleSeconds(t2 - t1);
   auto d = [&](int s, const char* name) { return MetricSum(m2[s], name) - MetricSum(m1[s], name); };
   double sum = 0, sum_sq = 0, calls = 0, throttled = 0;
