@@ -116,21 +116,86 @@ double RateLimiter::MeasuredRate() const {
   return ewma_items_ / window;
 }
 
+double RateLimiter::CubicSeconds() const {
+  return std::max(options_.cubic_recovery_seconds, 0.05) * static_cast<double>(1u << repeats_);
+}
+
 double RateLimiter::IncreasedRate(double rate, absl::Duration elapsed, absl::Time now) const {
   // The additive step is also the floor of CUBIC's curve, so recovery is
   // never slower than the additive mode.
-  double next = rate + options_.increase_per_second * absl::ToDoubleSeconds(elapsed);
+  const double gentle = static_cast<double>(1u << repeats_);
+  double next = rate + options_.increase_per_second / gentle * absl::ToDoubleSeconds(elapsed);
   if (options_.recovery == RateLimiterOptions::Recovery::kCubic && decrease_base_ > 0 &&
       last_decrease_ != absl::InfinitePast()) {
     // W(t) = W_max * (1 + c * (t - K)^3), c chosen so that a full cut
     // (1 - decrease_factor) takes cubic_recovery_seconds to recover.
-    const double tk = std::max(options_.cubic_recovery_seconds, 0.05);
+    const double tk = CubicSeconds();
     const double c = (1.0 - options_.decrease_factor) / (tk * tk * tk);
     const double t = absl::ToDoubleSeconds(now - last_decrease_) - cubic_k_;
     const double w = decrease_base_ * (1.0 + c * t * t * t);
     next = std::max(next, w);
   }
   return std::min(options_.max_rate, std::max(rate, next));
+}
+
+void RateLimiter::Verify(double sent, double lost, absl::Time now) {
+  if (!verifying_ || now < verify_start_) return;
+  if (verify_first_ == absl::InfinitePast()) verify_first_ = now;
+  verify_sent_ += sent;
+  verify_lost_ += lost;
+  const absl::Duration span = now - verify_start_;
+  const bool enough = verify_sent_ >= kVerifyItems && span >= kVerifyMin;
+  const bool timed_out = span >= kVerifyMax;
+  if (!enough && !timed_out) return;
+  verifying_ = false;
+  if (verify_sent_ < kMinCapacityItems) return;  // too little to judge: keep the decrease
+  const double after = verify_lost_ / verify_sent_;
+  if (verify_before_items_ < kVerifyItems) {
+    // The loss before the decrease was measured on too few items (right
+    // after start): this window becomes the baseline and the next one
+    // decides, against the same starting rate.
+    verifying_ = true;
+    verify_before_ = after;
+    verify_before_items_ = verify_sent_;
+    verify_start_ = now;
+    verify_sent_ = 0;
+    verify_lost_ = 0;
+    verify_first_ = absl::InfinitePast();
+    return;
+  }
+  const double before = verify_before_;
+  // Items/s sent during the verification, against the rate before it.
+  const double seconds = std::max(absl::ToDoubleSeconds(now - verify_first_), 0.05);
+  const double sent_rate = verify_sent_ / seconds;
+  const double rate_ratio = sent_rate > 0 ? std::max(1.0, verify_base_ / sent_rate) : 1.0;
+  // Under a capacity limit the accepted items/s stay put while the send
+  // rate falls, so the accepted share rises by the same ratio; under
+  // rate-independent loss it does not move.
+  const double accepted_ratio = before < 1.0 ? (1.0 - after) / (1.0 - before) : 0.0;
+  // A decrease that did not lower what was sent (others' traffic, a
+  // backlog) proves nothing either way.
+  if (rate_ratio < kVerifyMinRateRatio) return;
+  const bool accepted_rose = accepted_ratio >= 1.0 + 0.5 * (rate_ratio - 1.0);
+  if (after < 0.5 * before || (after <= before + kLossMargin && accepted_rose)) {
+    strikes_ = 0;  // it helped: a capacity limit
+    return;
+  }
+  // A loss that grew says the decrease was too small (or noise), not that
+  // it did not matter; a near-total loss is never taken as benign.
+  if (after > before + kLossMargin || after <= 0.02 || after >= 0.8) return;
+  // Didn't help. Once may be noise (other senders sharing the capacity
+  // moved at the same time); twice in a row is a rate-independent loss.
+  if (strikes_ == 0) strike_base_ = verify_base_;
+  if (++strikes_ >= kStrikes) {
+    strikes_ = 0;
+    rate_ = std::min(options_.max_rate, std::max(rate_, strike_base_));
+    tokens_ = std::min(tokens_, Capacity());
+    loss_floor_ = std::max(loss_floor_, after);
+    decrease_base_ = 0;  // no CUBIC target below the restored rate
+    last_decrease_ = absl::InfinitePast();
+    last_increase_ = now;
+    ++reverted_;
+  }
 }
 
 void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
@@ -140,17 +205,40 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
     last_increase_ = now;
   }
   Refill(now);
+  if (!(sent > 0)) return;  // nothing was sent: no signal either way
+  const double lost = throttled ? sent : std::clamp(unprocessed, 0.0, sent);
+  // Smoothed lost fraction, item-weighted.
+  if (loss_last_ != absl::InfinitePast() && now > loss_last_) {
+    const double d = std::exp(-absl::FDivDuration(now - loss_last_, kLossTau));
+    loss_sent_ *= d;
+    loss_lost_ *= d;
+  }
+  if (now > loss_last_) loss_last_ = now;
+  loss_sent_ += sent;
+  loss_lost_ += lost;
+  const double smoothed = SmoothedLoss();
+  if (loss_floor_ > 0 && smoothed < loss_floor_) {
+    loss_floor_ = smoothed < 0.02 ? 0 : smoothed;  // the loss went away: follow it down
+  }
+  const uint64_t reverted_before = reverted_;
+  Verify(sent, lost, now);
+  if (reverted_ != reverted_before) return;
+
   double fraction = 0;
-  if (throttled) {
+  if (loss_floor_ > 0) {
+    // A known rate-independent loss: only loss beyond it is throttling.
+    if (lost > 0 && smoothed > loss_floor_ + kLossMargin) {
+      fraction = std::max(kMinThrottleFraction,
+                          std::min(1.0, (smoothed - loss_floor_) / (1.0 - loss_floor_)));
+    }
+  } else if (throttled) {
     fraction = 1.0;
-  } else if (sent > 0 && unprocessed > 0) {
+  } else if (unprocessed > 0) {
     // Scaled by the unprocessed fraction, but never a token cut: a rate
     // that only ever shaves a few percent rides the table's capacity edge
     // and gets throttled on call after call (measured: ~21% of calls at a
     // 2,000 WCU/s table vs ~6% with this floor).
     fraction = std::max(kMinThrottleFraction, std::min(1.0, unprocessed / sent));
-  } else if (!(sent > 0)) {
-    return;  // nothing was sent: no signal either way
   }
   const bool in_window = last_decrease_ != absl::InfinitePast() &&
                          now - last_decrease_ < kDecreaseWindow;
@@ -159,9 +247,28 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
       double base = rate_;
       const double measured = MeasuredRate();
       if (measured > 0) base = std::min(base, measured);
+      // Throttled again near the level of the last decrease: the capacity
+      // is there (shared with other senders, as in a fleet of sidecars).
+      // Probe more gently each time: CUBIC's curve stretched and the
+      // additive step divided by 2^repeats.
+      const bool same_level = last_base_ > 0 && last_decrease_ != absl::InfinitePast() &&
+                              now - last_decrease_ < kRepeatMemory &&
+                              std::abs(base - last_base_) <= kSameLevel * last_base_;
+      repeats_ = same_level ? std::min(repeats_ + 1, kMaxRepeats) : 0;
+      last_base_ = base;
       decrease_base_ = base;
       window_fraction_ = 0;
       last_decrease_ = now;
+      if (!verifying_) {
+        verifying_ = true;
+        verify_start_ = now + kDecreaseWindow;  // calls sent at the old rate answer first
+        verify_base_ = base;
+        verify_before_ = smoothed;
+        verify_before_items_ = loss_sent_;
+        verify_sent_ = 0;
+        verify_lost_ = 0;
+        verify_first_ = absl::InfinitePast();
+      }
     }
     if (fraction > window_fraction_) {
       window_fraction_ = fraction;
@@ -170,7 +277,7 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
       tokens_ = std::min(tokens_, Capacity());
       // K: when CUBIC's curve is back at decrease_base_ (cube root of the
       // relative drop over c).
-      const double tk = std::max(options_.cubic_recovery_seconds, 0.05);
+      const double tk = CubicSeconds();
       const double c = (1.0 - options_.decrease_factor) / (tk * tk * tk);
       const double drop = decrease_base_ > 0 ? (decrease_base_ - rate_) / decrease_base_ : 0;
       cubic_k_ = std::cbrt(std::max(0.0, drop) / c);

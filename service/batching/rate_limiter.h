@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+
 #include "absl/time/time.h"
 
 namespace dynamo_batcher {
@@ -42,7 +44,24 @@ struct RateLimiterOptions {
 //    increase_per_second * time since the last change, up to max_rate.
 //  - only throttling signals lower the rate; the caller reports 5xx and
 //    timeouts as not throttled (they say nothing about table capacity, and
-//    backoff already spaces those retries).
+//    backoff already spaces those retries);
+//  - a decrease persists only while it helps. Each decrease opens a
+//    verification over the next results (at least kVerifyItems items and
+//    kVerifyMin after the decrease window): if the items/s sent fell (by
+//    kVerifyMinRateRatio), the lost fraction (items unprocessed or
+//    throttled) did not fall by half, and the accepted items/s did not hold
+//    up as the send rate fell -- what a capacity limit does -- the decrease
+//    did not help. kStrikes such verdicts in a row: the loss does not
+//    depend on the rate (random UnprocessedItems, a
+//    throttling storm elsewhere): the rate goes back to where the decrease
+//    started and that loss fraction becomes the loss floor. While a floor is
+//    known, only a smoothed lost fraction (item-weighted, kLossTau) above
+//    floor + kLossMargin counts as throttling; the floor follows the
+//    smoothed loss down when it falls. A whole-call throttle of nearly
+//    every call (lost >= 80%) is never taken as rate-independent;
+//  - repeated throttles at the same level probe more gently (see
+//    kSameLevel): a sender that shares the capacity with others (a fleet of
+//    sidecars on one table) overshoots less often.
 //
 // "This class does not sleep. It is the responsibility of the caller to
 // sleep": TryAcquire says how long to wait instead.
@@ -81,6 +100,30 @@ class RateLimiter {
   static constexpr absl::Duration kDecreaseWindow = absl::Milliseconds(100);
   // Time constant of the send-rate measurement.
   static constexpr absl::Duration kMeasureTau = absl::Seconds(1);
+  // Verification of a decrease (see the class comment).
+  static constexpr double kVerifyItems = 500;
+  static constexpr absl::Duration kVerifyMin = absl::Milliseconds(300);
+  static constexpr absl::Duration kVerifyMax = absl::Seconds(3);
+  static constexpr absl::Duration kLossTau = absl::Seconds(1);
+  static constexpr double kLossMargin = 0.15;
+  // A decrease is judged only if the items/s sent fell at least this much.
+  static constexpr double kVerifyMinRateRatio = 1.15;
+  // Consecutive verifications that must find a decrease useless before it
+  // is undone.
+  static constexpr int kStrikes = 2;
+
+  // Gentler probing: a decrease within kSameLevel of the previous one's base
+  // (and within kRepeatMemory of it) counts as a repeat; each repeat, up to
+  // kMaxRepeats, doubles CUBIC's recovery time and halves the additive step.
+  static constexpr double kSameLevel = 0.2;
+  static constexpr absl::Duration kRepeatMemory = absl::Seconds(30);
+  static constexpr uint32_t kMaxRepeats = 3;
+  uint32_t repeats() const { return repeats_; }
+
+  // Rate-independent lost fraction currently assumed (0 = none known).
+  double loss_floor() const { return loss_floor_; }
+  // Decreases undone because they did not lower the lost fraction.
+  uint64_t reverted_decreases() const { return reverted_; }
 
  private:
   static void Sanitize(RateLimiterOptions* options);
@@ -107,6 +150,31 @@ class RateLimiter {
   double decrease_base_ = 0;
   double cubic_k_ = 0;  // seconds from the last decrease back to decrease_base_
   double window_fraction_ = 0;
+  // Smoothed lost fraction (item-weighted, kLossTau).
+  double loss_sent_ = 0;
+  double loss_lost_ = 0;
+  absl::Time loss_last_ = absl::InfinitePast();
+  double loss_floor_ = 0;
+  // Pending verification of the decreases since verify_start_.
+  bool verifying_ = false;
+  absl::Time verify_start_;
+  double verify_base_ = 0;       // rate before the first decrease
+  double verify_before_ = 0;     // smoothed lost fraction then
+  double verify_before_items_ = 0;  // items that measurement rests on
+  double verify_sent_ = 0;       // results counted since verify_start_
+  double verify_lost_ = 0;
+  absl::Time verify_first_ = absl::InfinitePast();  // first counted result
+  uint64_t reverted_ = 0;
+  int strikes_ = 0;
+  double strike_base_ = 0;  // rate before the first useless decrease
+
+  uint32_t repeats_ = 0;
+  double last_base_ = 0;
+  double CubicSeconds() const;
+
+  double SmoothedLoss() const { return loss_sent_ > 0 ? loss_lost_ / loss_sent_ : 0; }
+  // Updates the verification with one result; may undo the decrease.
+  void Verify(double sent, double lost, absl::Time now);
 };
 
 }  // namespace dynamo_batcher

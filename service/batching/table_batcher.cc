@@ -23,6 +23,14 @@ constexpr size_t kMaxFreeEntries = 4096;
 // is released so an idle sidecar's RSS falls back after a burst.
 constexpr size_t kKeepKeyCapacity = 4096;
 
+bool OnlyKeyRangeReasons(const BatchResult& r) {
+  if (!r.throttled || r.throttle_reasons.empty()) return false;
+  for (const std::string& reason : r.throttle_reasons) {
+    if (reason.find("KeyRangeThroughputExceeded") == std::string::npos) return false;
+  }
+  return true;
+}
+
 constexpr char kCoalescedMessage[] =
     "replaced by a later write to the same key, which was written";
 
@@ -117,8 +125,75 @@ struct TableBatcher::Impl {
   // Blocked or backoff entry becoming sendable. If a Flush happened while it
   // waited, it is sent without linger (and so is everything before it).
   void Wake(Entry* e, absl::Time now) {
+    if (ParkIfHeldOrPaced(e, now)) return;
     PushReady(e, now);
     if (e->flush_gen < flushes) flush_marker = e->seq;
+  }
+
+  // An entry about to become sendable waits instead (parked in backoff,
+  // still coalescing newer writes) while its key is held for unknown fate
+  // or its partition key is paced and out of tokens.
+  bool ParkIfHeldOrPaced(Entry* e, absl::Time now) {
+    const absl::Time held = HeldUntil(e->head.write.key, now);
+    if (held > now) {
+      Park(e, held);
+      return true;
+    }
+    absl::Time ready_at;
+    if (!pacer.TryAcquire(PartitionKeyPart(e->head.write.key), now, &ready_at)) {
+      Park(e, ready_at);
+      return true;
+    }
+    return false;
+  }
+
+  // The partition keys of a call's entries and which came back unprocessed.
+  std::vector<KeyPacer::Item> PacerItems(const std::vector<Entry*>& group,
+                                         const absl::flat_hash_set<std::string_view>* lost) {
+    std::vector<KeyPacer::Item> items;
+    items.reserve(group.size());
+    for (const Entry* e : group) {
+      items.push_back({PartitionKeyPart(e->head.write.key),
+                       lost == nullptr || lost->contains(e->head.write.key)});
+    }
+    return items;
+  }
+
+  // --- unknown fate ---------------------------------------------------------
+
+  // Until when `key` may not be sent (a past time if it may).
+  absl::Time HeldUntil(const std::string& key, absl::Time now) const {
+    auto it = holds.find(key);
+    if (it == holds.end() || it->second <= now) return absl::InfinitePast();
+    return it->second;
+  }
+
+  void Hold(const std::string& key, absl::Time until) {
+    absl::Time& t = holds[key];
+    if (until > t) {
+      t = until;
+      hold_expiry.emplace_back(until, key);
+      ++self->stats_.unknown_fate_holds;
+    }
+  }
+
+  // Drops expired holds. Every hold lasts the same time from a `now` that
+  // never decreases, so expiry order is insertion order.
+  void PruneHolds(absl::Time now) {
+    while (!hold_expiry.empty() && hold_expiry.front().first <= now) {
+      auto it = holds.find(hold_expiry.front().second);
+      if (it != holds.end() && it->second <= now) holds.erase(it);
+      hold_expiry.pop_front();
+    }
+  }
+
+  // Entry `e` waits in backoff until `until` (a held key); newer writes keep
+  // coalescing into it there.
+  void Park(Entry* e, absl::Time until) {
+    e->state = State::kBackoff;
+    e->ready_at = until;
+    e->flush_gen = flushes;
+    backoff.push(HeapItem{until, e, e->gen});
   }
 
   void PromoteBackoff(absl::Time now) {
@@ -223,7 +298,8 @@ struct TableBatcher::Impl {
         e->head.attempts > e->free_attempts ? e->head.attempts - e->free_attempts : 0;
     absl::Duration delay = policy.Backoff(std::max<uint32_t>(attempts, 1), U01());
     if (retry_after.has_value() && *retry_after > delay) delay = *retry_after;
-    const absl::Time retry_at = now + delay;
+    absl::Time retry_at = now + delay;
+    retry_at = std::max(retry_at, HeldUntil(e->head.write.key, now));
     const char* why = nullptr;
     if (!policy.MayRetry(attempts, e->head.arrival, retry_at, &why)) {
       const std::string what = std::string(why) == "DeadlineExceeded"
@@ -309,6 +385,10 @@ struct TableBatcher::Impl {
   std::deque<std::vector<Entry*>> bisect;  // halves of rejected calls, sent first
   absl::flat_hash_map<uint64_t, std::vector<Entry*>> inflight;
   std::vector<Entry*> free_entries;
+  KeyPacer pacer;
+  // Keys of calls with unknown fate -> until when they are held.
+  absl::flat_hash_map<std::string, absl::Time> holds;
+  std::deque<std::pair<absl::Time, std::string>> hold_expiry;
 
   uint64_t next_batch_id = 1;
   uint64_t next_seq = 1;
@@ -366,13 +446,14 @@ void TableBatcher::Add(Op op, absl::Time now) {
   ks.next = e;
   if (ks.inflight != nullptr) {
     e->state = Impl::State::kBlocked;
-  } else {
+  } else if (!m.ParkIfHeldOrPaced(e, now)) {
     m.PushReady(e, now);
   }
 }
 
 std::optional<Batch> TableBatcher::TakeBatch(absl::Time now) {
   Impl& m = *impl_;
+  m.PruneHolds(now);
   m.PromoteBackoff(now);
   if (m.inflight.size() >= m.max_inflight) return std::nullopt;
   absl::Time ready_at;
@@ -420,6 +501,13 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result,
       }
       absl::flat_hash_set<std::string_view> unprocessed(result.unprocessed_keys.begin(),
                                                         result.unprocessed_keys.end());
+      // Loss concentrated on a few partition keys paces those keys, and
+      // their items stay out of the table rate's feedback. Computed before
+      // the entries are answered (their keys live in them).
+      size_t hot_sent = 0;
+      size_t hot_lost = 0;
+      m.pacer.OnCall(m.PacerItems(group, &unprocessed), limiter_.MeasuredRate(), now, &hot_sent,
+                     &hot_lost);
       static const std::string kCode = "UnprocessedItems";
       static const std::string kMessage =
           "DynamoDB returned the item in UnprocessedItems (throttled)";
@@ -433,13 +521,24 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result,
         }
       }
       stats_.unprocessed_items += n;
-      limiter_.OnResult(sent, static_cast<double>(n), false, now);
+      limiter_.OnResult(sent - static_cast<double>(hot_sent),
+                        static_cast<double>(n - std::min(n, hot_lost)), false, now);
       break;
     }
     case BatchResult::Kind::kRetryable:
       // Only throttling lowers the rate: 5xx, timeouts and connection errors
       // say nothing about the table's capacity, and backoff spaces them.
-      limiter_.OnResult(sent, result.throttled ? sent : 0, result.throttled, now);
+      // A throttle DynamoDB blames only on hot partition-key ranges says
+      // nothing about the table's capacity: it backs off, the table rate
+      // stays.
+      if (!OnlyKeyRangeReasons(result)) {
+        limiter_.OnResult(sent, result.throttled ? sent : 0, result.throttled, now);
+      } else {
+        m.pacer.OnKeyRangeThrottle(m.PacerItems(group, nullptr), limiter_.MeasuredRate(), now);
+      }
+      if (result.unknown_fate && options_.unknown_fate_hold > absl::ZeroDuration()) {
+        for (Impl::Entry* e : group) m.Hold(e->head.write.key, now + options_.unknown_fate_hold);
+      }
       for (Impl::Entry* e : group) {
         if (result.never_sent) ++e->free_attempts;
         m.Retry(e, now, result.error_code, result.message, result.retry_after, results);
@@ -526,5 +625,11 @@ size_t TableBatcher::inflight_calls() const { return impl_->inflight.size(); }
 size_t TableBatcher::pending_ops() const { return impl_->pending_ops; }
 size_t TableBatcher::pending_bytes() const { return impl_->pending_bytes; }
 size_t TableBatcher::key_index_capacity() const { return impl_->keys.capacity(); }
+size_t TableBatcher::paced_keys(absl::Time now) { return impl_->pacer.paced_keys(now); }
+size_t TableBatcher::held_keys(absl::Time now) const {
+  size_t n = 0;
+  for (const auto& [key, until] : impl_->holds) n += until > now ? 1 : 0;
+  return n;
+}
 
 }  // namespace dynamo_batcher

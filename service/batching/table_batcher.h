@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "service/batching/key_pacer.h"
 #include "service/batching/rate_limiter.h"
 #include "service/batching/retry_policy.h"
 #include "service/common/types.h"
@@ -23,6 +24,13 @@ struct BatchingOptions {
   size_t max_request_bytes = 16 * 1024 * 1024 - 64 * 1024;  // body budget per call
   int max_inflight_calls = 8;              // concurrent calls for this table
   uint64_t rng_seed = 0;                   // jitter; 0 = seeded from random_device
+  // After a call ends with unknown fate (timeout, connection lost after the
+  // request may have been sent), DynamoDB may still apply it later. Every key
+  // it carried is then held: nothing for that key -- neither the retry of
+  // the same write nor a newer write -- is sent before this long after the
+  // call ended. DynamoDB states no bound on how late such a request can be
+  // applied, so this is a chosen bound, not a certainty.
+  absl::Duration unknown_fate_hold = absl::Seconds(5);
 };
 
 // One BatchWriteItem call's worth of ops for one table, handed to the engine.
@@ -49,6 +57,12 @@ struct BatchResult {
   Kind kind = Kind::kSuccess;
   std::vector<std::string> unprocessed_keys;  // canonical keys, kSuccess only
   bool throttled = false;                     // kRetryable: a throttling error
+  // kRetryable: the call may still be applied by DynamoDB (timeout or
+  // connection lost after sending); its keys are held (unknown_fate_hold).
+  bool unknown_fate = false;
+  // kRetryable and throttled: DynamoDB's ThrottlingReasons, each one of
+  // ThrottleReasonLabels() (unknown ones as "Other"); empty when none was given.
+  std::vector<std::string> throttle_reasons;
   std::string error_code;                     // DynamoDB __type or transport
   std::string message;
   std::optional<absl::Duration> retry_after;  // x-amz-retry-after, if sent
@@ -63,6 +77,7 @@ struct TableBatcherStats {
   uint64_t batches = 0;
   uint64_t retries = 0;           // op re-sends scheduled
   uint64_t unprocessed_items = 0;
+  uint64_t unknown_fate_holds = 0;  // keys held after a call of unknown fate
 };
 
 // The batching core for one table: coalescing, per-key ordering, batch
@@ -76,7 +91,14 @@ struct TableBatcherStats {
 //    a newer write waits behind the in-flight one and replaces a retrying one;
 //  - a batch is cut at max_items, when its oldest item waited `linger`, or on
 //    Flush;
-//  - retries: capped exponential backoff with full jitter per op.
+//  - retries: capped exponential backoff with full jitter per op;
+//  - hot partitions: unprocessed items or key-range throttles concentrated
+//    on a few partition-key values pace those values (KeyPacer), not the
+//    table; a paced key's writes wait parked and keep coalescing;
+//  - unknown fate: after a call that may still land (timeout, connection
+//    lost), none of its keys is sent again before unknown_fate_hold has
+//    passed since the call ended, so a late landing cannot overwrite a newer
+//    write sent after it.
 //
 // Thread-safety: none; the engine calls it from one thread (or under a lock).
 //
@@ -137,6 +159,9 @@ class TableBatcher {
   size_t pending_ops() const;    // every op not yet answered (incl. in flight)
   size_t pending_bytes() const;  // MemoryBytes() of every op not yet answered
   size_t key_index_capacity() const;  // slots of the per-key index (memory held)
+  size_t held_keys(absl::Time now) const;  // keys held for unknown fate at `now`
+  // Partition-key values paced on their own at `now` (hot partitions).
+  size_t paced_keys(absl::Time now);
   const TableBatcherStats& stats() const { return stats_; }
   // Called with every backoff delay scheduled (for the backoff histogram).
   void set_backoff_observer(std::function<void(absl::Duration)> observer) {

@@ -57,6 +57,19 @@ struct Rejection {
   std::string message;  // names the op id, the field and the rule
 };
 
+// The `reason` values of throttled calls (a fixed set, for metric labels):
+// DynamoDB's write-side ThrottlingReasons, "Other" for a reason not listed
+// here, "Unspecified" for a throttle that named none.
+inline const std::vector<std::string>& ThrottleReasonLabels() {
+  static const auto* const kLabels = new std::vector<std::string>{
+      "TableWriteKeyRangeThroughputExceeded", "IndexWriteKeyRangeThroughputExceeded",
+      "TableWriteProvisionedThroughputExceeded", "IndexWriteProvisionedThroughputExceeded",
+      "TableWriteMaxOnDemandThroughputExceeded", "IndexWriteMaxOnDemandThroughputExceeded",
+      "TableWriteAccountLimitExceeded", "IndexWriteAccountLimitExceeded",
+      "Other", "Unspecified"};
+  return *kLabels;
+}
+
 // Final state of one op, as in the proto.
 enum class Outcome { kWritten, kCoalesced, kFailed, kRejected };
 

@@ -470,11 +470,14 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
     }
 
     if (YAML::Node b = root["batching"]) {
-      r.CheckKeys(b, "batching", {"linger", "max_items", "max_inflight_calls"});
+      r.CheckKeys(b, "batching", {"linger", "max_items", "max_inflight_calls",
+                                  "unknown_fate_hold"});
       r.Duration(b, "batching", "linger", absl::ZeroDuration(), absl::Seconds(10),
                  &c.batching.linger);
       r.Int(b, "batching", "max_items", 1, 25, &c.batching.max_items);
       r.Int(b, "batching", "max_inflight_calls", 1, 256, &c.batching.max_inflight_calls);
+      r.Duration(b, "batching", "unknown_fate_hold", absl::ZeroDuration(), absl::Minutes(10),
+                 &c.batching.unknown_fate_hold);
     }
     if (YAML::Node rt = root["retry"]) {
       r.CheckKeys(rt, "retry", {"base", "cap", "max_attempts", "op_deadline"});

@@ -49,6 +49,9 @@ struct Config {
     absl::Duration linger = absl::Milliseconds(5);
     int max_items = 25;
     int max_inflight_calls = 8;  // per table
+    // Keys of a call that timed out or lost its connection are not sent
+    // again (retry or newer write) until this long after that call ended.
+    absl::Duration unknown_fate_hold = absl::Seconds(5);
   } batching;
 
   struct Retry {

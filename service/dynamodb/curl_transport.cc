@@ -299,6 +299,8 @@ class CurlTransport : public HttpTransport {
       r.headers.clear();
       r.body.clear();
       r.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+      r.not_sent = code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST ||
+                   code == CURLE_COULDNT_RESOLVE_PROXY || IsTlsError(code);
       if (t->too_large || code == CURLE_FILESIZE_EXCEEDED) {
         r.transport_error = absl::StrCat(
             "response too large: more than ",

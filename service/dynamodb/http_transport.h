@@ -36,6 +36,10 @@ struct HttpResponse {
   // "timeout", "connection reset", "tls: ...").
   std::string transport_error;
   bool timed_out = false;
+  // With transport_error: the request never left (no connection, no DNS
+  // answer, no TLS session), so the server cannot apply it later. Otherwise
+  // a failed request's fate is unknown.
+  bool not_sent = false;
   absl::Duration elapsed;
 
   const std::string* Header(const std::string& lower_name) const {

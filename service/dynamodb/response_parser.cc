@@ -73,6 +73,17 @@ bool AppendKeyPart(const rapidjson::Value& item, const KeyAttribute& attr, std::
   return AppendCanonicalKeyPart(attr.type, text, key).ok();
 }
 
+// At most this many ThrottlingReasons are read from one answer.
+constexpr size_t kMaxThrottleReasons = 8;
+
+// The reason as one of ThrottleReasonLabels(): "Other" for anything else.
+std::string ThrottleReasonLabel(absl::string_view reason) {
+  for (const std::string& known : ThrottleReasonLabels()) {
+    if (reason == known && known != "Other" && known != "Unspecified") return known;
+  }
+  return "Other";
+}
+
 BatchWriteResponse Malformed(BatchWriteResponse out, std::string why) {
   out.result = BatchResult{};
   out.result.kind = Kind::kRetryable;
@@ -175,6 +186,9 @@ BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
     out.error_class = response.timed_out ? "timeout" : "connection";
     r.error_code = response.timed_out ? "Timeout" : "ConnectionError";
     r.message = response.transport_error.empty() ? "no HTTP response" : response.transport_error;
+    // Only a request that never left has a known fate; after a timeout or
+    // a lost connection DynamoDB may still apply the call.
+    r.unknown_fate = !response.not_sent;
     return out;
   }
   if (response.status == 200) return ParseSuccess(response, schema, std::move(out));
@@ -189,11 +203,21 @@ BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
     type = ShortErrorType(StringOf(Member(doc, "__type")));
     message = std::string(StringOf(Member(doc, "message")));
     if (message.empty()) message = std::string(StringOf(Member(doc, "Message")));
+    // ThrottlingReasons: [{"reason": "...", "resource": "arn:..."}]
+    const rapidjson::Value* reasons = Member(doc, "ThrottlingReasons");
+    if (reasons != nullptr && reasons->IsArray()) {
+      for (const auto& entry : reasons->GetArray()) {
+        if (r.throttle_reasons.size() >= kMaxThrottleReasons) break;
+        const absl::string_view reason = StringOf(Member(entry, "reason"));
+        if (!reason.empty()) r.throttle_reasons.push_back(ThrottleReasonLabel(reason));
+      }
+    }
   }
   if (type.empty()) {
     if (const std::string* h = response.Header("x-amzn-errortype")) type = ShortErrorType(*h);
   }
   r.kind = ClassifyError(response.status, type, false, &r.throttled);
+  if (!r.throttled) r.throttle_reasons.clear();
   r.error_code = !type.empty() ? type
                  : response.status == 413 ? "RequestEntityTooLarge"
                                           : absl::StrCat("Http", response.status);

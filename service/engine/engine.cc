@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "service/codec/codec.h"
@@ -280,6 +281,23 @@ void Engine::SendReady(absl::Time now) {
   }
 }
 
+void Engine::CountThrottleReasons(const std::string& table, const BatchResult& result) {
+  if (result.throttle_reasons.empty()) {
+    metrics_->ThrottleReasons(table, "Unspecified").Increment();
+    return;
+  }
+  for (const std::string& reason : result.throttle_reasons) {
+    metrics_->ThrottleReasons(table, reason).Increment();
+    // An account quota is not something this sidecar's pacing can fix: the
+    // operator must raise the quota or spread the load.
+    if (absl::EndsWith(reason, "AccountLimitExceeded")) {
+      LogRateLimited(LogLevel::kError, absl::StrCat("account-limit/", table), absl::Seconds(10),
+                     "DynamoDB throttled on an account-level quota; request a quota increase",
+                     {{"table", table}, {"reason", reason}, {"message", result.message}});
+    }
+  }
+}
+
 void Engine::HandleCompletion(Completion c, absl::Time now) {
   Table& t = *tables_[c.table];
   metrics_->inflight_requests().Decrement();
@@ -306,6 +324,7 @@ void Engine::HandleCompletion(Completion c, absl::Time now) {
     }
   } else if (r.result.throttled) {
     metrics_->ThrottleEvents(t.schema.name, r.result.error_code).Increment();
+    CountThrottleReasons(t.schema.name, r.result);
     LogRateLimited(LogLevel::kInfo, absl::StrCat("throttled/", t.schema.name), absl::Seconds(10),
                    "BatchWriteItem throttled; retrying with backoff",
                    {{"table", t.schema.name}, {"error_code", r.result.error_code}});
@@ -484,6 +503,7 @@ void Engine::PublishGauges() {
     t->m->queue_bytes->Set(static_cast<double>(t->bytes.load(std::memory_order_relaxed)));
     double rate = t->batcher->rate_limiter().rate();
     t->m->send_rate_limit->Set(rate >= 1e9 ? 0 : rate);
+    t->m->paced_keys->Set(static_cast<double>(t->batcher->paced_keys(clock_->Now())));
     t->op_latency->Publish();
   }
 }

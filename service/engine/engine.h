@@ -161,6 +161,7 @@ class Engine {
   void Run();
   void Wake() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendReady(absl::Time now);
+  void CountThrottleReasons(const std::string& table, const BatchResult& result);
   void HandleCompletion(Completion c, absl::Time now);
   void DeliverResults(int table, std::vector<OpResult>* results, absl::Time now);
   void StartFlush(FlushRequest req);

@@ -62,6 +62,7 @@ EngineLiveSettings LiveSettingsFromConfig(const Config& config) {
   s.batching.linger = config.batching.linger;
   s.batching.max_items = static_cast<size_t>(config.batching.max_items);
   s.batching.max_inflight_calls = config.batching.max_inflight_calls;
+  s.batching.unknown_fate_hold = config.batching.unknown_fate_hold;
   s.retry.base = config.retry.base;
   s.retry.cap = config.retry.cap;
   s.retry.max_attempts = static_cast<uint32_t>(config.retry.max_attempts);

@@ -100,6 +100,11 @@ Metrics::Metrics(const std::vector<std::string>& tables)
                    .Help("Throttling signals: whole-call throttling errors and partial "
                          "UnprocessedItems (error=\"UnprocessedItems\").")
                    .Register(r);
+  throttle_reasons_ = &BuildCounter().Name("dynamo_batcher_throttle_reasons_total")
+                           .Help("Throttled calls by DynamoDB's ThrottlingReasons (one count per "
+                                 "reason given; \"Unspecified\" when none was, \"Other\" for "
+                                 "an unknown one).")
+                           .Register(r);
   retries_ = &BuildCounter().Name("dynamo_batcher_retries_total")
                   .Help("Op re-sends scheduled after unprocessed items or retryable errors.")
                   .Register(r);
@@ -127,6 +132,10 @@ Metrics::Metrics(const std::vector<std::string>& tables)
                        .Register(r);
   rate_ = &BuildGauge().Name("dynamo_batcher_send_rate_limit")
                .Help("Current adaptive send rate limit, items/s.").Register(r);
+  paced_keys_ = &BuildGauge().Name("dynamo_batcher_paced_keys")
+                     .Help("Partition-key values paced on their own because DynamoDB throttles "
+                           "them (hot partitions); the table rate is not lowered for them.")
+                     .Register(r);
   build_info_ = &BuildGauge().Name("dynamo_batcher_build_info")
                      .Help("Always 1; the version label says which build runs.").Register(r);
   credentials_ = &BuildGauge().Name("dynamo_batcher_credentials_provider")
@@ -182,6 +191,11 @@ Metrics::Metrics(const std::vector<std::string>& tables)
     for (const auto& error : KnownThrottleErrors()) {
       throttle_->Add({{"table", t}, {"error", error}});
     }
+    m.paced_keys = &paced_keys_->Add({{"table", t}});
+    throttle_->Add({{"table", t}, {"error", "UnprocessedItems"}});
+    for (const std::string& reason : ThrottleReasonLabels()) {
+      throttle_reasons_->Add({{"table", t}, {"reason", reason}});
+    }
     tables_.push_back(m);
   }
   // An op naming no configured table is counted without a table label.
@@ -197,6 +211,9 @@ prometheus::Counter& Metrics::Failed(const std::string& table, const std::string
 }
 prometheus::Counter& Metrics::ThrottleEvents(const std::string& table, const std::string& error) {
   return throttle_->Add({{"table", table}, {"error", error}});
+}
+prometheus::Counter& Metrics::ThrottleReasons(const std::string& table, const std::string& reason) {
+  return throttle_reasons_->Add({{"table", table}, {"reason", reason}});
 }
 prometheus::Counter& Metrics::HttpErrors(const std::string& error_class) {
   return http_errors_->Add({{"class", error_class}});

@@ -13,6 +13,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "service/common/types.h"
 
 struct mg_connection;
 struct mg_context;
@@ -45,6 +46,7 @@ class Metrics {
     prometheus::Gauge* queue_bytes;
     prometheus::Gauge* queue_budget_bytes;
     prometheus::Gauge* send_rate_limit;
+    prometheus::Gauge* paced_keys;
   };
 
   explicit Metrics(const std::vector<std::string>& tables);
@@ -58,6 +60,8 @@ class Metrics {
   prometheus::Counter& Failed(const std::string& table, const std::string& reason);
   prometheus::Counter& ThrottleEvents(const std::string& table, const std::string& error);
   prometheus::Counter& HttpErrors(const std::string& error_class);
+  // `reason`: one of ThrottleReasonLabels() (service/common/types.h).
+  prometheus::Counter& ThrottleReasons(const std::string& table, const std::string& reason);
   prometheus::Gauge& inflight_requests() { return *inflight_requests_; }
   prometheus::Gauge& active_streams() { return *active_streams_; }
   prometheus::Gauge& ready() { return *ready_; }
@@ -91,6 +95,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* batches_;
   prometheus::Family<prometheus::Counter>* unprocessed_;
   prometheus::Family<prometheus::Counter>* throttle_;
+  prometheus::Family<prometheus::Counter>* throttle_reasons_;
   prometheus::Family<prometheus::Counter>* retries_;
   prometheus::Family<prometheus::Counter>* dead_lettered_;
   prometheus::Family<prometheus::Counter>* wcu_;
@@ -103,6 +108,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* queue_bytes_;
   prometheus::Family<prometheus::Gauge>* queue_budget_;
   prometheus::Family<prometheus::Gauge>* rate_;
+  prometheus::Family<prometheus::Gauge>* paced_keys_;
   prometheus::Family<prometheus::Gauge>* build_info_;
   prometheus::Family<prometheus::Gauge>* credentials_;
   prometheus::Gauge* inflight_requests_;

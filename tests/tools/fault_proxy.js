@@ -62,7 +62,11 @@ function defaultConfig() {
     reset_fraction: 0,
     reset_after_forward_share: 0.5,
     forward_after_client_abort: false,
+    reset_late_forward_ms: 0,
     capacity: {},
+    unprocessed_item_fraction: 0,
+    key_capacity: {},
+    throttle_reasons: [],
     validation_error_keys: [],
     validation_key_attribute: 'pk',
   };
@@ -104,9 +108,11 @@ function mergeConfig(base, patch) {
         break;
       case 'latency_ms':
       case 'latency_jitter_ms':
+      case 'reset_late_forward_ms':
         cfg[key] = checkNonNegative(v, key);
         break;
       case 'unprocessed_fraction':
+      case 'unprocessed_item_fraction':
       case 'error_500_fraction':
       case 'error_503_fraction':
       case 'reset_fraction':
@@ -145,6 +151,34 @@ function mergeConfig(base, patch) {
         cfg.capacity = out;
         break;
       }
+      case 'key_capacity': {
+        checkObject(v, key);
+        const out = {};
+        for (const [table, spec] of Object.entries(v)) {
+          checkObject(spec, `key_capacity.${table}`);
+          for (const k of Object.keys(spec)) {
+            if (!['wcu_per_second', 'burst_seconds', 'attribute'].includes(k)) {
+              throw new Error(`key_capacity.${table}: unknown key ${JSON.stringify(k)}`);
+            }
+          }
+          const wcu = checkNonNegative(spec.wcu_per_second, `key_capacity.${table}.wcu_per_second`);
+          const burst = spec.burst_seconds === undefined ? 1 :
+            checkNonNegative(spec.burst_seconds, `key_capacity.${table}.burst_seconds`);
+          const attribute = spec.attribute === undefined ? 'pk' : spec.attribute;
+          if (typeof attribute !== 'string' || attribute === '') {
+            throw new Error(`key_capacity.${table}.attribute must be a non-empty string`);
+          }
+          out[table] = {wcu_per_second: wcu, burst_seconds: burst, attribute};
+        }
+        cfg.key_capacity = out;
+        break;
+      }
+      case 'throttle_reasons':
+        if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x !== '')) {
+          throw new Error('throttle_reasons must be a list of non-empty strings');
+        }
+        cfg.throttle_reasons = v.slice();
+        break;
       case 'validation_error_keys':
         if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
           throw new Error('validation_error_keys must be a list of strings');
@@ -285,9 +319,13 @@ function freshStats() {
     errors_503: 0,
     resets_before_forward: 0,
     resets_after_forward: 0,
+    late_forwards: 0,
     validation_errors_injected: 0,
     capacity_unprocessed_items: 0,
     capacity_throttles: 0,
+    key_capacity_unprocessed_items: 0,
+    key_capacity_throttles: 0,
+    unprocessed_item_injected: 0,
     dynalite_unprocessed_items: 0,
     target_errors: {},
     upstream_failures: 0,
@@ -325,6 +363,7 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
   let rng = makeRng(cfg.seed);
   let stats = freshStats();
   let buckets = {};  // table -> {tokens, last}
+  let keyBuckets = {};  // table -> Map(partition key value -> {tokens, last})
   const vlog = verbose ? (m) => log(`fault_proxy: ${m}`) : () => {};
 
   function setConfig(patch, replace) {
@@ -334,6 +373,7 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
     for (const table of new Set([...Object.keys(cfg.capacity), ...Object.keys(next.capacity)])) {
       if (JSON.stringify(cfg.capacity[table]) !== JSON.stringify(next.capacity[table])) delete buckets[table];
     }
+    if (JSON.stringify(cfg.key_capacity) !== JSON.stringify(next.key_capacity)) keyBuckets = {};
     cfg = next;
     if (reseed) rng = makeRng(cfg.seed);
     return cfg;
@@ -342,6 +382,7 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
   function reset() {
     stats = freshStats();
     buckets = {};
+    keyBuckets = {};
     rng = makeRng(cfg.seed);
   }
 
@@ -360,6 +401,40 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
     return false;
   }
 
+  // Partition key value of a write request for the key capacity model, as
+  // a string ('' when absent).
+  function partitionKeyOf(table, r) {
+    const spec = cfg.key_capacity[table];
+    const rec = (r.PutRequest && r.PutRequest.Item) || (r.DeleteRequest && r.DeleteRequest.Key);
+    const v = rec && spec && rec[spec.attribute];
+    return v && typeof v === 'object' ? JSON.stringify(v) : '';
+  }
+
+  // Per partition-key value bucket: DynamoDB caps each partition-key value
+  // (its partition) whatever the table's capacity.
+  function takeKeyTokens(table, pk, cost, nowMs) {
+    const spec = cfg.key_capacity[table];
+    if (!spec) return true;
+    const cap = spec.wcu_per_second * spec.burst_seconds;
+    const m = keyBuckets[table] || (keyBuckets[table] = new Map());
+    let b = m.get(pk);
+    if (!b) {
+      b = {tokens: cap, last: nowMs};
+      m.set(pk, b);
+    }
+    b.tokens = Math.min(cap, b.tokens + (nowMs - b.last) / 1000 * spec.wcu_per_second);
+    b.last = nowMs;
+    if (b.tokens >= cost) {
+      b.tokens -= cost;
+      return true;
+    }
+    return false;
+  }
+
+  function arn(table) {
+    return `arn:aws:dynamodb:us-east-1:000000000000:table/${table}`;
+  }
+
   function sendJson(res, status, obj, extraHeaders = {}) {
     const body = Buffer.from(JSON.stringify(obj));
     res.writeHead(status, {
@@ -372,9 +447,12 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
     res.end(body);
   }
 
-  function sendError(res, name, message) {
+  // `reasons`: ThrottlingReasons as [{reason, resource}] (throttling only).
+  function sendError(res, name, message, reasons) {
     const [status, type, defaultMessage] = ERRORS[name];
-    sendJson(res, status, {__type: type, message: message || defaultMessage});
+    const body = {__type: type, message: message || defaultMessage};
+    if (reasons && reasons.length) body.ThrottlingReasons = reasons;
+    sendJson(res, status, body);
   }
 
   function resetSocket(req) {
@@ -599,6 +677,20 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
       stats.forwarded_calls++;
       stats.items_forwarded += total;
       for (const t of tables) tableStats(stats, t).items_forwarded += data.RequestItems[t].length;
+      if (cfg.reset_late_forward_ms > 0) {
+        // The client loses the connection first and the write lands later:
+        // a call whose fate the client cannot know, applied after it gave up.
+        resetSocket(req);
+        await new Promise((r) => setTimeout(r, cfg.reset_late_forward_ms));
+        try {
+          const up = await forward(req, body);
+          accountForwarded(data.RequestItems, up);
+        } catch (err) {
+          stats.upstream_failures++;
+        }
+        stats.late_forwards++;  // counted once the target answered
+        return;
+      }
       try {
         const up = await forward(req, body);
         accountForwarded(data.RequestItems, up);
@@ -638,7 +730,8 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
       if (f > 0 && rng() < f) {
         stats.throttles_injected[name]++;
         vlog(`throttle ${name}`);
-        return sendError(res, name);
+        return sendError(res, name, undefined,
+            cfg.throttle_reasons.map((reason) => ({reason, resource: arn(tables[0])})));
       }
     }
     for (const [name, f] of Object.entries(cfg.error_fraction)) {
@@ -657,24 +750,42 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
     const randHeld = {};   // table -> count held back by unprocessed_fraction
     const addTo = (obj, t, r) => (obj[t] = obj[t] || []).push(r);
     const inc = (obj, t) => (obj[t] = (obj[t] || 0) + 1);
+    const keyHeld = {};    // table -> count held back by the key capacity model
+    const itemHeld = {};   // table -> count held back by unprocessed_item_fraction
     const now = Date.now();
     for (const t of tables) {
       for (const r of data.RequestItems[t]) {
-        if (cfg.capacity[t] && !takeTokens(t, requestWcu(r), now)) {
+        const wcu = requestWcu(r);
+        if (cfg.key_capacity[t] && !takeKeyTokens(t, partitionKeyOf(t, r), wcu, now)) {
+          addTo(injected, t, r);
+          inc(keyHeld, t);
+        } else if (cfg.capacity[t] && !takeTokens(t, wcu, now)) {
           addTo(injected, t, r);
           inc(capHeld, t);
+        } else if (cfg.unprocessed_item_fraction > 0 && rng() < cfg.unprocessed_item_fraction) {
+          addTo(injected, t, r);
+          inc(itemHeld, t);
         } else {
           addTo(keep, t, r);
         }
       }
     }
     let keptCount = Object.values(keep).reduce((a, l) => a + l.length, 0);
-    if (keptCount === 0 && total > 0) {
-      // Nothing fitted (only possible through the capacity model): DynamoDB
-      // answers the whole call with ProvisionedThroughputExceededException.
-      stats.capacity_throttles++;
+    const sum = (o) => Object.values(o).reduce((a, n) => a + n, 0);
+    if (keptCount === 0 && total > 0 && sum(keyHeld) + sum(capHeld) > 0) {
+      // Nothing fitted through a capacity model: DynamoDB answers the whole
+      // call with ProvisionedThroughputExceededException and says why.
+      const reasons = [];
+      if (sum(keyHeld) > 0) {
+        stats.key_capacity_throttles++;
+        reasons.push({reason: 'TableWriteKeyRangeThroughputExceeded', resource: arn(tables[0])});
+      }
+      if (sum(capHeld) > 0) {
+        stats.capacity_throttles++;
+        reasons.push({reason: 'TableWriteProvisionedThroughputExceeded', resource: arn(tables[0])});
+      }
       vlog('capacity exhausted: ProvisionedThroughputExceededException');
-      return sendError(res, 'ProvisionedThroughputExceededException');
+      return sendError(res, 'ProvisionedThroughputExceededException', undefined, reasons);
     }
 
     let randCalls = 0;
@@ -715,7 +826,13 @@ function createFaultProxy({target, config = {}, verbose = false, log = (m) => pr
         stats.unprocessed_injected_items += n;
         tableStats(stats, t).unprocessed_injected_items += n;
       }
-      stats.unprocessed_injected_calls += randCalls;
+      for (const [t, n] of Object.entries(itemHeld)) {
+        stats.unprocessed_item_injected += n;
+        stats.unprocessed_injected_items += n;
+        tableStats(stats, t).unprocessed_injected_items += n;
+      }
+      for (const n of Object.values(keyHeld)) stats.key_capacity_unprocessed_items += n;
+      stats.unprocessed_injected_calls += randCalls || sum(itemHeld) > 0 ? 1 : 0;
     };
 
     const injectedCount = Object.values(injected).reduce((a, l) => a + l.length, 0);
@@ -830,7 +947,13 @@ const USAGE = `Usage: node tests/tools/fault_proxy.js --target http://127.0.0.1:
   --error NAME=F                  repeatable; NAME: ${Object.keys(ERRORS).join(' | ')}
   --error-500-fraction F  --error-503-fraction F
   --reset-fraction F  --reset-after-forward-share F
+  --reset-late-forward-ms MS      resets after forwarding reset the client
+                                  first and forward MS later (late landing)
   --capacity TABLE=WCU[:BURST_SECONDS]   repeatable
+  --unprocessed-item-fraction F   each item unprocessed with probability F
+  --key-capacity TABLE=WCU[:BURST_SECONDS]  per partition-key value (attribute pk;
+                                  other attribute: --set key_capacity=...)
+  --throttle-reason REASON        repeatable; ThrottlingReasons of injected throttles
   --validation-error-key KEY      repeatable
   --validation-key-attribute NAME (default pk)
   --set KEY=JSON                  any config key, e.g. --set 'capacity={"t":{"wcu_per_second":5}}'
@@ -857,6 +980,8 @@ function parseCli(argv) {
     '--unprocessed-fraction': 'unprocessed_fraction', '--error-500-fraction': 'error_500_fraction',
     '--error-503-fraction': 'error_503_fraction', '--reset-fraction': 'reset_fraction',
     '--reset-after-forward-share': 'reset_after_forward_share',
+    '--reset-late-forward-ms': 'reset_late_forward_ms',
+    '--unprocessed-item-fraction': 'unprocessed_item_fraction',
   };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
@@ -901,6 +1026,13 @@ function parseCli(argv) {
       const [wcu, burst] = spec.split(':');
       p.capacity = {...(p.capacity || {}), [table]: {wcu_per_second: num(wcu, a),
         ...(burst !== undefined ? {burst_seconds: num(burst, a)} : {})}};
+    } else if (a === '--key-capacity') {
+      const [table, spec] = kv(next(), a);
+      const [wcu, burst] = spec.split(':');
+      p.key_capacity = {...(p.key_capacity || {}), [table]: {wcu_per_second: num(wcu, a),
+        ...(burst !== undefined ? {burst_seconds: num(burst, a)} : {})}};
+    } else if (a === '--throttle-reason') {
+      p.throttle_reasons = (p.throttle_reasons || []).concat([next()]);
     } else if (a === '--validation-error-key') {
       p.validation_error_keys = (p.validation_error_keys || []).concat([next()]);
     } else if (a === '--validation-key-attribute') {
@@ -952,7 +1084,7 @@ function main() {
     // --capacity) add to the file's map instead of replacing it.
     const base = mergeConfig(defaultConfig(), config);
     const patch = {...cli.patch};
-    for (const k of ['throttle_fraction', 'error_fraction', 'capacity']) {
+    for (const k of ['throttle_fraction', 'error_fraction', 'capacity', 'key_capacity']) {
       if (patch[k]) patch[k] = {...base[k], ...patch[k]};
     }
     proxy = createFaultProxy({target: cli.target, config: mergeConfig(base, patch), verbose: cli.verbose,

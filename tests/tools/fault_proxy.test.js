@@ -303,6 +303,79 @@ test('connection resets before and after forwarding', async () => {
   assert.equal(s.items_written, 3);
 });
 
+test('late forward: the client is reset first and the write lands later', async () => {
+  const t = await freshTable('late');
+  await phase({reset_fraction: 1, reset_after_forward_share: 1, reset_late_forward_ms: 400});
+  const t0 = Date.now();
+  await assert.rejects(ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('z', 2)}}));
+  assert.ok(Date.now() - t0 < 300, 'the client saw the reset before the forward');
+  assert.equal((await keysIn(t)).size, 0, 'not landed yet');
+  await new Promise((r) => setTimeout(r, 700));
+  assert.equal((await keysIn(t)).size, 2, 'landed after the reset');
+  const s = await stats();
+  assert.equal(s.resets_after_forward, 1);
+  assert.equal(s.late_forwards, 1);
+});
+
+test('per-item unprocessed: each item held back independently, really not written', async () => {
+  const t = await freshTable('item');
+  await phase({seed: 5, unprocessed_item_fraction: 0.3});
+  let held = 0;
+  let sent = 0;
+  const back = new Set();
+  for (let i = 0; i < 40; i++) {
+    const res = await ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts(`c${i}_`, 25)}});
+    assert.equal(res.status, 200, res.body);
+    const list = JSON.parse(res.body).UnprocessedItems[t] || [];
+    for (const r of list) back.add(r.PutRequest.Item.pk.S);
+    held += list.length;
+    sent += 25;
+  }
+  assert.ok(held > 0.25 * sent && held < 0.35 * sent, `held ${held} of ${sent}`);
+  const written = await keysIn(t);
+  assert.equal(written.size, sent - held);
+  for (const k of back) assert.ok(!written.has(k), `${k} was returned unprocessed but written`);
+  const s = await stats();
+  assert.equal(s.unprocessed_item_injected, held);
+  assert.equal(s.unprocessed_injected_items, held);
+});
+
+test('key capacity caps each partition-key value and throttles with a key-range reason', async () => {
+  const t = `keycap_${process.pid}`;
+  await ddb.createTable(direct, t, {name: 'pk', type: 'S'}, {name: 'sk', type: 'N'});
+  await phase({key_capacity: {[t]: {wcu_per_second: 10, burst_seconds: 1}}});
+  const item = (pk, sk) => ({PutRequest: {Item: {pk: {S: pk}, sk: {N: String(sk)}}}});
+  const reqs = [];
+  for (let i = 0; i < 20; i++) reqs.push(item('hot', i));
+  for (let i = 0; i < 5; i++) reqs.push(item(`cold${i}`, 0));
+  const res = await ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: reqs}});
+  assert.equal(res.status, 200, res.body);
+  const back = JSON.parse(res.body).UnprocessedItems[t] || [];
+  assert.ok(back.length >= 9 && back.length <= 10, `held ${back.length}`);
+  assert.ok(back.every((r) => r.PutRequest.Item.pk.S === 'hot'), 'only the hot key is held back');
+  // The hot key's bucket is empty now: a call of only hot items is refused whole.
+  const all = await ddb.rawCall(viaProxy, 'BatchWriteItem',
+      {RequestItems: {[t]: [item('hot', 100), item('hot', 101), item('hot', 102)]}});
+  assert.equal(all.status, 400);
+  const body = JSON.parse(all.body);
+  assert.match(body.__type, /ProvisionedThroughputExceededException/);
+  assert.deepEqual(body.ThrottlingReasons,
+      [{reason: 'TableWriteKeyRangeThroughputExceeded', resource: `arn:aws:dynamodb:us-east-1:000000000000:table/${t}`}]);
+  const s = await stats();
+  assert.equal(s.key_capacity_throttles, 1);
+  assert.equal(s.key_capacity_unprocessed_items, back.length);
+});
+
+test('injected throttles carry the configured ThrottlingReasons', async () => {
+  const t = await freshTable('reason');
+  await phase({throttle_fraction: {ThrottlingException: 1},
+    throttle_reasons: ['TableWriteMaxOnDemandThroughputExceeded']});
+  const res = await ddb.rawCall(viaProxy, 'BatchWriteItem', {RequestItems: {[t]: puts('r', 2)}});
+  assert.equal(res.status, 400);
+  assert.deepEqual(JSON.parse(res.body).ThrottlingReasons.map((r) => r.reason),
+      ['TableWriteMaxOnDemandThroughputExceeded']);
+});
+
 test('latency applies to all actions', async () => {
   await phase({latency_ms: 150});
   const t = await freshTable('lat');

@@ -1,5 +1,9 @@
 #include "service/batching/rate_limiter.h"
 
+#include <cstdio>
+#include <deque>
+#include <random>
+
 #include "gtest/gtest.h"
 
 namespace dynamo_batcher {
@@ -215,6 +219,122 @@ TEST(RateLimiter, MeasuredRateIsSaneRightAfterStart) {
   absl::Time now = kT0;
   SendSteadily(&l, 2000, 0.1, &now);  // 200 items in 100 ms
   EXPECT_NEAR(l.MeasuredRate(), 2000, 400);
+}
+
+
+// A closed-loop simulation of one table's sender against a model backend:
+// demand `offered` items/s in 25-item calls, answered after 10 ms; the
+// backend has a capacity (token bucket, 1 s burst; 0 = unlimited), loses
+// `item_loss` of the accepted items at random (UnprocessedItems whatever the
+// rate) and refuses `call_throttle` of the calls whole at random.
+struct SimResult {
+  double goodput = 0;     // accepted items/s over the last half
+  double mean_rate = 0;   // mean rate() over the last half
+  double throttled_calls = 0;  // share of calls with any loss, last half
+};
+
+SimResult Simulate(RateLimiter* l, double offered, double capacity, double item_loss,
+                   double call_throttle, double seconds, uint32_t seed = 1) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  const absl::Duration tick = absl::Milliseconds(1);
+  const absl::Duration latency = absl::Milliseconds(10);
+  absl::Time now = kT0;
+  const absl::Time end = kT0 + absl::Seconds(seconds);
+  const absl::Time half = kT0 + absl::Seconds(seconds / 2);
+  double backlog = 0;
+  double bucket = capacity;
+  struct Call { absl::Time at; double sent, lost; bool throttled; };
+  std::deque<Call> inflight;
+  double accepted = 0, rate_sum = 0, ticks = 0, calls = 0, lossy = 0;
+  while (now < end) {
+    backlog = std::min(backlog + offered * absl::ToDoubleSeconds(tick), 5000.0);
+    if (capacity > 0) bucket = std::min(capacity, bucket + capacity * absl::ToDoubleSeconds(tick));
+    while (backlog >= 25 && inflight.size() < 8) {
+      absl::Time ready_at;
+      if (!l->TryAcquire(25, now, &ready_at)) break;
+      backlog -= 25;
+      Call c{now + latency, 25, 0, false};
+      if (u(rng) < call_throttle) {
+        c.throttled = true;
+        c.lost = 25;
+      } else {
+        for (int i = 0; i < 25; ++i) {
+          bool ok = capacity <= 0 || bucket >= 1;
+          if (ok && capacity > 0) bucket -= 1;
+          if (ok && u(rng) < item_loss) ok = false;
+          if (!ok) c.lost += 1;
+        }
+        if (c.lost == 25 && capacity > 0) c.throttled = true;
+      }
+      inflight.push_back(c);
+    }
+    while (!inflight.empty() && inflight.front().at <= now) {
+      const Call c = inflight.front();
+      inflight.pop_front();
+      l->OnResult(c.sent, c.throttled ? 0 : c.lost, c.throttled, now);
+      backlog += c.lost;  // retried
+      if (now >= half) {
+        accepted += c.sent - c.lost;
+        ++calls;
+        if (c.lost > 0) ++lossy;
+      }
+    }
+    if (now >= half) {
+      rate_sum += std::min(l->rate(), 1e6);
+      ++ticks;
+    }
+    now += tick;
+  }
+  SimResult r;
+  r.goodput = accepted / (seconds / 2);
+  r.mean_rate = rate_sum / ticks;
+  r.throttled_calls = calls > 0 ? lossy / calls : 0;
+  return r;
+}
+
+RateLimiterOptions Defaults() {
+  RateLimiterOptions o;  // unlimited start, CUBIC, as the sidecar runs
+  o.min_rate = 25;
+  o.increase_per_second = 500;
+  return o;
+}
+
+// 30% of every call's items come back unprocessed and 10% of calls are
+// throttled whole, whatever the rate. Before: each loss was a decrease and
+// the rate collapsed to min_rate (25 items/s). Now the first decreases are
+// found not to help and are undone.
+TEST(RateLimiter, RateIndependentLossDoesNotCollapseTheRate) {
+  RateLimiter l(Defaults());
+  const SimResult r = Simulate(&l, 3000, 0, 0.3, 0.1, 20);
+  std::printf("[figures] random loss: goodput %.0f items/s of 3000 offered, mean rate %.0f, "
+              "floor %.2f, decreases undone %llu\n", r.goodput, r.mean_rate, l.loss_floor(),
+              static_cast<unsigned long long>(l.reverted_decreases()));
+  EXPECT_GE(r.goodput, 0.9 * 3000 * 0.7 * 0.9);  // the offered rate times what the loss lets through
+  EXPECT_GE(r.mean_rate, 2000);
+}
+
+// The same controller still follows a real capacity limit: the decreases
+// help there (the lost share falls as the rate falls) and are kept.
+TEST(RateLimiter, CapacityLimitIsStillFollowed) {
+  RateLimiter l(Defaults());
+  const SimResult r = Simulate(&l, 6000, 2000, 0, 0, 20);
+  std::printf("[figures] capacity 2000/s at 3x: goodput %.0f, mean rate %.0f, lossy calls %.1f%%\n",
+              r.goodput, r.mean_rate, 100 * r.throttled_calls);
+  EXPECT_GE(r.goodput, 0.9 * 2000);
+  EXPECT_LE(r.mean_rate, 1.5 * 2000);
+  EXPECT_LE(r.throttled_calls, 0.15);
+}
+
+// Both at once: 30% random loss on top of a capacity limit. The loss floor
+// is learnt, and the capacity still bounds the rate.
+TEST(RateLimiter, CapacityLimitIsFollowedOnTopOfRandomLoss) {
+  RateLimiter l(Defaults());
+  const SimResult r = Simulate(&l, 6000, 2000, 0.3, 0, 20);
+  std::printf("[figures] capacity 2000/s at 3x + 30%% random loss: goodput %.0f, mean rate %.0f, "
+              "floor %.2f\n", r.goodput, r.mean_rate, l.loss_floor());
+  EXPECT_GE(r.goodput, 0.85 * 2000 * 0.7);
+  EXPECT_LE(r.mean_rate, 2.0 * 2000);
 }
 
 }  // namespace

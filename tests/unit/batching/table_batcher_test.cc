@@ -453,6 +453,116 @@ TEST(Batcher, RetryOfOldValueNeverLandsAfterNewer) {
   EXPECT_EQ(b->pending_ops(), 0u);
 }
 
+BatchResult TimedOut() {
+  BatchResult r;
+  r.kind = BatchResult::Kind::kRetryable;
+  r.unknown_fate = true;
+  r.error_code = "Timeout";
+  r.message = "timeout";
+  return r;
+}
+
+// A call that timed out may still be applied by DynamoDB later. A newer
+// write to one of its keys, blocked behind it, must not go out before
+// unknown_fate_hold has passed since the call ended; other keys are free.
+TEST(Batcher, UnknownFateHoldsNewerWriteBlockedBehindTheCall) {
+  BatchingOptions o = Options();
+  o.unknown_fate_hold = absl::Seconds(3);
+  auto b = MakeBatcher(o);
+  b->Add(MakeOp(1, "k1", kT0), kT0);
+  b->Flush();
+  auto first = b->TakeBatch(kT0);
+  ASSERT_TRUE(first.has_value());
+  b->Add(MakeOp(2, "k1", kT0), kT0);  // blocked behind the call
+  std::vector<OpResult> results;
+  const absl::Time ended = kT0 + absl::Seconds(10);
+  b->OnBatchResult(first->id, TimedOut(), ended, &results);
+  EXPECT_TRUE(results.empty());
+  EXPECT_EQ(b->held_keys(ended), 1u);
+  b->Add(MakeOp(3, "k2", ended), ended);  // another key: not held
+  absl::Time now = ended;
+  auto other = NextBatch(b.get(), &now);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_THAT(Keys(*other), ElementsAre("k2"));
+  EXPECT_LT(now, ended + absl::Milliseconds(100));
+  EXPECT_FALSE(b->TakeBatch(ended + absl::Seconds(3) - absl::Milliseconds(1)).has_value());
+  auto held = NextBatch(b.get(), &now);
+  ASSERT_TRUE(held.has_value());
+  EXPECT_GE(now, ended + absl::Seconds(3));
+  ASSERT_EQ(held->request_jsons.size(), 1u);
+  EXPECT_EQ(*held->request_jsons[0], PutJson("k1", 2));  // v1 is never re-sent over it
+  b->OnBatchResult(held->id, Success(), now, &results);
+  auto by_id = ById(results);
+  EXPECT_EQ(by_id[1].outcome, Outcome::kCoalesced);
+  EXPECT_EQ(by_id[2].outcome, Outcome::kWritten);
+  EXPECT_EQ(b->held_keys(now), 0u);
+}
+
+// The hold covers writes that arrive after the call ended too, and the
+// retry of the unknown-fate write itself (it backs off at least that long).
+TEST(Batcher, UnknownFateHoldsRetryAndLaterArrivals) {
+  BatchingOptions o = Options();
+  o.unknown_fate_hold = absl::Seconds(2);
+  auto b = MakeBatcher(o);
+  b->Add(MakeOp(1, "k1", kT0), kT0);
+  b->Flush();
+  auto first = b->TakeBatch(kT0);
+  ASSERT_TRUE(first.has_value());
+  std::vector<OpResult> results;
+  const absl::Time ended = kT0 + absl::Seconds(1);
+  b->OnBatchResult(first->id, TimedOut(), ended, &results);
+  EXPECT_EQ(b->NextWakeup(ended), ended + absl::Seconds(2));
+  b->Add(MakeOp(2, "k1", ended), ended);
+  b->Flush();
+  EXPECT_FALSE(b->TakeBatch(ended + absl::Milliseconds(1999)).has_value());
+  auto next = b->TakeBatch(ended + absl::Seconds(2));
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(*next->request_jsons[0], PutJson("k1", 2));
+}
+
+// A write to a key whose earlier call failed for good after a timeout
+// (retries exhausted) still waits out the hold.
+TEST(Batcher, UnknownFateHoldOutlivesTheFailedOp) {
+  BatchingOptions o = Options();
+  o.unknown_fate_hold = absl::Seconds(2);
+  RetryOptions r = Retry();
+  r.max_attempts = 1;
+  auto b = MakeBatcher(o, r);
+  b->Add(MakeOp(1, "k1", kT0), kT0);
+  b->Flush();
+  auto first = b->TakeBatch(kT0);
+  ASSERT_TRUE(first.has_value());
+  std::vector<OpResult> results;
+  b->OnBatchResult(first->id, TimedOut(), kT0, &results);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome, Outcome::kFailed);
+  b->Add(MakeOp(2, "k1", kT0), kT0);
+  b->Flush();
+  EXPECT_FALSE(b->TakeBatch(kT0 + absl::Milliseconds(1999)).has_value());
+  EXPECT_TRUE(b->TakeBatch(kT0 + absl::Seconds(2)).has_value());
+}
+
+// Errors with a known fate (an answer came back) and a zero hold do not
+// delay anything.
+TEST(Batcher, KnownFateErrorsAreNotHeld) {
+  for (bool zero_hold : {false, true}) {
+    BatchingOptions o = Options();
+    if (zero_hold) o.unknown_fate_hold = absl::ZeroDuration();
+    auto b = MakeBatcher(o);
+    b->Add(MakeOp(1, "k1", kT0), kT0);
+    b->Flush();
+    auto first = b->TakeBatch(kT0);
+    ASSERT_TRUE(first.has_value());
+    b->Add(MakeOp(2, "k1", kT0), kT0);
+    std::vector<OpResult> results;
+    BatchResult r = zero_hold ? TimedOut() : Throttled();
+    b->OnBatchResult(first->id, r, kT0, &results);
+    absl::Time now = kT0;
+    ASSERT_TRUE(NextBatch(b.get(), &now).has_value());
+    EXPECT_LT(now, kT0 + absl::Milliseconds(100)) << "zero_hold=" << zero_hold;
+  }
+}
+
 TEST(Batcher, CoalescedOpsFailWithTheirHead) {
   auto b = MakeBatcher();
   b->Add(MakeOp(1, "k1", kT0), kT0);
@@ -827,6 +937,90 @@ TEST(Batcher, ThrottlingLowersTheRateOtherErrorsDoNot) {
 
 // Random adds, flushes and (out-of-order, partly failing) answers over a few
 // keys, checking the per-key guarantees at every step against a model.
+// ThrottlingReasons that blame only a hot key range leave the table rate
+// alone; table-level reasons lower it as before.
+TEST(Batcher, KeyRangeThrottlesDoNotLowerTheTableRate) {
+  for (const char* reason : {"TableWriteKeyRangeThroughputExceeded",
+                             "TableWriteProvisionedThroughputExceeded"}) {
+    RateLimiterOptions l;
+    l.initial_rate = 1000;
+    l.max_rate = 1000;
+    auto b = MakeBatcher(Options(), Retry(), l);
+    b->Add(MakeOp(1, "k1", kT0), kT0);
+    b->Flush();
+    auto batch = b->TakeBatch(kT0);
+    ASSERT_TRUE(batch.has_value());
+    BatchResult r = Throttled();
+    r.throttle_reasons = {reason};
+    std::vector<OpResult> results;
+    b->OnBatchResult(batch->id, r, kT0 + absl::Milliseconds(1), &results);
+    const bool key_range = std::string(reason).find("KeyRange") != std::string::npos;
+    if (key_range) {
+      EXPECT_EQ(b->rate_limiter().rate(), 1000) << reason;
+    } else {
+      EXPECT_LT(b->rate_limiter().rate(), 1000) << reason;
+    }
+    EXPECT_EQ(b->stats().retries, 1u) << reason;  // backs off either way
+  }
+}
+
+// A canonical key of a pk+sk table: tag, 4-byte big-endian length, bytes.
+std::string CanonicalKey(const std::string& pk, int sk) {
+  std::string out;
+  for (const std::string& v : {pk, std::to_string(sk)}) {
+    const uint32_t n = static_cast<uint32_t>(v.size());
+    out += 'S';
+    out += static_cast<char>(n >> 24);
+    out += static_cast<char>(n >> 16);
+    out += static_cast<char>(n >> 8);
+    out += static_cast<char>(n);
+    out += v;
+  }
+  return out;
+}
+
+// A hot partition key (DynamoDB leaves most of its items unprocessed while
+// the rest of each call goes through) is paced on its own: the table rate
+// stays, the other keys keep flowing, and the hot key's writes wait while
+// still coalescing newer writes to the same item.
+TEST(Batcher, HotPartitionKeyIsPacedNotTheTable) {
+  RateLimiterOptions l;
+  l.initial_rate = 1000;
+  l.max_rate = 1000;
+  auto b = MakeBatcher(Options(), Retry(), l);
+  absl::Time now = kT0;
+  uint64_t id = 1;
+  std::vector<OpResult> results;
+  size_t cold_sent = 0;
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < 10; ++i) b->Add(MakeOp(id++, CanonicalKey("hot", i), now), now);
+    for (int i = 0; i < 15; ++i) {
+      b->Add(MakeOp(id++, CanonicalKey("c" + std::to_string(round * 15 + i), 0), now), now);
+    }
+    b->Flush();
+    while (auto batch = b->TakeBatch(now)) {
+      std::vector<std::string> unprocessed;
+      int hot_ok = 0;
+      for (const std::string* k : batch->keys) {
+        if (PartitionKeyPart(*k) == PartitionKeyPart(CanonicalKey("hot", 0))) {
+          if (++hot_ok > 2) unprocessed.push_back(*k);  // 2 per call get through
+        } else {
+          ++cold_sent;
+        }
+      }
+      b->OnBatchResult(batch->id, Success(unprocessed), now + absl::Milliseconds(5), &results);
+    }
+    now += absl::Milliseconds(50);
+  }
+  EXPECT_EQ(b->paced_keys(now), 1u);
+  EXPECT_EQ(b->rate_limiter().rate(), 1000) << "the table rate is not lowered for a hot key";
+  EXPECT_EQ(cold_sent, 20u * 15u) << "every other key was sent in its round";
+  // A newer write to a parked hot item coalesces into it.
+  const uint64_t coalesced = b->stats().coalesced;
+  b->Add(MakeOp(id++, CanonicalKey("hot", 3), now), now);
+  EXPECT_EQ(b->stats().coalesced, coalesced + 1);
+}
+
 TEST(Batcher, RandomizedModel) {
   for (uint64_t seed = 1; seed <= 6; ++seed) {
     SCOPED_TRACE(seed);

@@ -77,6 +77,16 @@ TEST(Config, BadDurationIsRejected) {
   EXPECT_THAT(s.message(), HasSubstr("duration"));
 }
 
+TEST(Config, UnknownFateHoldParsesAndIsBounded) {
+  auto c = ParseConfig(std::string(kMinimal) + "batching:\n  unknown_fate_hold: 1500ms\n", "test.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->batching.unknown_fate_hold, absl::Milliseconds(1500));
+  EXPECT_EQ(ParseConfig(kMinimal, "test.yaml")->batching.unknown_fate_hold, absl::Seconds(5));
+  absl::Status s = ErrorOf(std::string(kMinimal) + "batching:\n  unknown_fate_hold: 1h\n");
+  EXPECT_THAT(s.message(), HasSubstr("batching.unknown_fate_hold"));
+  EXPECT_THAT(s.message(), HasSubstr("must be between"));
+}
+
 TEST(Config, BadKeyTypeIsRejected) {
   absl::Status s = ErrorOf("tables:\n  - name: events\n    partition_key: {name: pk, type: X}\n");
   EXPECT_THAT(s.message(), HasSubstr("tables[0].partition_key.type"));

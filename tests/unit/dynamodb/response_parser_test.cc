@@ -110,6 +110,37 @@ TEST(ParseBatchWriteResponse, ThrottlingErrorsAreRetryableAndThrottled) {
   }
 }
 
+TEST(ParseBatchWriteResponse, ThrottlingReasonsAreReadAndUnknownOnesAreOther) {
+  const BatchWriteResponse r = ParseBatchWriteResponse(
+      Http(400, R"({"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                    "message":"hot","ThrottlingReasons":[
+          {"reason":"TableWriteKeyRangeThroughputExceeded","resource":"arn:aws:dynamodb:us-east-1:1:table/events"},
+          {"reason":"IndexWriteAccountLimitExceeded","resource":"arn:aws:dynamodb:us-east-1:1:table/events/index/g"},
+          {"reason":"SomethingNew\u0001","resource":"x"},
+          {"resource":"no reason"}, 7, null]})"),
+      EventsSchema());
+  EXPECT_TRUE(r.result.throttled);
+  EXPECT_EQ(r.result.throttle_reasons,
+            (std::vector<std::string>{"TableWriteKeyRangeThroughputExceeded",
+                                      "IndexWriteAccountLimitExceeded", "Other"}));
+  // No reasons, or reasons on an error that is not throttling: nothing.
+  EXPECT_TRUE(ParseBatchWriteResponse(Error(400, "ThrottlingException"), EventsSchema())
+                  .result.throttle_reasons.empty());
+  EXPECT_TRUE(ParseBatchWriteResponse(
+                  Http(500, R"({"__type":"InternalServerError","ThrottlingReasons":[
+                                {"reason":"TableWriteProvisionedThroughputExceeded"}]})"),
+                  EventsSchema())
+                  .result.throttle_reasons.empty());
+  // A hostile list is read up to a bound.
+  std::string many = R"({"__type":"ThrottlingException","ThrottlingReasons":[)";
+  for (int i = 0; i < 1000; ++i) {
+    many += std::string(i ? "," : "") + R"({"reason":"TableWriteProvisionedThroughputExceeded"})";
+  }
+  many += "]}";
+  EXPECT_EQ(ParseBatchWriteResponse(Http(400, many), EventsSchema()).result.throttle_reasons.size(),
+            8u);
+}
+
 TEST(ParseBatchWriteResponse, ValidationExceptionIsBisectedAndReadsCapitalMessage) {
   const BatchWriteResponse r = ParseBatchWriteResponse(
       Http(400, R"({"__type":"com.amazon.coral.validate#ValidationException","Message":"Provided list of item keys contains duplicates"})"),
@@ -196,6 +227,23 @@ TEST(ParseBatchWriteResponse, TransportErrorsAreRetryableWithTheirClass) {
   EXPECT_EQ(r.result.kind, Kind::kRetryable);
   EXPECT_EQ(r.error_class, "connection");
   EXPECT_EQ(r.result.message, "connection reset");
+}
+
+TEST(ParseBatchWriteResponse, TimeoutsAndLostConnectionsHaveUnknownFate) {
+  HttpResponse timeout;
+  timeout.transport_error = "timeout";
+  timeout.timed_out = true;
+  EXPECT_TRUE(ParseBatchWriteResponse(timeout, EventsSchema()).result.unknown_fate);
+  HttpResponse reset;
+  reset.transport_error = "connection reset";
+  EXPECT_TRUE(ParseBatchWriteResponse(reset, EventsSchema()).result.unknown_fate);
+  HttpResponse refused;
+  refused.transport_error = "connection refused";
+  refused.not_sent = true;
+  EXPECT_FALSE(ParseBatchWriteResponse(refused, EventsSchema()).result.unknown_fate);
+  // An answer, even an error, means the call's fate is known.
+  EXPECT_FALSE(ParseBatchWriteResponse(Error(500, "InternalServerError"), EventsSchema())
+                   .result.unknown_fate);
 }
 
 TEST(ParseBatchWriteResponse, GarbageOkBodyIsRetryableMalformedResponse) {
