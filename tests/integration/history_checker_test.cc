@@ -652,7 +652,6 @@ dead_letter:
     auto stub = v1::WriteBatcher::NewStub(channel);
     int n = 0;
     while (NowNs() < t_end_chaos_) {
-      std::vector<std::string> modes = {"normal"};
       uint64_t r = rng() % 100;
       std::string mode = "normal";
       if (r < 20 && Enabled("cancel")) {
