@@ -314,9 +314,11 @@ int Run(int argc, char** argv) {
     std::lock_guard<std::mutex> lock(health_mu);
     if (health_final) return;
     health_final = final_state;
-    serving = on;
+    // gRPC health first: whoever sees /readyz change can rely on gRPC
+    // health having changed already.
     health->SetServingStatus(on);
     health->SetServingStatus(kServiceName, on);
+    serving = on;
     metrics.ready().Set(on ? 1 : 0);
   };
   set_serving(false);
