@@ -33,8 +33,11 @@
 //                 everything else on the key resolved or its stream ended;
 //                 when it is WRITTEN the table holds exactly its value (or
 //                 nothing, for a delete).
-//  rss            the sidecar's VmRSS stays under buffer.max_bytes + a stated
-//                 overhead (64 MiB, the figure the benchmarks document).
+//  rss            the sidecar's VmRSS grows over its VmRSS once ready by no
+//                 more than the documented bound, computed from the config it
+//                 is given: buffer.max_bytes + server.grpc_memory_bytes
+//                 + 3 x the peak sum of the open Write streams' largest
+//                 messages + a fixed 32 MiB.
 //
 // "a precedes b" (same key) is claimed only where the order in which the
 // sidecar saw them is known:
@@ -71,7 +74,8 @@
 //   timeouts     latency around call_timeout, with timed-out calls still
 //                forwarded later (unknown fate)
 //   kill         SIGKILL and restart of the sidecar (2 per run, or one per 30 s)
-// --rss-overhead-mib=N (HISTORY_CHECKER_RSS_OVERHEAD_MIB, default 64).
+// --rss-overhead-mib=N (HISTORY_CHECKER_RSS_OVERHEAD_MIB, default 32, the fixed
+// overhead the memory bound states).
 // The full history of a failed run is written to test-tmp/history_checker_dump-PID/.
 
 #include <signal.h>
