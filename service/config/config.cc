@@ -511,7 +511,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
       r.Bytes(bu, "buffer", "max_table_bytes", 1 << 20, 1ull << 40, &c.buffer.max_table_bytes);
     }
     if (YAML::Node s = root["server"]) {
-      r.CheckKeys(s, "server", {"max_message_bytes", "max_ops_per_message", "max_streams",
+      r.CheckKeys(s, "server", {"max_message_bytes", "grpc_memory_bytes", "max_ops_per_message", "max_streams",
                                 "max_unary_calls", "max_inflight_ops_per_stream",
                                 "unix_socket_mode", "tls", "allow_insecure_remote"});
       r.Bool(s, "server", "allow_insecure_remote", &c.server.allow_insecure_remote);
@@ -541,6 +541,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
         }
       }
       r.Bytes(s, "server", "max_message_bytes", 4096, 1ull << 30, &c.server.max_message_bytes);
+      r.Bytes(s, "server", "grpc_memory_bytes", 1 << 20, 1ull << 40, &c.server.grpc_memory_bytes);
       r.Int(s, "server", "max_ops_per_message", 1, 1000000, &c.server.max_ops_per_message);
       r.Int(s, "server", "max_streams", 1, 1000000, &c.server.max_streams);
       r.Int(s, "server", "max_unary_calls", 1, 1000000, &c.server.max_unary_calls);

@@ -76,6 +76,10 @@ struct Config {
 
   struct Server {
     uint64_t max_message_bytes = 8ull << 20;
+    // Memory gRPC may use for its transport (read buffers, HTTP/2 flow-control
+    // windows, messages being received): a grpc::ResourceQuota on the server.
+    // Under pressure gRPC shrinks its windows and stops reading sockets.
+    uint64_t grpc_memory_bytes = 64ull << 20;
     int max_ops_per_message = 10000;
     int max_streams = 1024;
     // Concurrent unary calls (Put, Delete, Flush); more: RESOURCE_EXHAUSTED.

@@ -22,6 +22,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 
 #include "absl/strings/str_cat.h"
 #include "prometheus/counter.h"
@@ -284,6 +285,15 @@ int Run(int argc, char** argv) {
   int bound_port = 0;
   builder.AddListeningPort(config.listen, *listen_credentials, &bound_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.server.max_message_bytes));
+  // gRPC's own memory (socket read buffers, HTTP/2 windows, messages being
+  // received) is bounded by a quota: under pressure the transport shrinks its
+  // flow-control windows and stops reading. BDP probing would otherwise grow
+  // each connection's window towards its bandwidth-delay product, whatever
+  // the number of connections.
+  grpc::ResourceQuota grpc_quota("dynamo-batcher");
+  grpc_quota.Resize(static_cast<size_t>(config.server.grpc_memory_bytes));
+  builder.SetResourceQuota(grpc_quota);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || (bound_port == 0 && config.listen.rfind("unix:", 0) != 0)) {

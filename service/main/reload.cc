@@ -135,6 +135,7 @@ std::vector<std::string> RestartOnlyChanges(const Config& a, const Config& b) {
   const auto& sa = a.server;
   const auto& sb = b.server;
   check(sa.max_message_bytes == sb.max_message_bytes, "server.max_message_bytes");
+  check(sa.grpc_memory_bytes == sb.grpc_memory_bytes, "server.grpc_memory_bytes");
   check(sa.max_ops_per_message == sb.max_ops_per_message, "server.max_ops_per_message");
   check(sa.max_streams == sb.max_streams, "server.max_streams");
   check(sa.max_inflight_ops_per_stream == sb.max_inflight_ops_per_stream,

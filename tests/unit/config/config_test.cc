@@ -171,6 +171,15 @@ TEST(Config, MaxUnaryCallsParsesAndIsBounded) {
   EXPECT_THAT(s.message(), HasSubstr("server.max_unary_calls"));
 }
 
+TEST(Config, GrpcMemoryBytesParsesAndIsBounded) {
+  auto c = ParseConfig(std::string(kMinimal) + "server:\n  grpc_memory_bytes: 16MiB\n", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server.grpc_memory_bytes, 16ull << 20);
+  EXPECT_EQ(ParseConfig(kMinimal, "t.yaml")->server.grpc_memory_bytes, 64ull << 20);
+  absl::Status s = ErrorOf(std::string(kMinimal) + "server:\n  grpc_memory_bytes: 1000\n");
+  EXPECT_THAT(s.message(), HasSubstr("test.yaml: server.grpc_memory_bytes: must be between"));
+}
+
 TEST(Config, RetryCapBelowBaseIsRejected) {
   absl::Status s = ErrorOf(std::string(kMinimal) + "retry:\n  base: 1s\n  cap: 10ms\n");
   EXPECT_THAT(s.message(), HasSubstr("retry.cap"));
