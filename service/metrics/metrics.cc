@@ -192,7 +192,6 @@ Metrics::Metrics(const std::vector<std::string>& tables)
       throttle_->Add({{"table", t}, {"error", error}});
     }
     m.paced_keys = &paced_keys_->Add({{"table", t}});
-    throttle_->Add({{"table", t}, {"error", "UnprocessedItems"}});
     for (const std::string& reason : ThrottleReasonLabels()) {
       throttle_reasons_->Add({{"table", t}, {"reason", reason}});
     }

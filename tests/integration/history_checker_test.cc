@@ -870,6 +870,13 @@ dead_letter:
         }
       }
     }
+    SendOneMessageAndRecord(stub, ctx, req, sid);
+  }
+
+  // Sends `req` as the only message of stream `sid`, half-closes, and records
+  // every result (or a stray id) and how the stream ended.
+  void SendOneMessageAndRecord(v1::WriteBatcher::Stub& stub, grpc::ClientContext& ctx,
+                               const v1::WriteRequest& req, int64_t sid) {
     auto stream = stub.Write(&ctx);
     stream->Write(req);
     stream->WritesDone();
@@ -1195,27 +1202,7 @@ dead_letter:
         }
       }
     }
-    auto stream = stub->Write(&ctx);
-    stream->Write(req);
-    stream->WritesDone();
-    v1::WriteResponse resp;
-    while (stream->Read(&resp)) {
-      int64_t t = NowNs();
-      absl::MutexLock l(&h.mu);
-      for (const auto& res : resp.results()) {
-        if (h.Valid(res.id()) && h.Get(res.id()).stream == sid) {
-          h.Get(res.id()).results.push_back(Result{res.outcome(), t, res.error_code()});
-        } else {
-          h.streams[sid].stray.push_back(res.id());
-        }
-      }
-    }
-    grpc::Status st = stream->Finish();
-    absl::MutexLock l(&h.mu);
-    h.streams[sid].done = true;
-    h.streams[sid].code = st.error_code();
-    h.streams[sid].message = st.error_message();
-    h.streams[sid].t_end = NowNs();
+    SendOneMessageAndRecord(*stub, ctx, req, sid);
   }
 
   void FinalScan() { PollOnce(true); }
