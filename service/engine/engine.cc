@@ -92,8 +92,7 @@ bool Engine::BudgetAvailable(int table) const {
 bool Engine::TryReserve(int table, uint64_t bytes) {
   if (waiters_[table].load() > 0 || total_blocked_.load()) return false;
   if (!BudgetAvailable(table)) return false;
-  tables_[table]->bytes.fetch_add(bytes, std::memory_order_relaxed);
-  total_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  Charge(table, bytes);
   return true;
 }
 
@@ -480,16 +479,14 @@ void Engine::ServeBudgetWaiters(absl::Time now) {
       continue;
     }
     if (BudgetAvailable(t)) {
-      tables_[t]->bytes.fetch_add(it->bytes, std::memory_order_relaxed);
-      total_bytes_.fetch_add(it->bytes, std::memory_order_relaxed);
+      Charge(t, it->bytes);
       waiters_[t].fetch_sub(1);
       calls.emplace_back(std::move(it->done), true);
       it = budget_waiters_.erase(it);
     } else {
       blocked[t] = true;
-      if (total_bytes_.load(std::memory_order_relaxed) >= max_buffer_bytes_.load(std::memory_order_relaxed)) {
-        total_blocked = true;
-      }
+      total_blocked = total_bytes_.load(std::memory_order_relaxed) >=
+                      max_buffer_bytes_.load(std::memory_order_relaxed);
       ++it;
     }
   }
