@@ -33,7 +33,7 @@
 #include "service/common/log.h"
 #include "service/config/config.h"
 #include "service/dynamodb/dynamodb_client.h"
-#include "service/dynamodb/http_transport.h"
+#include "service/http/http_transport.h"
 #include "service/engine/engine.h"
 #include "service/main/reload.h"
 #include "service/metrics/metrics.h"
