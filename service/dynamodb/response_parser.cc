@@ -172,9 +172,9 @@ BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
   BatchResult& r = out.result;
 
   if (!response.transport_error.empty() || response.status == 0) {
-    const ErrorClass c = ClassifyError(0, "", true);
-    r.kind = c.kind;
-    r.throttled = c.throttled;
+    const ErrorClass cls = ClassifyError(0, "", true);
+    r.kind = cls.kind;
+    r.throttled = cls.throttled;
     out.error_class = response.timed_out ? "timeout" : "connection";
     r.error_code = response.timed_out ? "Timeout" : "ConnectionError";
     r.message = response.transport_error.empty() ? "no HTTP response" : response.transport_error;
@@ -208,9 +208,9 @@ BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
   if (type.empty()) {
     if (const std::string* h = response.Header("x-amzn-errortype")) type = ShortErrorType(*h);
   }
-  const ErrorClass c = ClassifyError(response.status, type, false);
-  r.kind = c.kind;
-  r.throttled = c.throttled;
+  const ErrorClass cls = ClassifyError(response.status, type, false);
+  r.kind = cls.kind;
+  r.throttled = cls.throttled;
   if (!r.throttled) r.throttle_reasons.clear();
   r.error_code = !type.empty() ? type
                  : response.status == 413 ? "RequestEntityTooLarge"
@@ -259,10 +259,10 @@ absl::Status StatusFromErrorResponse(absl::string_view operation, const HttpResp
   const std::string text = absl::StrCat(operation, ": HTTP ", response.status,
                                         type.empty() ? "" : " ", type,
                                         message.empty() ? "" : ": ", message);
-  const ErrorClass c = ClassifyError(response.status, type, false);
-  switch (c.kind) {
+  const ErrorClass cls = ClassifyError(response.status, type, false);
+  switch (cls.kind) {
     case Kind::kRetryable:
-      return c.throttled ? absl::ResourceExhaustedError(text) : absl::UnavailableError(text);
+      return cls.throttled ? absl::ResourceExhaustedError(text) : absl::UnavailableError(text);
     case Kind::kValidation:
       return absl::InvalidArgumentError(text);
     default:

@@ -149,9 +149,8 @@ int Run(int argc, char** argv) {
     std::cout << config_path << ": OK (" << config.tables.size() << " tables)\n";
     return 0;
   }
-  LogLevel level;
-  ParseLogLevel(config.log.level, &level);
-  SetLogLevel(level);
+  // Config validation has already refused any other level.
+  SetLogLevel(ParseLogLevel(config.log.level).value_or(LogLevel::kInfo));
   if (ListenIsRemote(config) && config.server.tls_cert_file.empty()) {
     // Only possible with server.allow_insecure_remote (config validation).
     Log(LogLevel::kWarn,
