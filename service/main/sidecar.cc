@@ -112,14 +112,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
   return grpc::SslServerCredentials(ssl);
 }
 
-ServiceLimits LimitsFromConfig(const Config& config) {
-  ServiceLimits limits;
-  limits.max_ops_per_message = config.server.max_ops_per_message;
-  limits.max_streams = config.server.max_streams;
-  limits.max_unary_calls = config.server.max_unary_calls;
-  limits.max_inflight_ops_per_stream = config.server.max_inflight_ops_per_stream;
-  return limits;
-}
+// The service's part of server.* (Config::Server extends ServiceLimits).
+ServiceLimits LimitsFromConfig(const Config& config) { return config.server; }
 
 bool IsUnixSocket(const std::string& listen) { return listen.rfind("unix:", 0) == 0; }
 
