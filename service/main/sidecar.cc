@@ -153,6 +153,65 @@ absl::Status ChmodUnixSocket(const Config& config) {
   return absl::OkStatus();
 }
 
+void LogStarting(const Config& config, const std::string& config_path,
+                 const std::vector<std::string>& names, const std::string& endpoint,
+                 const std::string& credentials) {
+  Log(LogLevel::kInfo, "starting dynamo-batcher",
+      {{"version", DYNAMO_BATCHER_VERSION},
+       {"config", config_path},
+       {"tables", absl::StrJoin(names, ",")},
+       {"endpoint", endpoint},
+       {"region", config.dynamodb.region},
+       {"credentials", credentials},
+       {"linger", absl::FormatDuration(config.batching.linger)},
+       {"max_items", absl::StrCat(config.batching.max_items)},
+       {"max_inflight_calls", absl::StrCat(config.batching.max_inflight_calls)},
+       {"buffer_max_bytes", absl::StrCat(config.buffer.max_bytes)},
+       {"dead_letter", config.dead_letter.path.empty() ? "(none)" : config.dead_letter.path}});
+}
+
+// The gRPC listener with its credentials and socket mode, logged on error:
+// INVALID_ARGUMENT for unusable TLS files, UNAVAILABLE when it cannot listen.
+absl::StatusOr<std::unique_ptr<grpc::Server>> ServeGrpc(const Config& config,
+                                                        grpc::Service* service,
+                                                        grpc::ResourceQuota* quota,
+                                                        int* bound_port) {
+  auto listen_credentials = ServerCredentials(config);
+  if (!listen_credentials.ok()) {
+    Log(LogLevel::kError, "cannot set up the gRPC listener",
+        {{"error", std::string(listen_credentials.status().message())}});
+    return absl::InvalidArgumentError(listen_credentials.status().message());
+  }
+  std::unique_ptr<grpc::Server> server =
+      StartGrpcServer(config, *listen_credentials, service, quota, bound_port);
+  if (!server) {
+    Log(LogLevel::kError, "cannot listen for gRPC", {{"listen", config.listen}});
+    return absl::UnavailableError("cannot listen for gRPC");
+  }
+  if (IsUnixSocket(config.listen)) {
+    if (absl::Status s = ChmodUnixSocket(config); !s.ok()) {
+      Log(LogLevel::kError, "cannot set the socket's file mode",
+          {{"error", std::string(s.message())}});
+      server->Shutdown();
+      return absl::UnavailableError(s.message());
+    }
+  }
+  return server;
+}
+
+void LogListening(const Config& config, int bound_port, int http_port,
+                  const std::string& endpoint) {
+  std::string grpc_addr = config.listen;
+  if (bound_port > 0 && !IsUnixSocket(config.listen)) {
+    grpc_addr = absl::StrCat(config.listen.substr(0, config.listen.rfind(':')), ":", bound_port);
+  }
+  std::string metrics_addr = absl::StrCat(
+      config.metrics_listen.substr(0, config.metrics_listen.rfind(':')), ":", http_port);
+  Log(LogLevel::kInfo, "dynamo-batcher listening",
+      {{"grpc", grpc_addr}, {"metrics", absl::StrCat("http://", metrics_addr, "/metrics")},
+       {"dynamodb", endpoint}});
+}
+
 class DynamoDbTableChecker : public TableChecker {
  public:
   explicit DynamoDbTableChecker(DynamoDbClient* ddb) : ddb_(ddb) {}
@@ -223,18 +282,7 @@ int RunSidecar(Config config, const std::string& config_path) {
   metrics.CredentialsProvider((*credentials)->Name()).Set(1);
   g_refresh_failures.store(&metrics.CredentialsRefreshFailures());
 
-  Log(LogLevel::kInfo, "starting dynamo-batcher",
-      {{"version", DYNAMO_BATCHER_VERSION},
-       {"config", config_path},
-       {"tables", absl::StrJoin(names, ",")},
-       {"endpoint", ddb.endpoint()},
-       {"region", config.dynamodb.region},
-       {"credentials", (*credentials)->Name()},
-       {"linger", absl::FormatDuration(config.batching.linger)},
-       {"max_items", absl::StrCat(config.batching.max_items)},
-       {"max_inflight_calls", absl::StrCat(config.batching.max_inflight_calls)},
-       {"buffer_max_bytes", absl::StrCat(config.buffer.max_bytes)},
-       {"dead_letter", config.dead_letter.path.empty() ? "(none)" : config.dead_letter.path}});
+  LogStarting(config, config_path, names, ddb.endpoint(), (*credentials)->Name());
 
   // Key schemas: from config, or DescribeTable (retried until it works or
   // we are told to stop: the sidecar is useless without them).
@@ -259,31 +307,16 @@ int RunSidecar(Config config, const std::string& config_path) {
 
   WriteBatcherService service(&engine, &metrics, LimitsFromConfig(config));
   RouteProtobufLogs();
-  auto listen_credentials = ServerCredentials(config);
-  if (!listen_credentials.ok()) {
-    Log(LogLevel::kError, "cannot set up the gRPC listener",
-        {{"error", std::string(listen_credentials.status().message())}});
-    engine.Stop();
-    return kExitBadConfig;
-  }
   grpc::ResourceQuota grpc_quota("dynamo-batcher");
   int bound_port = 0;
-  std::unique_ptr<grpc::Server> server =
-      StartGrpcServer(config, *listen_credentials, &service, &grpc_quota, &bound_port);
-  if (!server) {
-    Log(LogLevel::kError, "cannot listen for gRPC", {{"listen", config.listen}});
+  absl::StatusOr<std::unique_ptr<grpc::Server>> started =
+      ServeGrpc(config, &service, &grpc_quota, &bound_port);
+  if (!started.ok()) {
     engine.Stop();
-    return kExitStartFailed;
+    return started.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadConfig
+                                                                          : kExitStartFailed;
   }
-  if (IsUnixSocket(config.listen)) {
-    if (absl::Status s = ChmodUnixSocket(config); !s.ok()) {
-      Log(LogLevel::kError, "cannot set the socket's file mode",
-          {{"error", std::string(s.message())}});
-      server->Shutdown();
-      engine.Stop();
-      return kExitStartFailed;
-    }
-  }
+  std::unique_ptr<grpc::Server> server = *std::move(started);
 
   // gRPC health ("" and the WriteBatcher service), /readyz and the ready
   // gauge. gRPC health first: whoever sees /readyz change can rely on gRPC
@@ -303,15 +336,7 @@ int RunSidecar(Config config, const std::string& config_path) {
     engine.Stop();
     return kExitStartFailed;
   }
-  std::string grpc_addr = config.listen;
-  if (bound_port > 0 && !IsUnixSocket(config.listen)) {
-    grpc_addr = absl::StrCat(config.listen.substr(0, config.listen.rfind(':')), ":", bound_port);
-  }
-  std::string metrics_addr = absl::StrCat(
-      config.metrics_listen.substr(0, config.metrics_listen.rfind(':')), ":", http.port());
-  Log(LogLevel::kInfo, "dynamo-batcher listening",
-      {{"grpc", grpc_addr}, {"metrics", absl::StrCat("http://", metrics_addr, "/metrics")},
-       {"dynamodb", ddb.endpoint()}});
+  LogListening(config, bound_port, http.port(), ddb.endpoint());
 
   // Readiness: SERVING once DynamoDB answered (DescribeTable or a write).
   ReadinessProbe::Options probe_options;
