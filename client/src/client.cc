@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -21,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "dynamobatcher/v1/batcher.grpc.pb.h"
+#include "service/common/backoff.h"
 
 namespace dynamo_batcher {
 
@@ -404,7 +406,13 @@ void Client::Impl::Slot::Stop(bool graceful) {
 }
 
 void Client::Impl::Slot::Run() {
-  absl::Duration backoff = options_.reconnect_backoff;
+  // Consecutive streams that ended without delivering a result. Full jitter:
+  // clients that lost the same sidecar do not all reconnect at once.
+  const dynamo_batcher::ExponentialBackoff backoff(
+      options_.reconnect_backoff, options_.max_reconnect_backoff, 2.0,
+      dynamo_batcher::ExponentialBackoff::kFullJitter);
+  std::minstd_rand rng(std::random_device{}());
+  uint32_t failures = 0;
   bool first_stream = true;
   while (true) {
     grpc::ClientContext context;
@@ -472,15 +480,14 @@ void Client::Impl::Slot::Run() {
       if (!status.ok()) last_error_ = FromGrpc(status);
       if (stopping_) return;
     }
-    if (progressed) backoff = options_.reconnect_backoff;
+    failures = progressed ? 1 : failures + 1;
     {
       absl::MutexLock lock(&mu_);
-      const absl::Time until = absl::Now() + backoff;
+      const absl::Time until = absl::Now() + backoff.Next(failures, rng);
       while (!stopping_ && !cv_.WaitWithDeadline(&mu_, until)) {
       }
       if (stopping_) return;
     }
-    backoff = std::min(backoff * 2, options_.max_reconnect_backoff);
   }
 }
 

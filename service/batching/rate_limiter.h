@@ -9,9 +9,11 @@ namespace dynamo_batcher {
 struct RateLimiterOptions {
   double initial_rate = 1e9;    // items/s; effectively unlimited until throttled
   double max_rate = 1e9;        // static ceiling (config), items/s
-  double min_rate = 1.0;        // never below this
+  // The defaults below are the sidecar's: the config (rate_limit.*) fills
+  // this struct and states no defaults of its own.
+  double min_rate = 25.0;       // never below this
   double decrease_factor = 0.7; // multiplicative decrease on throttling
-  double increase_per_second = 200.0;  // additive recovery, items/s per second
+  double increase_per_second = 500.0;  // additive recovery, items/s per second
   double burst_seconds = 0.1;   // bucket depth as seconds of the current rate
   // Recovery after a decrease. kCubic (default): the rate climbs back fast
   // towards the rate it was cut from, flattens out near it, then probes

@@ -37,7 +37,8 @@ struct RetryOptions {
 };
 
 // Capped exponential backoff with full jitter (AWS Architecture Blog,
-// "Exponential Backoff And Jitter"): delay = U(0, min(cap, base * 2^n)).
+// "Exponential Backoff And Jitter"): delay = U(0, min(cap, base * 2^n)),
+// computed by the shared ExponentialBackoff (service/common/backoff.h).
 // Pure: randomness comes in as `u01` in [0, 1).
 //
 // Thread-safety: immutable after construction.

@@ -88,17 +88,20 @@ class Reader {
     }
   }
 
+  // Any integer field (int, uint32_t, size_t, int64_t): the rule is the
+  // range [lo, hi], which fits `T`.
+  template <typename T>
   void Int(const YAML::Node& parent, const std::string& path, const char* key,
-           int lo, int hi, int* out) {
+           int64_t lo, int64_t hi, T* out) {
     std::string v;
     if (!Scalar(parent[key], Join(path, key), &v)) return;
-    int n = 0;
+    int64_t n = 0;
     if (!absl::SimpleAtoi(v, &n) || n < lo || n > hi) {
       Fail(Join(path, key), absl::StrCat("must be an integer between ", lo,
                                          " and ", hi, " (got \"", v, "\")"));
       return;
     }
-    *out = n;
+    *out = static_cast<T>(n);
   }
 
   void Double(const YAML::Node& parent, const std::string& path, const char* key,
@@ -344,6 +347,226 @@ absl::StatusOr<uint64_t> ParseByteSize(const std::string& text) {
   return n * mult;
 }
 
+namespace {
+
+// One function per top-level section. Each writes only the keys the file
+// states into the component's options struct, whose defaults stay otherwise.
+
+void ParseListeners(Reader& r, const YAML::Node& root, Config* c) {
+  r.String(root, "", "listen", &c->listen);
+  if (r.ok() && !ValidListen(c->listen)) {
+    r.Fail("listen", absl::StrCat("must be host:port or unix:///path (got \"", c->listen, "\")"));
+  }
+  r.String(root, "", "metrics_listen", &c->metrics_listen);
+  if (r.ok() && (!ValidListen(c->metrics_listen) || c->metrics_listen.rfind("unix:", 0) == 0)) {
+    r.Fail("metrics_listen", absl::StrCat("must be host:port (got \"", c->metrics_listen, "\")"));
+  }
+}
+
+void ParseLog(Reader& r, const YAML::Node& log, Config::Log* out) {
+  if (!log) return;
+  r.CheckKeys(log, "log", {"level"});
+  r.String(log, "log", "level", &out->level);
+  if (r.ok() && out->level != "debug" && out->level != "info" && out->level != "warn" &&
+      out->level != "error") {
+    r.Fail("log.level",
+           absl::StrCat("must be debug, info, warn or error (got \"", out->level, "\")"));
+  }
+}
+
+void ParseDynamoDb(Reader& r, const YAML::Node& d, Config::DynamoDb* out) {
+  if (d) {
+    const std::string p = "dynamodb";
+    r.CheckKeys(d, p, {"region", "endpoint", "call_timeout", "connect_timeout",
+                       "max_connections", "tls_verify", "ca_file", "credentials",
+                       "create_tables"});
+    r.String(d, p, "region", &out->region);
+    r.String(d, p, "endpoint", &out->endpoint);
+    r.Duration(d, p, "call_timeout", absl::Milliseconds(100), absl::Minutes(5),
+               &out->call_timeout);
+    r.Duration(d, p, "connect_timeout", absl::Milliseconds(50), absl::Minutes(1),
+               &out->connect_timeout);
+    r.Int(d, p, "max_connections", 1, 4096, &out->max_connections);
+    r.Bool(d, p, "tls_verify", &out->tls_verify);
+    r.String(d, p, "ca_file", &out->ca_file);
+    r.Bool(d, p, "create_tables", &out->create_tables);
+    if (YAML::Node cr = d["credentials"]) {
+      const std::string cp = "dynamodb.credentials";
+      r.CheckKeys(cr, cp, {"access_key_id", "secret_access_key", "session_token"});
+      r.String(cr, cp, "access_key_id", &out->access_key_id);
+      r.String(cr, cp, "secret_access_key", &out->secret_access_key);
+      r.String(cr, cp, "session_token", &out->session_token);
+      if (r.ok() && out->access_key_id.empty() != out->secret_access_key.empty()) {
+        r.Fail(cp, "access_key_id and secret_access_key must be given together");
+      }
+    }
+  }
+  // Checked also when defaulted or absent.
+  if (r.ok()) {
+    if (std::string why = RegionProblem(out->region); !why.empty()) {
+      r.Fail("dynamodb.region", why);
+    }
+  }
+  if (r.ok() && !out->endpoint.empty()) {
+    if (std::string why = EndpointProblem(out->endpoint); !why.empty()) {
+      r.Fail("dynamodb.endpoint", why);
+    }
+  }
+}
+
+// One entry of `tables`; false (with the error recorded) stops the list.
+bool ParseTable(Reader& r, const YAML::Node& t, const std::string& p,
+                std::set<std::string>* names, TableConfig* tc) {
+  r.CheckKeys(t, p, {"name", "partition_key", "sort_key", "max_rate"});
+  if (!r.ok()) return false;
+  if (!r.Scalar(t["name"], p + ".name", &tc->schema.name)) {
+    r.Fail(p + ".name", "is required");
+    return false;
+  }
+  if (!ValidTableName(tc->schema.name)) {
+    r.Fail(p + ".name", absl::StrCat("must be 3-255 characters of a-z, A-Z, 0-9, _ - . (got \"",
+                                     tc->schema.name, "\")"));
+    return false;
+  }
+  if (!names->insert(tc->schema.name).second) {
+    r.Fail(p + ".name", absl::StrCat("table \"", tc->schema.name, "\" is listed twice"));
+    return false;
+  }
+  if (t["partition_key"]) {
+    if (!ParseKeyAttribute(r, t["partition_key"], p + ".partition_key",
+                           &tc->schema.partition_key)) {
+      return false;
+    }
+    tc->schema_from_config = true;
+    if (t["sort_key"]) {
+      KeyAttribute sk;
+      if (!ParseKeyAttribute(r, t["sort_key"], p + ".sort_key", &sk)) return false;
+      if (sk.name == tc->schema.partition_key.name) {
+        r.Fail(p + ".sort_key.name", "must differ from partition_key.name");
+        return false;
+      }
+      tc->schema.sort_key = sk;
+    }
+  } else if (t["sort_key"]) {
+    r.Fail(p + ".sort_key", "needs partition_key too (or give neither to use DescribeTable)");
+    return false;
+  }
+  r.Double(t, p, "max_rate", 0, 1e9, &tc->max_rate);
+  return true;
+}
+
+void ParseTables(Reader& r, const YAML::Node& tables, std::vector<TableConfig>* out) {
+  if (r.ok() && (!tables || !tables.IsSequence() || tables.size() == 0)) {
+    r.Fail("tables", "is required: a list with at least one table");
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; r.ok() && i < tables.size(); ++i) {
+    TableConfig tc;
+    if (!ParseTable(r, tables[i], absl::StrCat("tables[", i, "]"), &names, &tc)) break;
+    out->push_back(std::move(tc));
+  }
+}
+
+void ParseBatching(Reader& r, const YAML::Node& b, BatchingOptions* out) {
+  if (!b) return;
+  r.CheckKeys(b, "batching", {"linger", "max_items", "max_inflight_calls", "unknown_fate_hold"});
+  r.Duration(b, "batching", "linger", absl::ZeroDuration(), absl::Seconds(10), &out->linger);
+  r.Int(b, "batching", "max_items", 1, 25, &out->max_items);
+  r.Int(b, "batching", "max_inflight_calls", 1, 256, &out->max_inflight_calls);
+  r.Duration(b, "batching", "unknown_fate_hold", absl::ZeroDuration(), absl::Minutes(10),
+             &out->unknown_fate_hold);
+}
+
+void ParseRetry(Reader& r, const YAML::Node& rt, RetryOptions* out) {
+  if (!rt) return;
+  r.CheckKeys(rt, "retry", {"base", "cap", "max_attempts", "op_deadline"});
+  r.Duration(rt, "retry", "base", absl::Milliseconds(1), absl::Minutes(1), &out->base);
+  r.Duration(rt, "retry", "cap", absl::Milliseconds(1), absl::Minutes(10), &out->cap);
+  r.Int(rt, "retry", "max_attempts", 1, 1000, &out->max_attempts);
+  r.Duration(rt, "retry", "op_deadline", absl::Milliseconds(10), absl::Hours(24),
+             &out->op_deadline);
+  if (r.ok() && out->cap < out->base) r.Fail("retry.cap", "must be >= retry.base");
+}
+
+void ParseRateLimit(Reader& r, const YAML::Node& rl, RateLimiterOptions* out) {
+  if (!rl) return;
+  r.CheckKeys(rl, "rate_limit", {"decrease_factor", "increase_per_second", "min_rate",
+                                 "recovery", "cubic_recovery"});
+  using Recovery = RateLimiterOptions::Recovery;
+  std::string recovery = out->recovery == Recovery::kAdditive ? "additive" : "cubic";
+  r.String(rl, "rate_limit", "recovery", &recovery);
+  if (r.ok() && recovery != "cubic" && recovery != "additive") {
+    r.Fail("rate_limit.recovery",
+           absl::StrCat("must be cubic or additive (got \"", recovery, "\")"));
+  }
+  out->recovery = recovery == "additive" ? Recovery::kAdditive : Recovery::kCubic;
+  absl::Duration cubic = absl::Seconds(out->cubic_recovery_seconds);
+  r.Duration(rl, "rate_limit", "cubic_recovery", absl::Milliseconds(100), absl::Minutes(10),
+             &cubic);
+  out->cubic_recovery_seconds = absl::ToDoubleSeconds(cubic);
+  r.Double(rl, "rate_limit", "decrease_factor", 0.05, 0.99, &out->decrease_factor);
+  r.Double(rl, "rate_limit", "increase_per_second", 0.1, 1e7, &out->increase_per_second);
+  r.Double(rl, "rate_limit", "min_rate", 1, 1e7, &out->min_rate);
+}
+
+void ParseBuffer(Reader& r, const YAML::Node& bu, BufferOptions* out) {
+  if (!bu) return;
+  r.CheckKeys(bu, "buffer", {"max_bytes", "max_table_bytes"});
+  r.Bytes(bu, "buffer", "max_bytes", 1 << 20, 1ull << 40, &out->max_bytes);
+  r.Bytes(bu, "buffer", "max_table_bytes", 1 << 20, 1ull << 40, &out->max_table_bytes);
+}
+
+void ParseServerTls(Reader& r, const YAML::Node& tls, Config::Server* out) {
+  if (!tls) return;
+  r.CheckKeys(tls, "server.tls", {"cert_file", "key_file", "client_ca_file"});
+  r.String(tls, "server.tls", "cert_file", &out->tls_cert_file);
+  r.String(tls, "server.tls", "key_file", &out->tls_key_file);
+  r.String(tls, "server.tls", "client_ca_file", &out->tls_client_ca_file);
+  if (r.ok() && out->tls_cert_file.empty() != out->tls_key_file.empty()) {
+    r.Fail("server.tls", "cert_file and key_file must be given together");
+  }
+  if (r.ok() && !out->tls_client_ca_file.empty() && out->tls_cert_file.empty()) {
+    r.Fail("server.tls.client_ca_file", "needs cert_file and key_file (mTLS is on top of TLS)");
+  }
+}
+
+void ParseServer(Reader& r, const YAML::Node& s, Config::Server* out) {
+  if (!s) return;
+  r.CheckKeys(s, "server", {"max_message_bytes", "grpc_memory_bytes", "max_ops_per_message",
+                            "max_streams", "max_unary_calls", "max_inflight_ops_per_stream",
+                            "unix_socket_mode", "tls", "allow_insecure_remote"});
+  r.Bool(s, "server", "allow_insecure_remote", &out->allow_insecure_remote);
+  r.Int(s, "server", "max_inflight_ops_per_stream", 1, 100000000,
+        &out->max_inflight_ops_per_stream);
+  std::string mode;
+  if (r.Scalar(s["unix_socket_mode"], "server.unix_socket_mode", &mode)) {
+    char* end = nullptr;
+    long m = strtol(mode.c_str(), &end, 8);
+    if (mode.empty() || *end != '\0' || m < 0 || m > 0777) {
+      r.Fail("server.unix_socket_mode",
+             absl::StrCat("must be an octal file mode like 0660 (got \"", mode, "\")"));
+    } else {
+      out->unix_socket_mode = static_cast<int>(m);
+    }
+  }
+  ParseServerTls(r, s["tls"], out);
+  r.Bytes(s, "server", "max_message_bytes", 4096, 1ull << 30, &out->max_message_bytes);
+  r.Bytes(s, "server", "grpc_memory_bytes", 1 << 20, 1ull << 40, &out->grpc_memory_bytes);
+  r.Int(s, "server", "max_ops_per_message", 1, 1000000, &out->max_ops_per_message);
+  r.Int(s, "server", "max_streams", 1, 1000000, &out->max_streams);
+  r.Int(s, "server", "max_unary_calls", 1, 1000000, &out->max_unary_calls);
+}
+
+void ParseDeadLetter(Reader& r, const YAML::Node& dl, DeadLetterOptions* out) {
+  if (!dl) return;
+  r.CheckKeys(dl, "dead_letter", {"path", "max_bytes", "max_files"});
+  r.String(dl, "dead_letter", "path", &out->path);
+  r.Bytes(dl, "dead_letter", "max_bytes", 4096, 1ull << 40, &out->max_bytes);
+  r.Int(dl, "dead_letter", "max_files", 1, 100, &out->max_files);
+}
+
+}  // namespace
+
 absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
                                    const std::string& source) {
   YAML::Node root;
@@ -354,206 +577,30 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
         source, ": line ", e.mark.line + 1, ", column ", e.mark.column + 1,
         ": not valid YAML: ", e.msg));
   }
+  if (!root || root.IsNull()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": (root): the file is empty; at least `tables` is required"));
+  }
   Config c;
   c.source = source;
   Reader r(source);
   try {
-    if (!root || root.IsNull()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": (root): the file is empty; at least `tables` is required"));
-    }
     r.CheckKeys(root, "",
                 {"listen", "metrics_listen", "log", "dynamodb", "tables", "batching",
                  "retry", "rate_limit", "buffer", "server", "drain_timeout",
                  "dead_letter"});
-    r.String(root, "", "listen", &c.listen);
-    if (r.ok() && !ValidListen(c.listen)) {
-      r.Fail("listen", absl::StrCat("must be host:port or unix:///path (got \"", c.listen, "\")"));
-    }
-    r.String(root, "", "metrics_listen", &c.metrics_listen);
-    if (r.ok() && (!ValidListen(c.metrics_listen) || c.metrics_listen.rfind("unix:", 0) == 0)) {
-      r.Fail("metrics_listen", absl::StrCat("must be host:port (got \"", c.metrics_listen, "\")"));
-    }
-
-    if (YAML::Node log = root["log"]) {
-      r.CheckKeys(log, "log", {"level"});
-      r.String(log, "log", "level", &c.log.level);
-      if (r.ok() && c.log.level != "debug" && c.log.level != "info" &&
-          c.log.level != "warn" && c.log.level != "error") {
-        r.Fail("log.level", absl::StrCat("must be debug, info, warn or error (got \"",
-                                         c.log.level, "\")"));
-      }
-    }
-
-    if (YAML::Node d = root["dynamodb"]) {
-      const std::string p = "dynamodb";
-      r.CheckKeys(d, p, {"region", "endpoint", "call_timeout", "connect_timeout",
-                         "max_connections", "tls_verify", "ca_file", "credentials",
-                         "create_tables"});
-      r.String(d, p, "region", &c.dynamodb.region);
-      r.String(d, p, "endpoint", &c.dynamodb.endpoint);
-      r.Duration(d, p, "call_timeout", absl::Milliseconds(100), absl::Minutes(5),
-                 &c.dynamodb.call_timeout);
-      r.Duration(d, p, "connect_timeout", absl::Milliseconds(50), absl::Minutes(1),
-                 &c.dynamodb.connect_timeout);
-      r.Int(d, p, "max_connections", 1, 4096, &c.dynamodb.max_connections);
-      r.Bool(d, p, "tls_verify", &c.dynamodb.tls_verify);
-      r.String(d, p, "ca_file", &c.dynamodb.ca_file);
-      r.Bool(d, p, "create_tables", &c.dynamodb.create_tables);
-      if (YAML::Node cr = d["credentials"]) {
-        const std::string cp = "dynamodb.credentials";
-        r.CheckKeys(cr, cp, {"access_key_id", "secret_access_key", "session_token"});
-        r.String(cr, cp, "access_key_id", &c.dynamodb.access_key_id);
-        r.String(cr, cp, "secret_access_key", &c.dynamodb.secret_access_key);
-        r.String(cr, cp, "session_token", &c.dynamodb.session_token);
-        if (r.ok() && c.dynamodb.access_key_id.empty() != c.dynamodb.secret_access_key.empty()) {
-          r.Fail(cp, "access_key_id and secret_access_key must be given together");
-        }
-      }
-    }
-    if (r.ok()) {
-      if (std::string why = RegionProblem(c.dynamodb.region); !why.empty()) {
-        r.Fail("dynamodb.region", why);
-      }
-    }
-    if (r.ok() && !c.dynamodb.endpoint.empty()) {
-      if (std::string why = EndpointProblem(c.dynamodb.endpoint); !why.empty()) {
-        r.Fail("dynamodb.endpoint", why);
-      }
-    }
-
-    YAML::Node tables = root["tables"];
-    if (r.ok() && (!tables || !tables.IsSequence() || tables.size() == 0)) {
-      r.Fail("tables", "is required: a list with at least one table");
-    }
-    std::set<std::string> names;
-    for (size_t i = 0; r.ok() && i < tables.size(); ++i) {
-      const std::string p = absl::StrCat("tables[", i, "]");
-      YAML::Node t = tables[i];
-      r.CheckKeys(t, p, {"name", "partition_key", "sort_key", "max_rate"});
-      if (!r.ok()) break;
-      TableConfig tc;
-      if (!r.Scalar(t["name"], p + ".name", &tc.schema.name)) {
-        r.Fail(p + ".name", "is required");
-        break;
-      }
-      if (!ValidTableName(tc.schema.name)) {
-        r.Fail(p + ".name", absl::StrCat("must be 3-255 characters of a-z, A-Z, 0-9, _ - . (got \"",
-                                         tc.schema.name, "\")"));
-        break;
-      }
-      if (!names.insert(tc.schema.name).second) {
-        r.Fail(p + ".name", absl::StrCat("table \"", tc.schema.name, "\" is listed twice"));
-        break;
-      }
-      if (t["partition_key"]) {
-        if (!ParseKeyAttribute(r, t["partition_key"], p + ".partition_key",
-                               &tc.schema.partition_key)) {
-          break;
-        }
-        tc.schema_from_config = true;
-        if (t["sort_key"]) {
-          KeyAttribute sk;
-          if (!ParseKeyAttribute(r, t["sort_key"], p + ".sort_key", &sk)) break;
-          if (sk.name == tc.schema.partition_key.name) {
-            r.Fail(p + ".sort_key.name", "must differ from partition_key.name");
-            break;
-          }
-          tc.schema.sort_key = sk;
-        }
-      } else if (t["sort_key"]) {
-        r.Fail(p + ".sort_key", "needs partition_key too (or give neither to use DescribeTable)");
-        break;
-      }
-      r.Double(t, p, "max_rate", 0, 1e9, &tc.max_rate);
-      c.tables.push_back(std::move(tc));
-    }
-
-    if (YAML::Node b = root["batching"]) {
-      r.CheckKeys(b, "batching", {"linger", "max_items", "max_inflight_calls",
-                                  "unknown_fate_hold"});
-      r.Duration(b, "batching", "linger", absl::ZeroDuration(), absl::Seconds(10),
-                 &c.batching.linger);
-      r.Int(b, "batching", "max_items", 1, 25, &c.batching.max_items);
-      r.Int(b, "batching", "max_inflight_calls", 1, 256, &c.batching.max_inflight_calls);
-      r.Duration(b, "batching", "unknown_fate_hold", absl::ZeroDuration(), absl::Minutes(10),
-                 &c.batching.unknown_fate_hold);
-    }
-    if (YAML::Node rt = root["retry"]) {
-      r.CheckKeys(rt, "retry", {"base", "cap", "max_attempts", "op_deadline"});
-      r.Duration(rt, "retry", "base", absl::Milliseconds(1), absl::Minutes(1), &c.retry.base);
-      r.Duration(rt, "retry", "cap", absl::Milliseconds(1), absl::Minutes(10), &c.retry.cap);
-      r.Int(rt, "retry", "max_attempts", 1, 1000, &c.retry.max_attempts);
-      r.Duration(rt, "retry", "op_deadline", absl::Milliseconds(10), absl::Hours(24),
-                 &c.retry.op_deadline);
-      if (r.ok() && c.retry.cap < c.retry.base) {
-        r.Fail("retry.cap", "must be >= retry.base");
-      }
-    }
-    if (YAML::Node rl = root["rate_limit"]) {
-      r.CheckKeys(rl, "rate_limit", {"decrease_factor", "increase_per_second", "min_rate",
-                                     "recovery", "cubic_recovery"});
-      r.String(rl, "rate_limit", "recovery", &c.rate_limit.recovery);
-      if (r.ok() && c.rate_limit.recovery != "cubic" && c.rate_limit.recovery != "additive") {
-        r.Fail("rate_limit.recovery", absl::StrCat("must be cubic or additive (got \"",
-                                                   c.rate_limit.recovery, "\")"));
-      }
-      r.Duration(rl, "rate_limit", "cubic_recovery", absl::Milliseconds(100), absl::Minutes(10),
-                 &c.rate_limit.cubic_recovery);
-      r.Double(rl, "rate_limit", "decrease_factor", 0.05, 0.99, &c.rate_limit.decrease_factor);
-      r.Double(rl, "rate_limit", "increase_per_second", 0.1, 1e7,
-               &c.rate_limit.increase_per_second);
-      r.Double(rl, "rate_limit", "min_rate", 1, 1e7, &c.rate_limit.min_rate);
-    }
-    if (YAML::Node bu = root["buffer"]) {
-      r.CheckKeys(bu, "buffer", {"max_bytes", "max_table_bytes"});
-      r.Bytes(bu, "buffer", "max_bytes", 1 << 20, 1ull << 40, &c.buffer.max_bytes);
-      r.Bytes(bu, "buffer", "max_table_bytes", 1 << 20, 1ull << 40, &c.buffer.max_table_bytes);
-    }
-    if (YAML::Node s = root["server"]) {
-      r.CheckKeys(s, "server", {"max_message_bytes", "grpc_memory_bytes", "max_ops_per_message", "max_streams",
-                                "max_unary_calls", "max_inflight_ops_per_stream",
-                                "unix_socket_mode", "tls", "allow_insecure_remote"});
-      r.Bool(s, "server", "allow_insecure_remote", &c.server.allow_insecure_remote);
-      r.Int(s, "server", "max_inflight_ops_per_stream", 1, 100000000,
-            &c.server.max_inflight_ops_per_stream);
-      std::string mode;
-      if (r.Scalar(s["unix_socket_mode"], "server.unix_socket_mode", &mode)) {
-        char* end = nullptr;
-        long m = strtol(mode.c_str(), &end, 8);
-        if (mode.empty() || *end != '\0' || m < 0 || m > 0777) {
-          r.Fail("server.unix_socket_mode",
-                 absl::StrCat("must be an octal file mode like 0660 (got \"", mode, "\")"));
-        } else {
-          c.server.unix_socket_mode = static_cast<int>(m);
-        }
-      }
-      if (YAML::Node tls = s["tls"]) {
-        r.CheckKeys(tls, "server.tls", {"cert_file", "key_file", "client_ca_file"});
-        r.String(tls, "server.tls", "cert_file", &c.server.tls_cert_file);
-        r.String(tls, "server.tls", "key_file", &c.server.tls_key_file);
-        r.String(tls, "server.tls", "client_ca_file", &c.server.tls_client_ca_file);
-        if (r.ok() && c.server.tls_cert_file.empty() != c.server.tls_key_file.empty()) {
-          r.Fail("server.tls", "cert_file and key_file must be given together");
-        }
-        if (r.ok() && !c.server.tls_client_ca_file.empty() && c.server.tls_cert_file.empty()) {
-          r.Fail("server.tls.client_ca_file", "needs cert_file and key_file (mTLS is on top of TLS)");
-        }
-      }
-      r.Bytes(s, "server", "max_message_bytes", 4096, 1ull << 30, &c.server.max_message_bytes);
-      r.Bytes(s, "server", "grpc_memory_bytes", 1 << 20, 1ull << 40, &c.server.grpc_memory_bytes);
-      r.Int(s, "server", "max_ops_per_message", 1, 1000000, &c.server.max_ops_per_message);
-      r.Int(s, "server", "max_streams", 1, 1000000, &c.server.max_streams);
-      r.Int(s, "server", "max_unary_calls", 1, 1000000, &c.server.max_unary_calls);
-    }
+    ParseListeners(r, root, &c);
+    ParseLog(r, root["log"], &c.log);
+    ParseDynamoDb(r, root["dynamodb"], &c.dynamodb);
+    ParseTables(r, root["tables"], &c.tables);
+    ParseBatching(r, root["batching"], &c.batching);
+    ParseRetry(r, root["retry"], &c.retry);
+    ParseRateLimit(r, root["rate_limit"], &c.rate_limit);
+    ParseBuffer(r, root["buffer"], &c.buffer);
+    ParseServer(r, root["server"], &c.server);
     r.Duration(root, "", "drain_timeout", absl::ZeroDuration(), absl::Hours(1),
                &c.drain_timeout);
-    if (YAML::Node dl = root["dead_letter"]) {
-      r.CheckKeys(dl, "dead_letter", {"path", "max_bytes", "max_files"});
-      r.String(dl, "dead_letter", "path", &c.dead_letter.path);
-      r.Bytes(dl, "dead_letter", "max_bytes", 4096, 1ull << 40, &c.dead_letter.max_bytes);
-      r.Int(dl, "dead_letter", "max_files", 1, 100, &c.dead_letter.max_files);
-    }
+    ParseDeadLetter(r, root["dead_letter"], &c.dead_letter);
   } catch (const YAML::Exception& e) {
     r.Fail(absl::StrCat("line ", e.mark.line + 1), e.msg);
   }

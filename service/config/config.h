@@ -6,7 +6,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "service/batching/rate_limiter.h"
+#include "service/batching/retry_policy.h"
+#include "service/batching/table_batcher.h"
 #include "service/common/types.h"
+#include "service/engine/buffer_options.h"
+#include "service/engine/dead_letter.h"
+#include "service/server/service_limits.h"
 
 namespace dynamo_batcher {
 
@@ -17,6 +23,12 @@ struct TableConfig {
   double max_rate = 0;          // static ceiling, items/s; 0 = none
 };
 
+// The whole configuration. Each section is the owning component's own
+// options struct (BatchingOptions, RetryOptions, RateLimiterOptions,
+// BufferOptions, ServiceLimits, DeadLetterOptions), so a default exists in
+// exactly one place: that struct. ParseConfig overwrites only what the file
+// states. config.yaml states every option with that same default, except
+// where a comment says the example differs (checked by config_test).
 struct Config {
   std::string source;  // file name, for messages
 
@@ -45,48 +57,23 @@ struct Config {
 
   std::vector<TableConfig> tables;
 
-  struct Batching {
-    absl::Duration linger = absl::Milliseconds(5);
-    int max_items = 25;
-    int max_inflight_calls = 8;  // per table
-    // Keys of a call that timed out or lost its connection are not sent
-    // again (retry or newer write) until this long after that call ended.
-    absl::Duration unknown_fate_hold = absl::Seconds(5);
-  } batching;
+  // batching.{linger, max_items, max_inflight_calls, unknown_fate_hold}.
+  BatchingOptions batching;
+  // retry.{base, cap, max_attempts, op_deadline}.
+  RetryOptions retry;
+  // rate_limit.{decrease_factor, increase_per_second, min_rate, recovery,
+  // cubic_recovery}; the per-table ceiling is TableConfig::max_rate.
+  RateLimiterOptions rate_limit;
+  // buffer.{max_bytes, max_table_bytes}.
+  BufferOptions buffer;
 
-  struct Retry {
-    absl::Duration base = absl::Milliseconds(25);
-    absl::Duration cap = absl::Seconds(5);
-    int max_attempts = 15;
-    absl::Duration op_deadline = absl::Seconds(120);
-  } retry;
-
-  struct RateLimit {
-    double decrease_factor = 0.7;
-    double increase_per_second = 500;
-    double min_rate = 25;
-    std::string recovery = "cubic";  // cubic | additive
-    absl::Duration cubic_recovery = absl::Seconds(2);
-  } rate_limit;
-
-  struct Buffer {
-    uint64_t max_bytes = 256ull << 20;        // all tables
-    uint64_t max_table_bytes = 128ull << 20;  // one table
-  } buffer;
-
-  struct Server {
+  // server.*: the service's limits, plus the listener's own settings.
+  struct Server : ServiceLimits {
     uint64_t max_message_bytes = 8ull << 20;
     // Memory gRPC may use for its transport (read buffers, HTTP/2 flow-control
     // windows, messages being received): a grpc::ResourceQuota on the server.
     // Under pressure gRPC shrinks its windows and stops reading sockets.
     uint64_t grpc_memory_bytes = 64ull << 20;
-    int max_ops_per_message = 10000;
-    int max_streams = 1024;
-    // Concurrent unary calls (Put, Delete, Flush); more: RESOURCE_EXHAUSTED.
-    int max_unary_calls = 1024;
-    // A stream stops being read while this many of its ops are unanswered,
-    // so one client cannot take the whole buffer from the others.
-    int max_inflight_ops_per_stream = 100000;
     // File mode of the socket when `listen` is unix:///path.
     int unix_socket_mode = 0660;
     // TLS for the gRPC port (both files, PEM). client_ca_file turns on mTLS:
@@ -101,11 +88,8 @@ struct Config {
 
   absl::Duration drain_timeout = absl::Seconds(20);
 
-  struct DeadLetter {
-    std::string path;  // empty: no dead-letter file
-    uint64_t max_bytes = 256ull << 20;  // rotate to <path>.1 beyond this
-    int max_files = 3;
-  } dead_letter;
+  // dead_letter.{path, max_bytes, max_files}.
+  DeadLetterOptions dead_letter;
 };
 
 // Parses and validates YAML text. Errors name `source`, the key and the rule:

@@ -19,6 +19,7 @@
 #include "service/common/clock.h"
 #include "service/common/types.h"
 #include "service/dynamodb/dynamodb_client.h"
+#include "service/engine/buffer_options.h"
 #include "service/engine/dead_letter.h"
 #include "service/metrics/metrics.h"
 
@@ -32,8 +33,8 @@ struct EngineTable {
 struct EngineOptions {
   BatchingOptions batching;
   RetryOptions retry;
-  uint64_t max_buffer_bytes = 256ull << 20;
-  uint64_t max_table_buffer_bytes = 128ull << 20;
+  uint64_t max_buffer_bytes = BufferOptions{}.max_bytes;
+  uint64_t max_table_buffer_bytes = BufferOptions{}.max_table_bytes;
   DeadLetterOptions dead_letter;
   // After drain_timeout, how long to wait for calls already in flight (their
   // writes may land, so they are not failed blindly): call_timeout + margin.
@@ -46,8 +47,8 @@ struct EngineOptions {
 struct EngineLiveSettings {
   BatchingOptions batching;
   RetryOptions retry;
-  uint64_t max_buffer_bytes = EngineOptions{}.max_buffer_bytes;
-  uint64_t max_table_buffer_bytes = EngineOptions{}.max_table_buffer_bytes;
+  uint64_t max_buffer_bytes = BufferOptions{}.max_bytes;
+  uint64_t max_table_buffer_bytes = BufferOptions{}.max_table_bytes;
   std::vector<RateLimiterOptions> rates;
 };
 

@@ -15,14 +15,7 @@ namespace dynamo_batcher {
 namespace {
 
 RateLimiterOptions RateFromConfig(const Config& config, const TableConfig& table) {
-  RateLimiterOptions rate;
-  rate.decrease_factor = config.rate_limit.decrease_factor;
-  rate.increase_per_second = config.rate_limit.increase_per_second;
-  rate.min_rate = config.rate_limit.min_rate;
-  rate.recovery = config.rate_limit.recovery == "additive"
-                      ? RateLimiterOptions::Recovery::kAdditive
-                      : RateLimiterOptions::Recovery::kCubic;
-  rate.cubic_recovery_seconds = absl::ToDoubleSeconds(config.rate_limit.cubic_recovery);
+  RateLimiterOptions rate = config.rate_limit;
   if (table.max_rate > 0) {
     rate.max_rate = table.max_rate;
     rate.initial_rate = table.max_rate;
@@ -59,14 +52,8 @@ std::vector<EngineTable> EngineTablesFromConfig(const Config& config) {
 
 EngineLiveSettings LiveSettingsFromConfig(const Config& config) {
   EngineLiveSettings s;
-  s.batching.linger = config.batching.linger;
-  s.batching.max_items = static_cast<size_t>(config.batching.max_items);
-  s.batching.max_inflight_calls = config.batching.max_inflight_calls;
-  s.batching.unknown_fate_hold = config.batching.unknown_fate_hold;
-  s.retry.base = config.retry.base;
-  s.retry.cap = config.retry.cap;
-  s.retry.max_attempts = static_cast<uint32_t>(config.retry.max_attempts);
-  s.retry.op_deadline = config.retry.op_deadline;
+  s.batching = config.batching;
+  s.retry = config.retry;
   s.max_buffer_bytes = config.buffer.max_bytes;
   s.max_table_buffer_bytes = config.buffer.max_table_bytes;
   for (const auto& t : config.tables) s.rates.push_back(RateFromConfig(config, t));
@@ -80,9 +67,7 @@ EngineOptions EngineOptionsFromConfig(const Config& config) {
   o.retry = live.retry;
   o.max_buffer_bytes = live.max_buffer_bytes;
   o.max_table_buffer_bytes = live.max_table_buffer_bytes;
-  o.dead_letter.path = config.dead_letter.path;
-  o.dead_letter.max_bytes = config.dead_letter.max_bytes;
-  o.dead_letter.max_files = config.dead_letter.max_files;
+  o.dead_letter = config.dead_letter;
   o.inflight_grace = config.dynamodb.call_timeout + absl::Seconds(2);
   return o;
 }

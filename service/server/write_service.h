@@ -9,23 +9,9 @@
 #include "dynamobatcher/v1/batcher.grpc.pb.h"
 #include "service/engine/engine.h"
 #include "service/metrics/metrics.h"
+#include "service/server/service_limits.h"
 
 namespace dynamo_batcher {
-
-struct ServiceLimits {
-  int max_ops_per_message = 10000;
-  int max_streams = 1024;
-  // Concurrent unary calls (Put, Delete, Flush); more: RESOURCE_EXHAUSTED.
-  int max_unary_calls = 1024;
-  // A stream stops being read while this many of its ops have no result
-  // written to the client yet (results queued for a slow reader count).
-  int64_t max_inflight_ops_per_stream = 100000;
-  // Largest WriteResponse sent: results are split into messages of at most
-  // this size, well under gRPC's default 4 MiB receive limit.
-  size_t max_response_bytes = 1 << 20;
-  // Unary calls without a deadline wait at most this long for buffer space.
-  absl::Duration default_unary_wait = absl::Seconds(30);
-};
 
 // The WriteBatcher gRPC service on the callback (reactor) API: no thread is
 // held by a slow stream. Requests arrive as raw bytes and are parsed here, so

@@ -81,8 +81,10 @@ struct ClientOptions {
   // An op without a result this long after Put resolves with
   // DEADLINE_EXCEEDED (or UNAVAILABLE when the sidecar was unreachable).
   absl::Duration op_deadline = absl::Seconds(60);
-  // Wait before reconnecting a broken stream, doubled on each consecutive
-  // failure up to max_reconnect_backoff; reset once a stream delivers results.
+  // Wait before reconnecting a broken stream: capped exponential backoff
+  // with full jitter, U(0, min(max_reconnect_backoff, reconnect_backoff *
+  // 2^(n-1))) after n consecutive streams without a result; n is reset once
+  // a stream delivers results.
   absl::Duration reconnect_backoff = absl::Milliseconds(100);
   absl::Duration max_reconnect_backoff = absl::Seconds(2);
   // nullptr: insecure (plaintext), the usual choice for a sidecar on loopback.

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -28,7 +29,7 @@ TEST(Config, MinimalFileGetsDefaults) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->listen, "127.0.0.1:50051");
   EXPECT_EQ(c->metrics_listen, "127.0.0.1:9464");
-  EXPECT_EQ(c->batching.max_items, 25);
+  EXPECT_EQ(c->batching.max_items, 25u);
   EXPECT_EQ(c->batching.linger, absl::Milliseconds(5));
   ASSERT_EQ(c->tables.size(), 1u);
   EXPECT_EQ(c->tables[0].schema.name, "events");
@@ -45,6 +46,103 @@ TEST(Config, RootExampleFileIsValid) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_GE(c->tables.size(), 2u);
   EXPECT_EQ(c->dynamodb.endpoint.rfind("http://127.0.0.1", 0), 0u);
+}
+
+// config.yaml states every option, with the compiled-in default (which lives
+// in the component's options struct), so the example documents the defaults
+// and cannot drift from them. The only differences are the ones it says it
+// makes to run against the local dynalite: endpoint, static credentials,
+// create_tables, and a dead-letter file.
+TEST(Config, RootExampleFileStatesTheCompiledInDefaults) {
+  std::ifstream in(std::string(DYNAMO_BATCHER_SOURCE_DIR) + "/config.yaml");
+  ASSERT_TRUE(in);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto parsed = ParseConfig(text, "config.yaml");  // no environment overrides
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const Config& c = *parsed;
+  const Config d;
+
+  // Deliberate differences, each commented in config.yaml.
+  EXPECT_NE(c.dynamodb.endpoint, d.dynamodb.endpoint);
+  EXPECT_NE(c.dynamodb.access_key_id, d.dynamodb.access_key_id);
+  EXPECT_NE(c.dynamodb.create_tables, d.dynamodb.create_tables);
+  EXPECT_NE(c.dead_letter.path, d.dead_letter.path);
+
+  EXPECT_EQ(c.listen, d.listen);
+  EXPECT_EQ(c.metrics_listen, d.metrics_listen);
+  EXPECT_EQ(c.log.level, d.log.level);
+  EXPECT_EQ(c.dynamodb.region, d.dynamodb.region);
+  EXPECT_EQ(c.dynamodb.call_timeout, d.dynamodb.call_timeout);
+  EXPECT_EQ(c.dynamodb.connect_timeout, d.dynamodb.connect_timeout);
+  EXPECT_EQ(c.dynamodb.max_connections, d.dynamodb.max_connections);
+  EXPECT_EQ(c.dynamodb.tls_verify, d.dynamodb.tls_verify);
+  EXPECT_EQ(c.dynamodb.ca_file, d.dynamodb.ca_file);
+
+  EXPECT_EQ(c.batching.linger, d.batching.linger);
+  EXPECT_EQ(c.batching.max_items, d.batching.max_items);
+  EXPECT_EQ(c.batching.max_inflight_calls, d.batching.max_inflight_calls);
+  EXPECT_EQ(c.batching.unknown_fate_hold, d.batching.unknown_fate_hold);
+
+  EXPECT_EQ(c.retry.base, d.retry.base);
+  EXPECT_EQ(c.retry.cap, d.retry.cap);
+  EXPECT_EQ(c.retry.max_attempts, d.retry.max_attempts);
+  EXPECT_EQ(c.retry.op_deadline, d.retry.op_deadline);
+
+  EXPECT_EQ(c.rate_limit.decrease_factor, d.rate_limit.decrease_factor);
+  EXPECT_EQ(c.rate_limit.increase_per_second, d.rate_limit.increase_per_second);
+  EXPECT_EQ(c.rate_limit.min_rate, d.rate_limit.min_rate);
+  EXPECT_EQ(c.rate_limit.recovery, d.rate_limit.recovery);
+  EXPECT_EQ(c.rate_limit.cubic_recovery_seconds, d.rate_limit.cubic_recovery_seconds);
+
+  EXPECT_EQ(c.buffer.max_bytes, d.buffer.max_bytes);
+  EXPECT_EQ(c.buffer.max_table_bytes, d.buffer.max_table_bytes);
+
+  EXPECT_EQ(c.server.max_message_bytes, d.server.max_message_bytes);
+  EXPECT_EQ(c.server.grpc_memory_bytes, d.server.grpc_memory_bytes);
+  EXPECT_EQ(c.server.max_ops_per_message, d.server.max_ops_per_message);
+  EXPECT_EQ(c.server.max_streams, d.server.max_streams);
+  EXPECT_EQ(c.server.max_unary_calls, d.server.max_unary_calls);
+  EXPECT_EQ(c.server.max_inflight_ops_per_stream, d.server.max_inflight_ops_per_stream);
+  EXPECT_EQ(c.server.unix_socket_mode, d.server.unix_socket_mode);
+  EXPECT_EQ(c.server.allow_insecure_remote, d.server.allow_insecure_remote);
+  EXPECT_EQ(c.server.tls_cert_file, d.server.tls_cert_file);
+
+  EXPECT_EQ(c.drain_timeout, d.drain_timeout);
+  EXPECT_EQ(c.dead_letter.max_bytes, d.dead_letter.max_bytes);
+  EXPECT_EQ(c.dead_letter.max_files, d.dead_letter.max_files);
+}
+
+// The sections are the components' own structs: a file that states nothing
+// gets exactly their defaults (the rate limiter's were 200/1 in
+// rate_limiter.h and 500/25 in config.h before; the sidecar ran with 500/25).
+TEST(Config, UnstatedSectionsAreTheComponentsDefaults) {
+  auto c = ParseConfig(kMinimal, "test.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rate_limit.increase_per_second, RateLimiterOptions{}.increase_per_second);
+  EXPECT_EQ(c->rate_limit.min_rate, 25.0);
+  EXPECT_EQ(c->rate_limit.increase_per_second, 500.0);
+  EXPECT_EQ(c->rate_limit.recovery, RateLimiterOptions::Recovery::kCubic);
+  EXPECT_EQ(c->retry.max_attempts, RetryOptions{}.max_attempts);
+  EXPECT_EQ(c->batching.linger, BatchingOptions{}.linger);
+  EXPECT_EQ(c->buffer.max_bytes, BufferOptions{}.max_bytes);
+  EXPECT_EQ(c->server.max_streams, ServiceLimits{}.max_streams);
+  EXPECT_EQ(c->dead_letter.max_files, DeadLetterOptions{}.max_files);
+}
+
+TEST(Config, RateLimitRecoveryAndCubicTimeFillTheLimiterOptions) {
+  auto c = ParseConfig(std::string(kMinimal) +
+                           "rate_limit:\n  recovery: additive\n  cubic_recovery: 1500ms\n",
+                       "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rate_limit.recovery, RateLimiterOptions::Recovery::kAdditive);
+  EXPECT_DOUBLE_EQ(c->rate_limit.cubic_recovery_seconds, 1.5);
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "rate_limit:\n  recovery: linear\n").message(),
+              HasSubstr("test.yaml: rate_limit.recovery: must be cubic or additive"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "retry:\n  max_attempts: 0\n").message(),
+              HasSubstr("test.yaml: retry.max_attempts: must be an integer between 1 and 1000"));
+  EXPECT_THAT(
+      ErrorOf(std::string(kMinimal) + "server:\n  max_inflight_ops_per_stream: -5\n").message(),
+      HasSubstr("server.max_inflight_ops_per_stream: must be an integer between 1 and"));
 }
 
 TEST(Config, TableWithoutKeySchemaUsesDescribeTable) {

@@ -65,7 +65,7 @@ TEST(MergeLiveKeys, TakesLiveKeysKeepsRestartOnlyOnes) {
   Config m = MergeLiveKeys(a, b);
   EXPECT_EQ(m.listen, "127.0.0.1:50051");
   EXPECT_EQ(m.batching.linger, absl::Seconds(1));
-  EXPECT_EQ(m.batching.max_items, 7);
+  EXPECT_EQ(m.batching.max_items, 7u);
   EXPECT_EQ(m.tables[0].max_rate, 42);
   EngineLiveSettings s = LiveSettingsFromConfig(m);
   EXPECT_EQ(s.batching.max_items, 7u);
