@@ -37,6 +37,7 @@
 #include "service/lifecycle/table_checker.h"
 #include "service/main/reload.h"
 #include "service/metrics/metrics.h"
+#include "service/server/wire_check.h"
 #include "service/server/write_service.h"
 
 #ifndef DYNAMO_BATCHER_VERSION
