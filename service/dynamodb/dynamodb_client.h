@@ -9,6 +9,7 @@
 #include "service/auth/credentials.h"
 #include "service/batching/table_batcher.h"
 #include "service/common/types.h"
+#include "service/dynamodb/batch_writer.h"
 #include "service/dynamodb/http_transport.h"
 
 namespace dynamo_batcher {
@@ -18,17 +19,6 @@ struct DynamoDbOptions {
   // Empty: https://dynamodb.<region>.amazonaws.com
   std::string endpoint;
   absl::Duration call_timeout = absl::Seconds(10);
-};
-
-// One BatchWriteItem call's outcome, classified for the batching core.
-struct BatchWriteResponse {
-  BatchResult result;
-  double consumed_wcu = 0;
-  long http_status = 0;
-  // For dynamo_batcher_http_errors_total{class}: "" on HTTP 200, else
-  // "4xx", "5xx", "timeout" or "connection".
-  std::string error_class;
-  absl::Duration elapsed;
 };
 
 // Classification of one whole-call failure (pure).
@@ -57,7 +47,7 @@ absl::StatusOr<TableSchema> ParseDescribeTableResponse(absl::string_view table,
 // Usage:
 //   DynamoDbClient ddb(options, transport.get(), creds.get());
 //   ddb.BatchWriteItem(schema, body, [](BatchWriteResponse r) { ... });
-class DynamoDbClient {
+class DynamoDbClient : public BatchWriter {
  public:
   DynamoDbClient(DynamoDbOptions options, HttpTransport* transport,
                  CredentialsProvider* credentials);
@@ -65,7 +55,7 @@ class DynamoDbClient {
   const std::string& endpoint() const { return endpoint_; }
 
   void BatchWriteItem(const TableSchema& schema, std::string body,
-                      std::function<void(BatchWriteResponse)> done);
+                      std::function<void(BatchWriteResponse)> done) override;
 
   // Blocking; for start-up.
   absl::StatusOr<TableSchema> DescribeTable(const std::string& table);
