@@ -13,20 +13,10 @@
 #include "absl/time/time.h"
 #include "service/common/batch_result.h"
 #include "service/common/types.h"
+#include "service/dynamodb/batch_writer.h"
 #include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
-
-// One BatchWriteItem call's outcome, classified for the batching core.
-struct BatchWriteResponse {
-  BatchResult result;
-  double consumed_wcu = 0;
-  long http_status = 0;
-  // For dynamo_batcher_http_errors_total{class}: "" on HTTP 200, else
-  // "4xx", "5xx", "timeout" or "connection".
-  std::string error_class;
-  absl::Duration elapsed;
-};
 
 // How the batching core treats one whole-call failure.
 struct ErrorClass {
