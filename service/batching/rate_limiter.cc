@@ -139,6 +139,12 @@ void RateLimiter::UpdateGentleness(bool decreased, absl::Time now) {
     // decreases handle it) or loss that does not depend on the rate, where
     // a gentle climb back would let each decrease compound into a collapse.
     if (error > 0 && (gentle_decreases_ < 1.5 || SmoothedLoss() > kMaxGentleLoss)) error = 0;
+    // Rising only right after a decrease: a burst of decreases followed by
+    // quiet (a hot key before it is paced) must not keep raising it.
+    if (error > 0 && (last_decrease_ == absl::InfinitePast() ||
+                      now - last_decrease_ > absl::Seconds(1))) {
+      error = 0;
+    }
     gentleness_ = std::clamp(gentleness_ + kGentlenessRate * error * dt, 0.0, kMaxGentleness);
     gentle_decreases_ *= std::exp(-absl::FDivDuration(now - gentle_last_, kGentleTau));
   }
