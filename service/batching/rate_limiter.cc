@@ -133,8 +133,18 @@ void RateLimiter::UpdateGentleness(bool decreased, absl::Time now) {
         std::log2((per_second + 0.1 * kTargetDecreasesPerSecond) / kTargetDecreasesPerSecond),
         -1.0, 2.0);
     // One throttle is no pattern: only repeated decreases make probing
-    // gentler (a lone throttle recovers as before).
-    if (error > 0 && gentle_decreases_ < 1.5) error = 0;
+    // gentler (a lone throttle recovers as before). Nor is heavy loss
+    // (more than kMaxGentleLoss of the items, smoothed): probing around a
+    // shared capacity loses a few percent; heavy loss is a flood (the
+    // decreases handle it) or loss that does not depend on the rate, where
+    // a gentle climb back would let each decrease compound into a collapse.
+    if (error > 0 && (gentle_decreases_ < 1.5 || SmoothedLoss() > kMaxGentleLoss)) error = 0;
+    // Rising only right after a decrease: a burst of decreases followed by
+    // quiet (a hot key before it is paced) must not keep raising it.
+    if (error > 0 && (last_decrease_ == absl::InfinitePast() ||
+                      now - last_decrease_ > absl::Seconds(1))) {
+      error = 0;
+    }
     gentleness_ = std::clamp(gentleness_ + kGentlenessRate * error * dt, 0.0, kMaxGentleness);
     gentle_decreases_ *= std::exp(-absl::FDivDuration(now - gentle_last_, kGentleTau));
   }

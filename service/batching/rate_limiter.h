@@ -139,6 +139,8 @@ class RateLimiter {
   static constexpr double kGentlenessRate = 0.5;
   static constexpr double kMaxGentleness = 9;
   static constexpr double kMaxCubicStretch = 3;
+  // Gentleness does not rise while the smoothed lost share is above this.
+  static constexpr double kMaxGentleLoss = 0.3;
   double gentleness() const { return gentleness_; }
   // While a loss floor is known, loss counts as throttling above
   // floor + min(kLossMargin, max(kMinFloorMargin, kFloorMarginShare * floor)).
