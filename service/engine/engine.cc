@@ -249,6 +249,7 @@ void Engine::Run() {
       }
     }
     SendReady(now);
+    FlushDeliveries();
     CheckFlushWaiters();
     ServeBudgetWaiters(now);
     PublishGauges();
@@ -263,7 +264,9 @@ void Engine::SendReady(absl::Time now) {
   for (size_t i = 0; i < tables_.size(); ++i) {
     Table& t = *tables_[i];
     while (auto batch = t.batcher->TakeBatch(now)) {
-      BuildBatchWriteBody(t.schema.name, batch->request_jsons, &body_buffer_);
+      // A fresh string, moved down to the transport: the body is not copied.
+      std::string body;
+      BuildBatchWriteBody(t.schema.name, batch->request_jsons, &body);
       t.inflight[batch->id] = {now, batch->request_jsons.size()};
       t.m->batches_sent->Increment();
       t.m->batch_size->Observe(static_cast<double>(batch->request_jsons.size()));
@@ -271,7 +274,7 @@ void Engine::SendReady(absl::Time now) {
       inflight_calls_.fetch_add(1, std::memory_order_relaxed);
       const int table = static_cast<int>(i);
       const uint64_t id = batch->id;
-      ddb_->BatchWriteItem(t.schema, body_buffer_, [this, table, id](BatchWriteResponse r) {
+      ddb_->BatchWriteItem(t.schema, std::move(body), [this, table, id](BatchWriteResponse r) {
         std::lock_guard<std::mutex> lock(mu_);
         inbox_completions_.push_back({table, id, std::move(r)});
         Wake();
@@ -408,12 +411,35 @@ void Engine::DeliverResults(int table, std::vector<OpResult>* results, absl::Tim
   if (written_delete) t.m->written_delete->Increment(static_cast<double>(written_delete));
   t.bytes.fetch_sub(released, std::memory_order_relaxed);
   total_bytes_.fetch_sub(released, std::memory_order_relaxed);
-  pending_ops_.fetch_sub(results->size(), std::memory_order_relaxed);
+  // Delivered once per round and sink (FlushDeliveries): a stream takes all
+  // its results of a round under one lock, in one write.
   for (OpResult& r : *results) {
-    std::shared_ptr<ResultSink> sink = std::move(r.op.sink);
-    if (sink) sink->Deliver(std::move(r));
+    ++undelivered_;
+    ResultSink* key = r.op.sink.get();
+    auto [it, added] = delivery_index_.try_emplace(key, deliveries_.size());
+    if (added) {
+      deliveries_.emplace_back();
+      deliveries_.back().sink = r.op.sink;
+    }
+    deliveries_[it->second].results.push_back(std::move(r));
   }
   results->clear();
+}
+
+void Engine::FlushDeliveries() {
+  if (deliveries_.empty()) return;
+  std::vector<Delivery> out;
+  out.swap(deliveries_);
+  delivery_index_.clear();
+  const uint64_t n = undelivered_;
+  undelivered_ = 0;
+  for (Delivery& d : out) {
+    for (OpResult& r : d.results) r.op.sink.reset();
+    if (d.sink) d.sink->DeliverAll(&d.results);
+  }
+  // Only now: Drain() returns once this reaches 0, so every result must
+  // already be with its sink.
+  pending_ops_.fetch_sub(n, std::memory_order_relaxed);
 }
 
 void Engine::StartFlush(FlushRequest req) {
