@@ -69,9 +69,12 @@ struct Config {
     absl::Duration cubic_recovery = absl::Seconds(2);
   } rate_limit;
 
+  // Defaults as in deploy/kubernetes: at saturation the sidecar's RSS stays
+  // under 96 MiB (docs/benchmarks.md); more buffer adds latency, not
+  // throughput, since at most max_inflight_calls x 25 items per table fly.
   struct Buffer {
-    uint64_t max_bytes = 256ull << 20;        // all tables
-    uint64_t max_table_bytes = 128ull << 20;  // one table
+    uint64_t max_bytes = 64ull << 20;        // all tables
+    uint64_t max_table_bytes = 32ull << 20;  // one table
   } buffer;
 
   struct Server {

@@ -32,8 +32,8 @@ struct EngineTable {
 struct EngineOptions {
   BatchingOptions batching;
   RetryOptions retry;
-  uint64_t max_buffer_bytes = 256ull << 20;
-  uint64_t max_table_buffer_bytes = 128ull << 20;
+  uint64_t max_buffer_bytes = 64ull << 20;
+  uint64_t max_table_buffer_bytes = 32ull << 20;
   DeadLetterOptions dead_letter;
   // After drain_timeout, how long to wait for calls already in flight (their
   // writes may land, so they are not failed blindly): call_timeout + margin.
