@@ -224,12 +224,13 @@ class WriteReactor final
                                       "TooManyOps").Increment();
       }
     } else {
+      const std::shared_ptr<WriteReactor> self = shared_from_this();
       for (int i = 0; i < n; ++i) {
         int table = -1;
         Op op;
         v1::WriteResult r;
         if (service_->PrepareOp(request_.ops(i), now, &table, &op, &r)) {
-          op.sink = shared_from_this();
+          op.sink = self;
           group_bytes[table] += op.MemoryBytes();
           groups[table].push_back(std::move(op));
         } else {
