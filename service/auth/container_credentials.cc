@@ -190,11 +190,12 @@ absl::StatusOr<AwsCredentials> FetchContainerCredentials(const ContainerCredenti
   req.method = "GET";
   req.url = config.url;
   req.timeout = config.timeout;
+  req.max_response_bytes = auth_internal::kMaxCredentialsResponseBytes;
   req.headers = {{"Accept", "application/json"}};
   if (!token.empty()) req.headers.emplace_back("Authorization", token);
   HttpResponse resp;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    resp = auth_internal::SendAndWait(transport, req);
+    resp = transport.SendSync(req);
     if (resp.transport_error.empty() && resp.status < 500) break;
   }
   if (!resp.transport_error.empty() || resp.status != 200) {

@@ -15,4 +15,18 @@ namespace dynamo_batcher {
 // throws or asserts on any input.
 absl::StatusOr<AwsCredentials> ParseCredentialsJson(absl::string_view json);
 
+// Parses the JSON body of an STS AssumeRoleWithWebIdentity (or AssumeRole)
+// answer, as STS sends it to a request with "Accept: application/json":
+//   {"AssumeRoleWithWebIdentityResponse":{"AssumeRoleWithWebIdentityResult":{
+//      "Credentials":{"AccessKeyId":"...","SecretAccessKey":"...",
+//                     "SessionToken":"...","Expiration":1714568400}, ...}, ...}}
+// Expiration is epoch seconds (a number, possibly fractional, as STS writes
+// it) or an ISO 8601 string. STS's error document
+// {"Error":{"Code":"...","Message":"..."},"RequestId":"..."} becomes
+// PERMISSION_DENIED "STS <Code>: <Message>" (STS's own words, no secrets).
+// Anything else that is not usable credentials is INVALID_ARGUMENT naming
+// the field that is missing or mistyped. Pure and total: never throws or
+// asserts on any input. Fuzzed by tests/fuzz/credentials_json_fuzz.cc.
+absl::StatusOr<AwsCredentials> ParseStsCredentialsJson(absl::string_view json);
+
 }  // namespace dynamo_batcher

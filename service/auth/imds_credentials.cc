@@ -45,9 +45,10 @@ absl::StatusOr<AwsCredentials> FetchImdsCredentials(const ImdsConfig& config,
   put.method = "PUT";
   put.url = absl::StrCat(config.endpoint, kTokenPath);
   put.timeout = config.timeout;
+  put.max_response_bytes = auth_internal::kMaxCredentialsResponseBytes;
   put.headers = {{"X-aws-ec2-metadata-token-ttl-seconds", absl::StrCat(config.token_ttl_seconds)},
                  {"Content-Length", "0"}};
-  HttpResponse token_resp = auth_internal::SendAndWait(transport, put);
+  HttpResponse token_resp = transport.SendSync(put);
   if (!token_resp.transport_error.empty() || token_resp.status != 200) {
     return Failure("token (PUT /latest/api/token)", token_resp);
   }
@@ -59,9 +60,10 @@ absl::StatusOr<AwsCredentials> FetchImdsCredentials(const ImdsConfig& config,
   HttpRequest get;
   get.method = "GET";
   get.timeout = config.timeout;
+  get.max_response_bytes = auth_internal::kMaxCredentialsResponseBytes;
   get.headers = {{"X-aws-ec2-metadata-token", token}};
   get.url = absl::StrCat(config.endpoint, kCredentialsPath);
-  HttpResponse role_resp = auth_internal::SendAndWait(transport, get);
+  HttpResponse role_resp = transport.SendSync(get);
   if (!role_resp.transport_error.empty() || role_resp.status != 200) {
     // 404 here: the instance has no IAM role attached.
     return Failure("role name", role_resp);
@@ -79,7 +81,7 @@ absl::StatusOr<AwsCredentials> FetchImdsCredentials(const ImdsConfig& config,
     return absl::UnavailableError("IMDS: malformed role name");
   }
   get.url = absl::StrCat(config.endpoint, kCredentialsPath, role);
-  HttpResponse creds_resp = auth_internal::SendAndWait(transport, get);
+  HttpResponse creds_resp = transport.SendSync(get);
   if (!creds_resp.transport_error.empty() || creds_resp.status != 200) {
     return Failure(absl::StrCat("credentials for role ", role), creds_resp);
   }

@@ -9,7 +9,7 @@
 #include "service/auth/credentials.h"
 #include "service/auth/provider_util.h"
 #include "service/auth/refreshing_credentials.h"
-#include "service/dynamodb/http_transport.h"
+#include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
 

@@ -2,27 +2,14 @@
 
 #include "service/auth/sigv4.h"
 
-#include <algorithm>
 #include <fstream>
-#include <future>
-#include <memory>
 #include <sstream>
-#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace dynamo_batcher::auth_internal {
-
-HttpResponse SendAndWait(HttpTransport& transport, HttpRequest request) {
-  request.max_response_bytes = std::min(request.max_response_bytes, kMaxCredentialsResponseBytes);
-  auto promise = std::make_shared<std::promise<HttpResponse>>();
-  std::future<HttpResponse> future = promise->get_future();
-  transport.Send(std::move(request),
-                 [promise](HttpResponse response) { promise->set_value(std::move(response)); });
-  return future.get();
-}
 
 std::string Env(const GetenvFunction& getenv_fn, const char* name) {
   if (!getenv_fn) return "";

@@ -1,7 +1,7 @@
 #pragma once
 
-// Small helpers shared by the credentials providers: blocking HTTP over the
-// injected transport, file reading, environment access, form encoding.
+// Small helpers shared by the credentials providers: file reading,
+// environment access, form encoding, failure descriptions.
 
 #include <functional>
 #include <string>
@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "service/dynamodb/http_transport.h"
+#include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
 
@@ -21,14 +21,9 @@ using WallClockFunction = std::function<absl::Time()>;
 namespace auth_internal {
 
 // Credentials answers (STS, the container endpoint, IMDS) are a few KiB; a
-// bigger one is aborted rather than buffered.
+// bigger one is aborted rather than buffered (HttpRequest::max_response_bytes
+// of every credentials request).
 inline constexpr size_t kMaxCredentialsResponseBytes = 64 << 10;
-
-// Sends and waits for the answer, capped at kMaxCredentialsResponseBytes.
-// HttpTransport::SendSync lives in the dynamodb library (which depends on
-// this one), so auth has its own. Must not be called from the transport's
-// I/O thread.
-HttpResponse SendAndWait(HttpTransport& transport, HttpRequest request);
 
 // The variable's value, or "" when unset (or no getenv was given).
 std::string Env(const GetenvFunction& getenv_fn, const char* name);

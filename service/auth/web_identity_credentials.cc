@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "service/auth/sts_xml.h"
+#include "service/auth/credentials_json.h"
 
 namespace dynamo_batcher {
 
@@ -56,15 +56,17 @@ absl::StatusOr<AwsCredentials> FetchWebIdentityCredentials(const WebIdentityConf
   req.method = "POST";
   req.url = absl::StrCat(config.sts_endpoint, "/");
   req.timeout = config.timeout;
+  req.max_response_bytes = auth_internal::kMaxCredentialsResponseBytes;
+  // STS answers JSON when asked (as Envoy asks), so RapidJSON reads it.
   req.headers = {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"},
-                 {"Accept", "text/xml"}};
+                 {"Accept", "application/json"}};
   req.body = absl::StrCat("Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=",
                           auth_internal::FormEncode(config.role_arn),
                           "&RoleSessionName=", auth_internal::FormEncode(session),
                           "&WebIdentityToken=", auth_internal::FormEncode(jwt));
   HttpResponse resp;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    resp = auth_internal::SendAndWait(transport, req);
+    resp = transport.SendSync(req);
     const bool transient = !resp.transport_error.empty() || resp.status >= 500;
     if (!transient) break;
   }
@@ -72,7 +74,7 @@ absl::StatusOr<AwsCredentials> FetchWebIdentityCredentials(const WebIdentityConf
   if (!resp.transport_error.empty()) {
     return absl::UnavailableError(absl::StrCat(where, ": transport: ", resp.transport_error));
   }
-  absl::StatusOr<AwsCredentials> creds = ParseStsCredentialsXml(resp.body);
+  absl::StatusOr<AwsCredentials> creds = ParseStsCredentialsJson(resp.body);
   if (resp.status == 200 && creds.ok()) return creds;
   if (!creds.ok() && absl::StartsWith(creds.status().message(), "STS ")) {
     // STS's own error: access denied, invalid token, throttling.

@@ -9,7 +9,7 @@
 #include "service/auth/credentials.h"
 #include "service/auth/provider_util.h"
 #include "service/auth/refreshing_credentials.h"
-#include "service/dynamodb/http_transport.h"
+#include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
 
@@ -32,7 +32,7 @@ std::optional<WebIdentityConfig> WebIdentityConfigFromEnvironment(const GetenvFu
                                                                   const std::string& region);
 
 // One AssumeRoleWithWebIdentity call: reads the token file, POSTs the
-// (unsigned) form to STS, parses the XML answer. One retry on 5xx or a
+// (unsigned) form to STS asking for JSON, parses the JSON answer. One retry on 5xx or a
 // transport error. Errors name the role and STS's error code, never the token.
 absl::StatusOr<AwsCredentials> FetchWebIdentityCredentials(const WebIdentityConfig& config,
                                                            HttpTransport& transport,

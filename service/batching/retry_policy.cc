@@ -20,16 +20,11 @@ absl::Duration RetryPolicy::Backoff(uint32_t attempts, double u01) const {
   return bound * u01;
 }
 
-bool RetryPolicy::MayRetry(uint32_t attempts, absl::Time arrival,
-                           absl::Time retry_at, const char** code) const {
-  const char* why = nullptr;
-  if (attempts >= options_.max_attempts) {
-    why = "RetriesExhausted";
-  } else if (retry_at > arrival + options_.op_deadline) {
-    why = "DeadlineExceeded";
-  }
-  if (why != nullptr && code != nullptr) *code = why;
-  return why == nullptr;
+RetryDecision RetryPolicy::MayRetry(uint32_t attempts, absl::Time arrival,
+                                   absl::Time retry_at) const {
+  if (attempts >= options_.max_attempts) return {RetryDecision::Stop::kRetriesExhausted};
+  if (retry_at > arrival + options_.op_deadline) return {RetryDecision::Stop::kDeadlineExceeded};
+  return {};
 }
 
 }  // namespace dynamo_batcher

@@ -7,6 +7,28 @@
 
 namespace dynamo_batcher {
 
+// Whether an op may have another attempt, and if not, why. The reason's
+// code() is the op's error_code when it fails.
+struct RetryDecision {
+  enum class Stop {
+    kNone,              // may retry
+    kRetriesExhausted,  // max_attempts calls already carried it
+    kDeadlineExceeded,  // the next attempt would start after op_deadline
+  };
+  Stop stop = Stop::kNone;
+
+  bool may_retry() const { return stop == Stop::kNone; }
+  // "", "RetriesExhausted" or "DeadlineExceeded".
+  const char* code() const {
+    switch (stop) {
+      case Stop::kNone: return "";
+      case Stop::kRetriesExhausted: return "RetriesExhausted";
+      case Stop::kDeadlineExceeded: return "DeadlineExceeded";
+    }
+    return "";
+  }
+};
+
 struct RetryOptions {
   absl::Duration base = absl::Milliseconds(25);
   absl::Duration cap = absl::Seconds(5);
@@ -28,10 +50,8 @@ class RetryPolicy {
   absl::Duration Backoff(uint32_t attempts, double u01) const;
 
   // Whether an op that arrived at `arrival` and was carried by `attempts`
-  // calls may be tried again at `retry_at`. On false, `*code` is set to
-  // "RetriesExhausted" or "DeadlineExceeded".
-  bool MayRetry(uint32_t attempts, absl::Time arrival, absl::Time retry_at,
-                const char** code) const;
+  // calls may be tried again at `retry_at`.
+  RetryDecision MayRetry(uint32_t attempts, absl::Time arrival, absl::Time retry_at) const;
 
  private:
   RetryOptions options_;

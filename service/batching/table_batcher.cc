@@ -300,16 +300,16 @@ struct TableBatcher::Impl {
     if (retry_after.has_value() && *retry_after > delay) delay = *retry_after;
     absl::Time retry_at = now + delay;
     retry_at = std::max(retry_at, HeldUntil(e->head.write.key, now));
-    const char* why = nullptr;
-    if (!policy.MayRetry(attempts, e->head.arrival, retry_at, &why)) {
-      const std::string what = std::string(why) == "DeadlineExceeded"
+    const RetryDecision decision = policy.MayRetry(attempts, e->head.arrival, retry_at);
+    if (!decision.may_retry()) {
+      const std::string what = decision.stop == RetryDecision::Stop::kDeadlineExceeded
           ? absl::StrCat("op deadline of ", absl::FormatDuration(policy.options().op_deadline),
                          " would pass before the next attempt (", attempts, " attempts)")
           : absl::StrCat("gave up after ", attempts, " attempts");
       const std::string msg = absl::StrCat(what, "; last error: ", code,
                                            message.empty() ? "" : ": ", message);
       keys.erase(it);  // neither in flight nor next any more
-      EmitFailed(e, why, msg, results);
+      EmitFailed(e, decision.code(), msg, results);
       Release(e);
       return;
     }

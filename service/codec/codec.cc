@@ -464,10 +464,10 @@ bool IsKeyName(const TableSchema& schema, const std::string& name) {
          (schema.sort_key && name == schema.sort_key->name);
 }
 
-}  // namespace
-
-bool EncodeWriteOp(const WriteOp& op, const TableSchema& schema,
-                   EncodedWrite* out, Rejection* rejection) {
+// EncodeWriteOp's work, filling the caller's result in place (the hot path
+// builds the JSON once, straight into the EncodedWrite that is kept).
+bool EncodeInto(const WriteOp& op, const TableSchema& schema,
+                EncodedWrite* out, Rejection* rejection) {
   out->key.clear();
   out->request_json.clear();
   out->item_size = 0;
@@ -548,6 +548,15 @@ bool EncodeWriteOp(const WriteOp& op, const TableSchema& schema,
                   out, rejection);
   }
   return true;
+}
+
+}  // namespace
+
+EncodeResult EncodeWriteOp(const WriteOp& op, const TableSchema& schema) {
+  EncodeResult result;
+  Rejection why;
+  if (!EncodeInto(op, schema, &result.write, &why)) result.rejection = std::move(why);
+  return result;
 }
 
 absl::StatusOr<std::string> CanonicalNumber(absl::string_view text) {

@@ -3,7 +3,9 @@
 // Proto -> DynamoDB JSON, with DynamoDB's validation rules applied first.
 // Pure functions: no I/O, no clock, no globals.
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -16,19 +18,26 @@ namespace dynamo_batcher {
 inline constexpr size_t kMaxItemBytes = 400 * 1024;
 inline constexpr int kMaxNestingDepth = 32;
 
-// Validates `op` against `schema` and encodes it. On success fills `*out` and
-// returns true. On failure fills `*rejection` (code + a message naming the op
-// id, the field and the rule) and returns false. The caller has already
-// checked that `op.table()` names `schema`.
+// What EncodeWriteOp made of one op: the encoded write, or why it was
+// refused (then `write` is empty).
+struct EncodeResult {
+  EncodedWrite write;
+  std::optional<Rejection> rejection;
+
+  bool ok() const { return !rejection.has_value(); }
+};
+
+// Validates `op` against `schema` and encodes it. A refused op gets a
+// Rejection: a code (the `reason` label of ops_rejected_total) and a message
+// naming the op id, the field and the rule. The caller has already checked
+// that `op.table()` names `schema`.
 //
 // Rules: exactly one of put/delete_key; key attributes present with the
 // schema's type; delete_key holds only key attributes; every AttributeValue
 // has exactly one type; sets non-empty without duplicates (numbers compared by
 // value); numbers by DynamoDB's rules; key strings/binaries non-empty; item
 // size <= 400 KB by DynamoDB's size rules; nesting <= 32 levels.
-bool EncodeWriteOp(const dynamobatcher::v1::WriteOp& op,
-                   const TableSchema& schema, EncodedWrite* out,
-                   Rejection* rejection);
+EncodeResult EncodeWriteOp(const dynamobatcher::v1::WriteOp& op, const TableSchema& schema);
 
 // Validates a DynamoDB number (up to 38 significant digits, magnitude in
 // 1E-130 .. 9.9999999999999999999999999999999999999E+125, or zero) and

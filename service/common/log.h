@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -17,7 +18,9 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 using LogFields = std::initializer_list<std::pair<absl::string_view, std::string>>;
 
 void SetLogLevel(LogLevel level);
-bool ParseLogLevel(absl::string_view name, LogLevel* level);
+// "debug", "info", "warn" or "error"; INVALID_ARGUMENT "must be debug, info,
+// warn or error (got \"<name>\")" for anything else.
+absl::StatusOr<LogLevel> ParseLogLevel(absl::string_view name);
 bool LogEnabled(LogLevel level);
 void Log(LogLevel level, absl::string_view msg, LogFields fields = {});
 

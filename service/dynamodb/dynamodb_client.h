@@ -7,9 +7,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "service/auth/credentials.h"
-#include "service/batching/table_batcher.h"
 #include "service/common/types.h"
-#include "service/dynamodb/http_transport.h"
+#include "service/dynamodb/response_parser.h"
+#include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
 
@@ -19,32 +19,6 @@ struct DynamoDbOptions {
   std::string endpoint;
   absl::Duration call_timeout = absl::Seconds(10);
 };
-
-// One BatchWriteItem call's outcome, classified for the batching core.
-struct BatchWriteResponse {
-  BatchResult result;
-  double consumed_wcu = 0;
-  long http_status = 0;
-  // For dynamo_batcher_http_errors_total{class}: "" on HTTP 200, else
-  // "4xx", "5xx", "timeout" or "connection".
-  std::string error_class;
-  absl::Duration elapsed;
-};
-
-// Classification of one whole-call failure (pure).
-// Throttling -> RESOURCE_EXHAUSTED-like retry, 5xx/network -> retry,
-// ValidationException / 413 -> bisect, the rest -> fatal.
-BatchResult::Kind ClassifyError(long http_status, absl::string_view error_type,
-                                bool transport_error, bool* throttled);
-
-// Parses an HTTP answer to BatchWriteItem for `schema`'s table (pure).
-// UnprocessedItems are mapped back to canonical keys.
-BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
-                                           const TableSchema& schema);
-
-// Parses a DescribeTable answer into a TableSchema (pure).
-absl::StatusOr<TableSchema> ParseDescribeTableResponse(absl::string_view table,
-                                                       const HttpResponse& response);
 
 // DynamoDB over its JSON protocol: SigV4-signed POSTs with
 // X-Amz-Target: DynamoDB_20120810.<Action>.

@@ -13,7 +13,6 @@
 #include "rapidjson/document.h"
 #include "rapidjson/error/en.h"
 #include "service/codec/codec.h"
-#include "service/dynamodb/dynamodb_client.h"
 #include "service/dynamodb/response_parser.h"
 
 namespace dynamo_batcher {
@@ -141,8 +140,7 @@ BatchWriteResponse ParseSuccess(const HttpResponse& response, const TableSchema&
 
 }  // namespace
 
-BatchResult::Kind ClassifyError(long http_status, absl::string_view error_type,
-                                bool transport_error, bool* throttled) {
+ErrorClass ClassifyError(long http_status, absl::string_view error_type, bool transport_error) {
   static const auto* const kThrottling = new absl::flat_hash_set<absl::string_view>{
       "ProvisionedThroughputExceededException", "ThrottlingException",
       "RequestLimitExceeded", "Throttling", "TooManyRequestsException"};
@@ -153,25 +151,17 @@ BatchResult::Kind ClassifyError(long http_status, absl::string_view error_type,
       "InternalServerError", "InternalFailure", "ServiceUnavailable",
       "ServiceUnavailableException", "ExpiredTokenException", "RequestExpired",
       "RequestTimeout", "RequestTimeoutException"};
-  bool dummy = false;
-  if (throttled == nullptr) throttled = &dummy;
-  *throttled = false;
-  if (transport_error) return Kind::kRetryable;
-  if (kThrottling->contains(error_type)) {
-    *throttled = true;
-    return Kind::kRetryable;
-  }
-  if (kTransient->contains(error_type)) return Kind::kRetryable;
+  constexpr ErrorClass kThrottled{Kind::kRetryable, /*throttled=*/true};
+  if (transport_error) return {Kind::kRetryable};
+  if (kThrottling->contains(error_type)) return kThrottled;
+  if (kTransient->contains(error_type)) return {Kind::kRetryable};
   // SerializationException means we sent bad JSON: our bug, not the items'.
-  if (error_type == "ValidationException") return Kind::kValidation;
-  if (http_status == 413) return Kind::kValidation;  // request too large: bisect
-  if (http_status == 429) {
-    *throttled = true;
-    return Kind::kRetryable;
-  }
-  if (!error_type.empty() && http_status < 500) return Kind::kFatal;
-  if (http_status >= 500) return Kind::kRetryable;
-  return Kind::kFatal;
+  if (error_type == "ValidationException") return {Kind::kValidation};
+  if (http_status == 413) return {Kind::kValidation};  // request too large: bisect
+  if (http_status == 429) return kThrottled;
+  if (!error_type.empty() && http_status < 500) return {Kind::kFatal};
+  if (http_status >= 500) return {Kind::kRetryable};
+  return {Kind::kFatal};
 }
 
 BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
@@ -182,7 +172,9 @@ BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
   BatchResult& r = out.result;
 
   if (!response.transport_error.empty() || response.status == 0) {
-    r.kind = ClassifyError(0, "", true, &r.throttled);
+    const ErrorClass cls = ClassifyError(0, "", true);
+    r.kind = cls.kind;
+    r.throttled = cls.throttled;
     out.error_class = response.timed_out ? "timeout" : "connection";
     r.error_code = response.timed_out ? "Timeout" : "ConnectionError";
     r.message = response.transport_error.empty() ? "no HTTP response" : response.transport_error;
@@ -216,7 +208,9 @@ BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
   if (type.empty()) {
     if (const std::string* h = response.Header("x-amzn-errortype")) type = ShortErrorType(*h);
   }
-  r.kind = ClassifyError(response.status, type, false, &r.throttled);
+  const ErrorClass cls = ClassifyError(response.status, type, false);
+  r.kind = cls.kind;
+  r.throttled = cls.throttled;
   if (!r.throttled) r.throttle_reasons.clear();
   r.error_code = !type.empty() ? type
                  : response.status == 413 ? "RequestEntityTooLarge"
@@ -265,10 +259,10 @@ absl::Status StatusFromErrorResponse(absl::string_view operation, const HttpResp
   const std::string text = absl::StrCat(operation, ": HTTP ", response.status,
                                         type.empty() ? "" : " ", type,
                                         message.empty() ? "" : ": ", message);
-  bool throttled = false;
-  switch (ClassifyError(response.status, type, false, &throttled)) {
+  const ErrorClass cls = ClassifyError(response.status, type, false);
+  switch (cls.kind) {
     case Kind::kRetryable:
-      return throttled ? absl::ResourceExhaustedError(text) : absl::UnavailableError(text);
+      return cls.throttled ? absl::ResourceExhaustedError(text) : absl::UnavailableError(text);
     case Kind::kValidation:
       return absl::InvalidArgumentError(text);
     default:

@@ -1,16 +1,52 @@
 #pragma once
 
-// Internal to service/dynamodb: helpers shared by the client and the parser.
-// The public parse functions are declared in dynamodb_client.h.
+// Pure parsing and classification of DynamoDB's answers: no I/O, no clock.
+// Every input, however malformed, yields a value or a Status. Used by
+// DynamoDbClient (dynamodb_client.h); fuzzed by
+// tests/fuzz/response_parser_fuzz.cc.
 
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "service/dynamodb/http_transport.h"
+#include "absl/time/time.h"
+#include "service/common/batch_result.h"
+#include "service/common/types.h"
+#include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
+
+// One BatchWriteItem call's outcome, classified for the batching core.
+struct BatchWriteResponse {
+  BatchResult result;
+  double consumed_wcu = 0;
+  long http_status = 0;
+  // For dynamo_batcher_http_errors_total{class}: "" on HTTP 200, else
+  // "4xx", "5xx", "timeout" or "connection".
+  std::string error_class;
+  absl::Duration elapsed;
+};
+
+// How the batching core treats one whole-call failure.
+struct ErrorClass {
+  BatchResult::Kind kind = BatchResult::Kind::kFatal;
+  bool throttled = false;  // kRetryable because DynamoDB throttled the call
+};
+
+// Classification of one whole-call failure (pure).
+// Throttling -> RESOURCE_EXHAUSTED-like retry, 5xx/network -> retry,
+// ValidationException / 413 -> bisect, the rest -> fatal.
+ErrorClass ClassifyError(long http_status, absl::string_view error_type, bool transport_error);
+
+// Parses an HTTP answer to BatchWriteItem for `schema`'s table (pure).
+// UnprocessedItems are mapped back to canonical keys.
+BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
+                                           const TableSchema& schema);
+
+// Parses a DescribeTable answer into a TableSchema (pure).
+absl::StatusOr<TableSchema> ParseDescribeTableResponse(absl::string_view table,
+                                                       const HttpResponse& response);
 
 // The short error type of a non-200 answer ("ValidationException"), from the
 // JSON body's __type or the x-amzn-ErrorType header; "" if none.

@@ -33,7 +33,7 @@
 #include "service/common/log.h"
 #include "service/config/config.h"
 #include "service/dynamodb/dynamodb_client.h"
-#include "service/dynamodb/http_transport.h"
+#include "service/http/http_transport.h"
 #include "service/engine/engine.h"
 #include "service/main/reload.h"
 #include "service/metrics/metrics.h"
@@ -149,9 +149,8 @@ int Run(int argc, char** argv) {
     std::cout << config_path << ": OK (" << config.tables.size() << " tables)\n";
     return 0;
   }
-  LogLevel level;
-  ParseLogLevel(config.log.level, &level);
-  SetLogLevel(level);
+  // Config validation has already refused any other level.
+  SetLogLevel(ParseLogLevel(config.log.level).value_or(LogLevel::kInfo));
   if (ListenIsRemote(config) && config.server.tls_cert_file.empty()) {
     // Only possible with server.allow_insecure_remote (config validation).
     Log(LogLevel::kWarn,

@@ -195,10 +195,14 @@ absl::Status ConfigReloader::Reload() {
     next = text.status();
   }
   LogLevel level = LogLevel::kInfo;
-  if (next.ok() && !ParseLogLevel(next->log.level, &level)) {
-    next = absl::InvalidArgumentError(
-        absl::StrCat(path_, ": log.level: must be debug, info, warn or error (got \"",
-                     next->log.level, "\")"));
+  if (next.ok()) {
+    absl::StatusOr<LogLevel> parsed = ParseLogLevel(next->log.level);
+    if (parsed.ok()) {
+      level = *parsed;
+    } else {
+      next = absl::InvalidArgumentError(
+          absl::StrCat(path_, ": log.level: ", parsed.status().message()));
+    }
   }
   if (!next.ok()) {
     metrics_->config_reload_success().Set(0);

@@ -588,12 +588,13 @@ bool WriteBatcherService::PrepareOp(const v1::WriteOp& wire, absl::Time now, int
   }
   Metrics::Table& m = metrics_->table(t);
   (wire.has_delete_key() ? m.received_delete : m.received_put)->Increment();
-  Rejection why;
-  if (!EncodeWriteOp(wire, engine_->schema(t), &op->write, &why)) {
-    Reject(rejected, wire, why.code, why.message);
-    metrics_->Rejected(wire.table(), why.code).Increment();
+  EncodeResult encoded = EncodeWriteOp(wire, engine_->schema(t));
+  if (!encoded.ok()) {
+    Reject(rejected, wire, encoded.rejection->code, encoded.rejection->message);
+    metrics_->Rejected(wire.table(), encoded.rejection->code).Increment();
     return false;
   }
+  op->write = std::move(encoded.write);
   op->id = wire.id();
   op->table = engine_->table_name(t);
   op->arrival = now;

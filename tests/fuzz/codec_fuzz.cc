@@ -45,9 +45,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   dynamobatcher::v1::WriteOp op;
   if (op.ParseFromArray(data, static_cast<int>(size))) {
-    dynamo_batcher::EncodedWrite out;
-    dynamo_batcher::Rejection rejection;
-    if (dynamo_batcher::EncodeWriteOp(op, Schema(), &out, &rejection)) {
+    dynamo_batcher::EncodeResult encoded = dynamo_batcher::EncodeWriteOp(op, Schema());
+    const dynamo_batcher::EncodedWrite& out = encoded.write;
+    if (encoded.ok()) {
       Check(!out.key.empty());
       Check(!out.request_json.empty());
       Check(out.item_size <= dynamo_batcher::kMaxItemBytes);
@@ -57,8 +57,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       dynamo_batcher::BuildBatchWriteBody("events", {&out.request_json}, &body);
       Check(body.size() > out.request_json.size());
     } else {
-      Check(!rejection.code.empty());
-      Check(dynamo_batcher::codec_internal::IsValidUtf8(rejection.message));
+      Check(!encoded.rejection->code.empty());
+      Check(dynamo_batcher::codec_internal::IsValidUtf8(encoded.rejection->message));
+      Check(out.key.empty() && out.request_json.empty());
     }
   }
 

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "service/common/types.h"
-#include "service/dynamodb/dynamodb_client.h"
+#include "service/dynamodb/response_parser.h"
 
 namespace {
 

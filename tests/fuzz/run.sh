@@ -8,7 +8,7 @@
 #
 # Outputs go to BUILD_DIR/fuzz/: binaries, generated proto sources (protoc),
 # a corpus per target (kept between runs), logs, crash-* artifacts.
-# FUZZ_TARGETS="sts_xml config" restricts the set; FUZZ_RUNS=N runs N inputs
+# FUZZ_TARGETS="credentials_json config" restricts the set; FUZZ_RUNS=N runs N inputs
 # instead of a time budget. ubsan.supp: one known issue in Debian's RapidJSON
 # (pointer-overflow is recoverable only so that it can be suppressed there;
 # halt_on_error still stops on any other report).
@@ -38,20 +38,21 @@ SOURCES[codec]="$ROOT/tests/fuzz/codec_fuzz.cc ${CODEC[*]} $PB"
 LIBS[codec]="$(pkg-config --libs protobuf) $ABSL_LIBS"
 SOURCES[response_parser]="$ROOT/tests/fuzz/response_parser_fuzz.cc $ROOT/service/dynamodb/response_parser.cc ${CODEC[*]} $PB"
 LIBS[response_parser]="$(pkg-config --libs protobuf) $ABSL_LIBS"
-SOURCES[sts_xml]="$ROOT/tests/fuzz/sts_xml_fuzz.cc $ROOT/service/auth/sts_xml.cc $ROOT/service/auth/credentials_json.cc"
-LIBS[sts_xml]="$ABSL_LIBS"
+SOURCES[credentials_json]="$ROOT/tests/fuzz/credentials_json_fuzz.cc $ROOT/service/auth/credentials_json.cc $ROOT/service/auth/iso8601.cc"
+LIBS[credentials_json]="$ABSL_LIBS"
 SOURCES[config]="$ROOT/tests/fuzz/config_fuzz.cc $ROOT/service/config/config.cc"
 LIBS[config]="$(pkg-config --libs yaml-cpp) $ABSL_LIBS"
 
-TARGETS=${FUZZ_TARGETS:-codec response_parser sts_xml config}
+TARGETS=${FUZZ_TARGETS:-codec response_parser credentials_json config}
 
 seed() {  # small valid inputs so the fuzzers start from the interesting part
   local t=$1 dir=$OUT/corpus/$1
   mkdir -p "$dir"
   case $t in
-    sts_xml)
-      printf '%s' '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><SessionToken>T&amp;1</SessionToken><SecretAccessKey>S</SecretAccessKey><Expiration>2024-05-01T13:00:00Z</Expiration><AccessKeyId>A</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>' > "$dir/seed-sts"
-      printf '%s' '<?xml version="1.0"?><ErrorResponse><Error><Code>InvalidIdentityToken</Code><Message>m</Message></Error></ErrorResponse>' > "$dir/seed-err"
+    credentials_json)
+      printf '%s' '{"AssumeRoleWithWebIdentityResponse":{"AssumeRoleWithWebIdentityResult":{"Credentials":{"SessionToken":"T\u00261","SecretAccessKey":"S","Expiration":1.714568400E9,"AccessKeyId":"A"}},"ResponseMetadata":{"RequestId":"r"}}}' > "$dir/seed-sts"
+      printf '%s' '{"AssumeRoleWithWebIdentityResponse":{"AssumeRoleWithWebIdentityResult":{"Credentials":{"SessionToken":"T","SecretAccessKey":"S","Expiration":"2024-05-01T13:00:00Z","AccessKeyId":"A"}}}}' > "$dir/seed-sts-iso"
+      printf '%s' '{"Error":{"Code":"InvalidIdentityToken","Message":"m","Type":"Sender"},"RequestId":"r"}' > "$dir/seed-err"
       printf '%s' '{"Code":"Success","AccessKeyId":"A","SecretAccessKey":"S","Token":"T","Expiration":"2024-05-01T13:00:00Z"}' > "$dir/seed-json" ;;
     config)
       cp "$ROOT/config.yaml" "$dir/seed-config.yaml" ;;

@@ -226,8 +226,10 @@ TEST_F(AwsIdentityTest, WebIdentityAssumesTheRoleThroughStsThenWrites) {
   EXPECT_THAT(ReadFile(sidecar->process->log_path()),
               HasSubstr("\"credentials\":\"web_identity\""));
   ExpectWrittenAndReadBack(*sidecar, "irsa-");
-  // One unsigned STS call, then signed DynamoDB calls with auth on.
+  // One unsigned STS call asking for JSON (answered as real STS does, with
+  // Expiration in epoch seconds), then signed DynamoDB calls with auth on.
   const std::string moto_log = moto_.process->ReadLog();
+  EXPECT_THAT(moto_log, HasSubstr("REQUEST POST / target=- auth=off accept=json"));
   EXPECT_THAT(moto_log, HasSubstr("target=DynamoDB_20120810.BatchWriteItem auth=on"));
 }
 

@@ -18,7 +18,11 @@ stdout, and exits by itself after --lifetime seconds (default 600).
       AssumeRoleWithWebIdentity is unsigned in AWS; moto in IAM mode demands a
       signature on it too (and fails with HTTP 500), so unsigned requests for
       that one action are let through unauthenticated, as real STS does.
-      moto does not validate the web identity token itself.
+      moto does not validate the web identity token itself. Asked with
+      "Accept: application/json", STS answers JSON, as real STS does:
+      {"AssumeRoleWithWebIdentityResponse":{"AssumeRoleWithWebIdentityResult":
+      {"Credentials":{..., "Expiration": <epoch seconds, a number>}}}}, and
+      errors as {"Error":{"Code","Message","Type"},"RequestId"}.
 
   scan --endpoint URL --creds FILE --table T
       Scans T with the IAM user's keys (signed and verified); prints one item
@@ -86,6 +90,46 @@ def serve(server, lifetime):
     server.serve_forever()
 
 
+def sts_json_answer(app, environ, start_response):
+    """Runs an STS query-protocol request through moto asking for JSON
+    (moto's ContentType=JSON) and rewrites Expiration from moto's ISO 8601
+    string to epoch seconds, the number real STS sends."""
+    import datetime
+    import io
+    body = environ["wsgi.input"].read()
+    body += b"&ContentType=JSON"
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    captured = {}
+
+    def capture(status, headers, exc_info=None):
+        captured["status"] = status
+        captured["headers"] = headers
+        return lambda data: None
+
+    data = b"".join(app(environ, capture))
+    try:
+        doc = json.loads(data)
+        for response in doc.values():
+            if not isinstance(response, dict):
+                continue
+            for result in response.values():
+                creds = result.get("Credentials") if isinstance(result, dict) else None
+                if isinstance(creds, dict) and isinstance(creds.get("Expiration"), str):
+                    when = datetime.datetime.fromisoformat(creds["Expiration"].replace("Z", "+00:00"))
+                    if when.tzinfo is None:
+                        when = when.replace(tzinfo=datetime.timezone.utc)
+                    creds["Expiration"] = when.timestamp()
+        data = json.dumps(doc).encode()
+    except ValueError:
+        pass  # not JSON: pass moto's answer through unchanged
+    headers = [(k, v) for k, v in captured["headers"]
+               if k.lower() not in ("content-length", "content-type")]
+    headers += [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    start_response(captured["status"], headers)
+    return [data]
+
+
 def cmd_moto(args):
     from werkzeug.serving import make_server
     from moto import settings
@@ -104,10 +148,14 @@ def cmd_moto(args):
                                  b"Action=AssumeRoleWithWebIdentity" in body)
         settings.INITIAL_NO_AUTH_ACTION_COUNT = (
             0 if auth_on[0] and not unsigned_web_identity else float("inf"))
-        log("REQUEST %s %s target=%s auth=%s" % (
+        wants_json = "application/json" in environ.get("HTTP_ACCEPT", "")
+        log("REQUEST %s %s target=%s auth=%s%s" % (
             environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
             environ.get("HTTP_X_AMZ_TARGET", "-"),
-            "on" if settings.INITIAL_NO_AUTH_ACTION_COUNT == 0 else "off"))
+            "on" if settings.INITIAL_NO_AUTH_ACTION_COUNT == 0 else "off",
+            " accept=json" if unsigned_web_identity and wants_json else ""))
+        if unsigned_web_identity and wants_json:
+            return sts_json_answer(app, environ, start_response)
         return app(environ, start_response)
 
     server = make_server("127.0.0.1", 0, wrapper, threaded=False)

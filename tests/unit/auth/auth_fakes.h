@@ -1,16 +1,15 @@
 #pragma once
 
-// Fakes for the credentials provider tests: an HTTP transport answering
-// from a handler, an environment map, a wall clock and temp files.
+// Fakes for the credentials provider tests: an environment map, a wall
+// clock, temp files and STS/IMDS answer bodies. The HTTP transport is the
+// shared one of tests/support.
 
 #include <stdlib.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -18,58 +17,14 @@
 #include "gtest/gtest.h"
 #include "service/auth/provider_util.h"
 #include "service/common/clock.h"
-#include "service/dynamodb/http_transport.h"
+#include "service/http/http_transport.h"
+#include "tests/support/fake_transport.h"
 
 namespace dynamo_batcher::testing_auth {
 
-// Answers every request inline from `handler`; records what was sent.
-class FakeTransport : public HttpTransport {
- public:
-  using Handler = std::function<HttpResponse(const HttpRequest&)>;
-  explicit FakeTransport(Handler handler = nullptr) : handler_(std::move(handler)) {}
-  void set_handler(Handler h) {
-    std::lock_guard<std::mutex> lock(mu_);
-    handler_ = std::move(h);
-  }
-  void Send(HttpRequest request, Callback done) override {
-    Handler h;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      requests_.push_back(request);
-      h = handler_;
-    }
-    HttpResponse r;
-    if (h) {
-      r = h(request);
-    } else {
-      r.transport_error = "connection refused";
-    }
-    done(std::move(r));
-  }
-  std::vector<HttpRequest> requests() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return requests_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  Handler handler_;
-  std::vector<HttpRequest> requests_;
-};
-
-inline HttpResponse Answer(long status, std::string body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
-inline const std::string* FindHeader(const HttpRequest& r, const std::string& name) {
-  for (const auto& [k, v] : r.headers) {
-    if (k.size() == name.size() && strncasecmp(k.c_str(), name.c_str(), k.size()) == 0) return &v;
-  }
-  return nullptr;
-}
+using test_support::Answer;
+using test_support::FakeTransport;
+using test_support::FindHeader;
 
 // Environment variables as a map.
 class FakeEnv {
@@ -112,26 +67,21 @@ inline void WriteFile(const std::string& path, const std::string& text) {
   out << text;
 }
 
-inline std::string StsXml(const std::string& key_id, const std::string& secret,
-                          const std::string& token, const std::string& expiration) {
-  return "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n"
-         "  <AssumeRoleWithWebIdentityResult>\n"
-         "    <SubjectFromWebIdentityToken>system:serviceaccount:ns:sa</SubjectFromWebIdentityToken>\n"
-         "    <Audience>sts.amazonaws.com</Audience>\n"
-         "    <AssumedRoleUser>\n"
-         "      <Arn>arn:aws:sts::123456789012:assumed-role/writer/s</Arn>\n"
-         "      <AssumedRoleId>AROA:s</AssumedRoleId>\n"
-         "    </AssumedRoleUser>\n"
-         "    <Credentials>\n"
-         "      <SessionToken>" + token + "</SessionToken>\n"
-         "      <SecretAccessKey>" + secret + "</SecretAccessKey>\n"
-         "      <Expiration>" + expiration + "</Expiration>\n"
-         "      <AccessKeyId>" + key_id + "</AccessKeyId>\n"
-         "    </Credentials>\n"
-         "    <Provider>arn:aws:iam::123456789012:oidc-provider/example</Provider>\n"
-         "  </AssumeRoleWithWebIdentityResult>\n"
-         "  <ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata>\n"
-         "</AssumeRoleWithWebIdentityResponse>\n";
+// An STS AssumeRoleWithWebIdentity answer as STS writes it for
+// "Accept: application/json": Expiration in epoch seconds, as a number.
+inline std::string StsJson(const std::string& key_id, const std::string& secret,
+                           const std::string& token, absl::Time expiration) {
+  return "{\"AssumeRoleWithWebIdentityResponse\":{\"AssumeRoleWithWebIdentityResult\":{"
+         "\"Audience\":\"sts.amazonaws.com\","
+         "\"AssumedRoleUser\":{\"Arn\":\"arn:aws:sts::123456789012:assumed-role/writer/s\","
+         "\"AssumedRoleId\":\"AROA:s\"},"
+         "\"Credentials\":{\"AccessKeyId\":\"" + key_id + "\",\"Expiration\":" +
+         std::to_string(absl::ToUnixSeconds(expiration)) + ",\"SecretAccessKey\":\"" + secret +
+         "\",\"SessionToken\":\"" + token + "\"},"
+         "\"PackedPolicySize\":null,"
+         "\"Provider\":\"arn:aws:iam::123456789012:oidc-provider/example\","
+         "\"SubjectFromWebIdentityToken\":\"system:serviceaccount:ns:sa\"},"
+         "\"ResponseMetadata\":{\"RequestId\":\"c6104cbe-af31-11e0-8154-cbc7ccf896c7\"}}}";
 }
 
 inline std::string CredentialsJson(const std::string& key_id, const std::string& secret,

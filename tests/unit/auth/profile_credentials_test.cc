@@ -127,7 +127,7 @@ TEST_F(ProfileTest, RoleArnWithWebIdentityTokenFileAssumesTheRole) {
                               "web_identity_token_file = " + dir_ + "/jwt\n"
                               "role_session_name = s1\n");
   FakeTransport t([](const HttpRequest&) {
-    return Answer(200, StsXml("ASIAP", "S", "T", "2024-05-01T13:00:00Z"));
+    return Answer(200, StsJson("ASIAP", "S", "T", absl::FromUnixSeconds(1714568400)));
   });
   auto p = Make(&t);
   ASSERT_TRUE(p.ok()) << p.status();

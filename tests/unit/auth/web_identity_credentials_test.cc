@@ -50,12 +50,13 @@ TEST(WebIdentityConfigFromEnvironment, NeedsRoleAndTokenFile) {
 
 TEST_F(WebIdentityTest, PostsTheFormToStsAndParsesTheAnswer) {
   FakeTransport t([](const HttpRequest&) {
-    return Answer(200, StsXml("ASIA1", "SECRET1", "TOKEN1", "2024-05-01T13:00:00Z"));
+    return Answer(200, StsJson("ASIA1", "SECRET1", "TOKEN1", absl::FromUnixSeconds(1714568400)));
   });
   auto c = FetchWebIdentityCredentials(config_, t, clock_.Now());
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->access_key_id, "ASIA1");
   EXPECT_EQ(c->session_token, "TOKEN1");
+  EXPECT_EQ(c->expiration, absl::FromUnixSeconds(1714568400));
   auto reqs = t.requests();
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_EQ(reqs[0].method, "POST");
@@ -68,11 +69,14 @@ TEST_F(WebIdentityTest, PostsTheFormToStsAndParsesTheAnswer) {
   EXPECT_TRUE(absl::StartsWith(*FindHeader(reqs[0], "Content-Type"),
                                "application/x-www-form-urlencoded"));
   EXPECT_EQ(FindHeader(reqs[0], "Authorization"), nullptr) << "the call is unsigned";
+  ASSERT_NE(FindHeader(reqs[0], "Accept"), nullptr);
+  EXPECT_EQ(*FindHeader(reqs[0], "Accept"), "application/json");
+  EXPECT_EQ(reqs[0].max_response_bytes, auth_internal::kMaxCredentialsResponseBytes);
 }
 
 TEST_F(WebIdentityTest, DefaultSessionNameIsDerivedFromTime) {
   config_.session_name.clear();
-  FakeTransport t([](const HttpRequest&) { return Answer(200, StsXml("A", "S", "T", "2024-05-01T13:00:00Z")); });
+  FakeTransport t([](const HttpRequest&) { return Answer(200, StsJson("A", "S", "T", absl::FromUnixSeconds(1714568400))); });
   ASSERT_TRUE(FetchWebIdentityCredentials(config_, t, clock_.Now()).ok());
   EXPECT_TRUE(absl::StrContains(t.requests()[0].body, "RoleSessionName=dynamo-batcher-1714564800"));
 }
@@ -80,8 +84,8 @@ TEST_F(WebIdentityTest, DefaultSessionNameIsDerivedFromTime) {
 TEST_F(WebIdentityTest, StsErrorIsPermissionDeniedAndNeverShowsTheToken) {
   FakeTransport t([](const HttpRequest&) {
     return Answer(400,
-                  "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>"
-                  "<Message>Incorrect token audience</Message></Error></ErrorResponse>");
+                  R"({"Error":{"Code":"InvalidIdentityToken","Message":"Incorrect token audience",)"
+                  R"("Type":"Sender"},"RequestId":"c6104cbe"})");
   });
   auto c = FetchWebIdentityCredentials(config_, t, clock_.Now());
   ASSERT_FALSE(c.ok());
@@ -90,6 +94,29 @@ TEST_F(WebIdentityTest, StsErrorIsPermissionDeniedAndNeverShowsTheToken) {
   EXPECT_TRUE(absl::StrContains(c.status().message(), "role/writer")) << c.status();
   EXPECT_FALSE(absl::StrContains(c.status().message(), "first-token"));
   EXPECT_EQ(t.requests().size(), 1u) << "4xx is not retried";
+}
+
+TEST_F(WebIdentityTest, StsThrottlingIsUnavailableAfterOneRetry) {
+  FakeTransport t([](const HttpRequest&) {
+    return Answer(503, R"({"Error":{"Code":"Throttling","Message":"Rate exceeded"}})");
+  });
+  auto c = FetchWebIdentityCredentials(config_, t, clock_.Now());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(absl::StrContains(c.status().message(), "STS Throttling: Rate exceeded")) << c.status();
+  EXPECT_EQ(t.requests().size(), 2u);
+}
+
+TEST_F(WebIdentityTest, UnusableAnswerNamesTheMissingField) {
+  FakeTransport t([](const HttpRequest&) {
+    return Answer(200, R"({"AssumeRoleWithWebIdentityResponse":{"AssumeRoleWithWebIdentityResult":)"
+                       R"({"Credentials":{"AccessKeyId":"A","SecretAccessKey":"S","Expiration":1}}}})");
+  });
+  auto c = FetchWebIdentityCredentials(config_, t, clock_.Now());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(c.status().message(), "SessionToken")) << c.status();
+  EXPECT_TRUE(absl::StrContains(c.status().message(), "role/writer")) << c.status();
 }
 
 TEST_F(WebIdentityTest, TransportErrorIsRetriedOnceThenUnavailable) {
@@ -114,8 +141,8 @@ TEST_F(WebIdentityTest, TokenFileIsReReadOnEveryRefresh) {
   FakeTransport t([&](const HttpRequest&) {
     ++calls;
     // Each answer lives one hour from the fake now.
-    const std::string exp = calls == 1 ? "2024-05-01T13:00:00Z" : "2024-05-01T14:00:00Z";
-    return Answer(200, StsXml("ASIA" + std::to_string(calls), "S", "T", exp));
+    const absl::Time exp = absl::FromUnixSeconds(calls == 1 ? 1714568400 : 1714572000);
+    return Answer(200, StsJson("ASIA" + std::to_string(calls), "S", "T", exp));
   });
   RefreshOptions o;
   o.wall_now = clock_.Fn();

@@ -72,22 +72,22 @@ TEST(RetryPolicy, HugeAttemptCountsDoNotOverflow) {
 TEST(RetryPolicy, RetriesExhaustedAtMaxAttempts) {
   RetryPolicy p(Opts());
   const absl::Time t0 = absl::UnixEpoch() + absl::Hours(1);
-  const char* code = nullptr;
-  EXPECT_TRUE(p.MayRetry(4, t0, t0 + absl::Seconds(1), &code));
-  EXPECT_EQ(code, nullptr);
-  EXPECT_FALSE(p.MayRetry(5, t0, t0 + absl::Seconds(1), &code));
-  ASSERT_NE(code, nullptr);
-  EXPECT_STREQ(code, "RetriesExhausted");
+  EXPECT_TRUE(p.MayRetry(4, t0, t0 + absl::Seconds(1)).may_retry());
+  EXPECT_STREQ(p.MayRetry(4, t0, t0 + absl::Seconds(1)).code(), "");
+  const RetryDecision d = p.MayRetry(5, t0, t0 + absl::Seconds(1));
+  EXPECT_FALSE(d.may_retry());
+  EXPECT_EQ(d.stop, RetryDecision::Stop::kRetriesExhausted);
+  EXPECT_STREQ(d.code(), "RetriesExhausted");
 }
 
 TEST(RetryPolicy, DeadlineExceededWhenRetryWouldBeLate) {
   RetryPolicy p(Opts());
   const absl::Time t0 = absl::UnixEpoch() + absl::Hours(1);
-  const char* code = nullptr;
-  EXPECT_TRUE(p.MayRetry(1, t0, t0 + absl::Seconds(10), &code));
-  EXPECT_FALSE(p.MayRetry(1, t0, t0 + absl::Seconds(10) + absl::Nanoseconds(1), &code));
-  ASSERT_NE(code, nullptr);
-  EXPECT_STREQ(code, "DeadlineExceeded");
+  EXPECT_TRUE(p.MayRetry(1, t0, t0 + absl::Seconds(10)).may_retry());
+  const RetryDecision d = p.MayRetry(1, t0, t0 + absl::Seconds(10) + absl::Nanoseconds(1));
+  EXPECT_FALSE(d.may_retry());
+  EXPECT_EQ(d.stop, RetryDecision::Stop::kDeadlineExceeded);
+  EXPECT_STREQ(d.code(), "DeadlineExceeded");
 }
 
 }  // namespace

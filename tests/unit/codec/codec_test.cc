@@ -143,20 +143,17 @@ void ExpectSameJson(const std::string& actual, const std::string& expected) {
 }
 
 EncodedWrite MustEncode(const WriteOp& op, const TableSchema& schema) {
-  EncodedWrite out;
-  Rejection r;
-  EXPECT_TRUE(EncodeWriteOp(op, schema, &out, &r))
-      << r.code << ": " << r.message;
-  return out;
+  EncodeResult r = EncodeWriteOp(op, schema);
+  EXPECT_TRUE(r.ok()) << r.rejection->code << ": " << r.rejection->message;
+  return std::move(r.write);
 }
 
 Rejection MustReject(const WriteOp& op, const TableSchema& schema) {
-  EncodedWrite out;
-  Rejection r;
-  EXPECT_FALSE(EncodeWriteOp(op, schema, &out, &r)) << out.request_json;
-  EXPECT_TRUE(out.request_json.empty());
-  EXPECT_TRUE(out.key.empty());
-  return r;
+  EncodeResult r = EncodeWriteOp(op, schema);
+  EXPECT_FALSE(r.ok()) << r.write.request_json;
+  EXPECT_TRUE(r.write.request_json.empty());
+  EXPECT_TRUE(r.write.key.empty());
+  return r.ok() ? Rejection{} : *r.rejection;
 }
 
 // The usual checks on a rejection: the code, and a message naming the op id
@@ -251,17 +248,17 @@ TEST(EncodeWriteOp, AllowsEmptyNonKeyStringsAndBinaries) {
       R"({"PutRequest":{"Item":{"pk":{"S":"p"},"s":{"S":""},"b":{"B":""}}}})");
 }
 
-TEST(EncodeWriteOp, ClearsPreviousOutput) {
-  EncodedWrite out;
-  out.key = "stale";
-  out.request_json = "stale";
-  Rejection r;
-  ASSERT_TRUE(
-      EncodeWriteOp(Put(7, {{"pk", S("p")}}), UsersSchema(), &out, &r));
-  EXPECT_EQ(out.request_json.find("stale"), std::string::npos);
-  EXPECT_EQ(out.key.find("stale"), std::string::npos);
+TEST(EncodeWriteOp, RejectionCarriesNoPartialOutput) {
+  // The item is encoded attribute by attribute; a bad value found late must
+  // not leave the attributes before it behind.
+  EncodeResult r = EncodeWriteOp(Put(7, {{"pk", S("p")}, {"a", S("x")}, {"z", N("1e999")}}),
+                                 UsersSchema());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.rejection->code, "InvalidNumber");
+  EXPECT_TRUE(r.write.request_json.empty());
+  EXPECT_TRUE(r.write.key.empty());
+  EXPECT_EQ(r.write.item_size, 0u);
 }
-
 // ---- Canonical keys -------------------------------------------------------
 
 TEST(EncodeWriteOp, KeyIsPartitionThenSortKeyCanonically) {

@@ -1,6 +1,5 @@
 #include "service/dynamodb/dynamodb_client.h"
 
-#include <deque>
 #include <string>
 #include <vector>
 
@@ -10,41 +9,15 @@
 #include "rapidjson/document.h"
 #include "service/auth/sigv4.h"
 #include "service/codec/codec.h"
+#include "tests/support/fake_transport.h"
 
 namespace dynamo_batcher {
 namespace {
 
-// Captures requests and answers each with the next canned response, inline.
-class FakeTransport : public HttpTransport {
- public:
-  void Send(HttpRequest request, Callback done) override {
-    requests.push_back(request);
-    HttpResponse r;
-    if (!responses.empty()) {
-      r = responses.front();
-      responses.pop_front();
-    } else {
-      r.transport_error = "no canned response";
-    }
-    done(std::move(r));
-  }
-  std::vector<HttpRequest> requests;
-  std::deque<HttpResponse> responses;
-};
+using test_support::FakeTransport;
+using test_support::FindHeader;
 
-HttpResponse Http(long status, std::string body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
-const std::string* FindHeader(const HttpRequest& req, absl::string_view name) {
-  for (const auto& [k, v] : req.headers) {
-    if (absl::EqualsIgnoreCase(k, name)) return &v;
-  }
-  return nullptr;
-}
+HttpResponse Http(long status, std::string body) { return test_support::Answer(status, std::move(body)); }
 
 absl::Time Aug30() { return absl::FromUnixSeconds(1440938160); }  // 2015-08-30T12:36:00Z
 
@@ -157,21 +130,21 @@ TEST(DynamoDbClient, MissingCredentialsAreRetryableAndNothingIsSent) {
     EXPECT_TRUE(absl::StrContains(r.result.message, "AWS_ACCESS_KEY_ID"));
   });
   EXPECT_TRUE(called);
-  EXPECT_TRUE(t.requests.empty());
+  EXPECT_TRUE(t.requests().empty());
 }
 
 TEST(DynamoDbClient, BatchWriteItemSendsTheBodyAndParsesTheAnswer) {
   FakeTransport t;
   StaticCredentialsProvider creds({"AK", "SK", "", std::nullopt}, "static");
   DynamoDbClient c(DynamoDbOptions{}, &t, &creds);
-  t.responses.push_back(Http(200, R"({"UnprocessedItems":{"events":[{"PutRequest":{"Item":{"pk":{"S":"a"},"sk":{"N":"2"}}}}]},
+  t.Enqueue(Http(200, R"({"UnprocessedItems":{"events":[{"PutRequest":{"Item":{"pk":{"S":"a"},"sk":{"N":"2"}}}}]},
       "ConsumedCapacity":[{"TableName":"events","CapacityUnits":2}]})"));
   std::optional<BatchWriteResponse> got;
   c.BatchWriteItem(Events(), R"({"RequestItems":{"events":[]}})",
                    [&](BatchWriteResponse r) { got = std::move(r); });
-  ASSERT_EQ(t.requests.size(), 1u);
-  EXPECT_EQ(t.requests[0].body, R"({"RequestItems":{"events":[]}})");
-  EXPECT_EQ(*FindHeader(t.requests[0], "X-Amz-Target"), "DynamoDB_20120810.BatchWriteItem");
+  ASSERT_EQ(t.requests().size(), 1u);
+  EXPECT_EQ(t.requests()[0].body, R"({"RequestItems":{"events":[]}})");
+  EXPECT_EQ(*FindHeader(t.requests()[0], "X-Amz-Target"), "DynamoDB_20120810.BatchWriteItem");
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->result.kind, BatchResult::Kind::kSuccess);
   std::string key;
@@ -185,28 +158,28 @@ TEST(DynamoDbClient, DescribeTableSendsTheTableNameAsJson) {
   FakeTransport t;
   StaticCredentialsProvider creds({"AK", "SK", "", std::nullopt}, "static");
   DynamoDbClient c(DynamoDbOptions{}, &t, &creds);
-  t.responses.push_back(Http(200, R"({"Table":{"AttributeDefinitions":[{"AttributeName":"pk","AttributeType":"S"}],
+  t.Enqueue(Http(200, R"({"Table":{"AttributeDefinitions":[{"AttributeName":"pk","AttributeType":"S"}],
       "KeySchema":[{"AttributeName":"pk","KeyType":"HASH"}],"TableStatus":"ACTIVE"}})"));
   absl::StatusOr<TableSchema> s = c.DescribeTable("we\"ird");
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->name, "we\"ird");
-  ASSERT_EQ(t.requests.size(), 1u);
-  EXPECT_EQ(t.requests[0].body, R"({"TableName":"we\"ird"})");
-  EXPECT_EQ(*FindHeader(t.requests[0], "X-Amz-Target"), "DynamoDB_20120810.DescribeTable");
+  ASSERT_EQ(t.requests().size(), 1u);
+  EXPECT_EQ(t.requests()[0].body, R"({"TableName":"we\"ird"})");
+  EXPECT_EQ(*FindHeader(t.requests()[0], "X-Amz-Target"), "DynamoDB_20120810.DescribeTable");
 }
 
 TEST(DynamoDbClient, CreateTableIfMissingToleratesAnExistingTable) {
   FakeTransport t;
   StaticCredentialsProvider creds({"AK", "SK", "", std::nullopt}, "static");
   DynamoDbClient c(DynamoDbOptions{}, &t, &creds);
-  t.responses.push_back(Http(400, R"({"__type":"com.amazonaws.dynamodb.v20120810#ResourceInUseException","message":"Table already exists: events"})"));
-  t.responses.push_back(Http(200, R"({"Table":{"TableStatus":"ACTIVE"}})"));
+  t.Enqueue(Http(400, R"({"__type":"com.amazonaws.dynamodb.v20120810#ResourceInUseException","message":"Table already exists: events"})"));
+  t.Enqueue(Http(200, R"({"Table":{"TableStatus":"ACTIVE"}})"));
   ASSERT_TRUE(c.CreateTableIfMissing(Events()).ok());
-  ASSERT_EQ(t.requests.size(), 2u);
-  EXPECT_EQ(*FindHeader(t.requests[0], "X-Amz-Target"), "DynamoDB_20120810.CreateTable");
-  EXPECT_EQ(*FindHeader(t.requests[1], "X-Amz-Target"), "DynamoDB_20120810.DescribeTable");
+  ASSERT_EQ(t.requests().size(), 2u);
+  EXPECT_EQ(*FindHeader(t.requests()[0], "X-Amz-Target"), "DynamoDB_20120810.CreateTable");
+  EXPECT_EQ(*FindHeader(t.requests()[1], "X-Amz-Target"), "DynamoDB_20120810.DescribeTable");
   rapidjson::Document d;
-  d.Parse(t.requests[0].body.c_str());
+  d.Parse(t.requests()[0].body.c_str());
   ASSERT_TRUE(d.IsObject());
   EXPECT_STREQ(d["TableName"].GetString(), "events");
   EXPECT_STREQ(d["BillingMode"].GetString(), "PAY_PER_REQUEST");
@@ -221,11 +194,11 @@ TEST(DynamoDbClient, CreateTableIfMissingReportsOtherErrors) {
   FakeTransport t;
   StaticCredentialsProvider creds({"AK", "SK", "", std::nullopt}, "static");
   DynamoDbClient c(DynamoDbOptions{}, &t, &creds);
-  t.responses.push_back(Http(400, R"({"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"no"})"));
+  t.Enqueue(Http(400, R"({"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"no"})"));
   const absl::Status s = c.CreateTableIfMissing(Events());
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(absl::StrContains(s.message(), "AccessDeniedException")) << s;
-  EXPECT_EQ(t.requests.size(), 1u);
+  EXPECT_EQ(t.requests().size(), 1u);
 }
 
 }  // namespace

@@ -1,9 +1,10 @@
+#include "service/dynamodb/response_parser.h"
+
 #include <string>
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "service/codec/codec.h"
-#include "service/dynamodb/dynamodb_client.h"
 
 namespace dynamo_batcher {
 namespace {
@@ -281,17 +282,24 @@ TEST(ParseBatchWriteResponse, UnreadableUnprocessedKeyRetriesTheWholeBatch) {
 }
 
 TEST(ClassifyError, StatusCodesDecideWhenThereIsNoErrorType) {
-  bool throttled = true;
-  EXPECT_EQ(ClassifyError(0, "", true, &throttled), Kind::kRetryable);
-  EXPECT_FALSE(throttled);
-  EXPECT_EQ(ClassifyError(502, "", false, &throttled), Kind::kRetryable);
-  EXPECT_EQ(ClassifyError(429, "", false, &throttled), Kind::kRetryable);
-  EXPECT_TRUE(throttled);
-  EXPECT_EQ(ClassifyError(413, "", false, &throttled), Kind::kValidation);
-  EXPECT_EQ(ClassifyError(404, "", false, &throttled), Kind::kFatal);
-  EXPECT_EQ(ClassifyError(403, "", false, nullptr), Kind::kFatal);
-  EXPECT_EQ(ClassifyError(503, "ServiceUnavailable", false, &throttled), Kind::kRetryable);
-  EXPECT_FALSE(throttled);
+  EXPECT_EQ(ClassifyError(0, "", true).kind, Kind::kRetryable);
+  EXPECT_FALSE(ClassifyError(0, "", true).throttled);
+  EXPECT_EQ(ClassifyError(502, "", false).kind, Kind::kRetryable);
+  EXPECT_EQ(ClassifyError(429, "", false).kind, Kind::kRetryable);
+  EXPECT_TRUE(ClassifyError(429, "", false).throttled);
+  EXPECT_EQ(ClassifyError(413, "", false).kind, Kind::kValidation);
+  EXPECT_EQ(ClassifyError(404, "", false).kind, Kind::kFatal);
+  EXPECT_EQ(ClassifyError(403, "", false).kind, Kind::kFatal);
+  EXPECT_EQ(ClassifyError(503, "ServiceUnavailable", false).kind, Kind::kRetryable);
+  EXPECT_FALSE(ClassifyError(503, "ServiceUnavailable", false).throttled);
+}
+
+TEST(ClassifyError, ThrottlingErrorTypesAreThrottledRetries) {
+  const ErrorClass c = ClassifyError(400, "ProvisionedThroughputExceededException", false);
+  EXPECT_EQ(c.kind, Kind::kRetryable);
+  EXPECT_TRUE(c.throttled);
+  EXPECT_EQ(ClassifyError(400, "ValidationException", false).kind, Kind::kValidation);
+  EXPECT_FALSE(ClassifyError(400, "ValidationException", false).throttled);
 }
 
 TEST(ParseDescribeTableResponse, HashOnlyTable) {

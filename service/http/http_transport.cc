@@ -1,13 +1,12 @@
-#include "service/dynamodb/http_transport.h"
+#include "service/http/http_transport.h"
 
 #include <future>
+#include <memory>
 #include <utility>
 
 namespace dynamo_batcher {
 
 HttpResponse HttpTransport::SendSync(HttpRequest request) {
-  // Must not be called from the transport's own I/O thread (it would wait on
-  // itself).
   auto promise = std::make_shared<std::promise<HttpResponse>>();
   std::future<HttpResponse> future = promise->get_future();
   Send(std::move(request),

@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "service/dynamodb/http_transport.h"
+#include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
 namespace {

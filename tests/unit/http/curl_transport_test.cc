@@ -26,7 +26,7 @@
 #include "gtest/gtest.h"
 #include "service/auth/container_credentials.h"
 #include "service/dynamodb/dynamodb_client.h"
-#include "service/dynamodb/http_transport.h"
+#include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
 namespace {

@@ -1,7 +1,7 @@
 // libFuzzer target: arbitrary bytes as the body of an STS answer
-// (ParseStsCredentialsXml) and of a container/IMDS credentials answer
-// (ParseCredentialsJson). Both must never crash, and what they accept must
-// be usable credentials.
+// (ParseStsCredentialsJson), of a container/IMDS credentials answer
+// (ParseCredentialsJson) and as an expiration time (ParseIso8601). None may
+// crash, and what they accept must be usable credentials.
 
 #include <cstddef>
 #include <cstdint>
@@ -9,7 +9,7 @@
 
 #include "absl/strings/string_view.h"
 #include "service/auth/credentials_json.h"
-#include "service/auth/sts_xml.h"
+#include "service/auth/iso8601.h"
 
 namespace {
 
@@ -22,7 +22,7 @@ void Check(bool condition) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view raw(reinterpret_cast<const char*>(data), size);
 
-  absl::StatusOr<dynamo_batcher::AwsCredentials> sts = dynamo_batcher::ParseStsCredentialsXml(raw);
+  absl::StatusOr<dynamo_batcher::AwsCredentials> sts = dynamo_batcher::ParseStsCredentialsJson(raw);
   if (sts.ok()) {
     Check(!sts->access_key_id.empty());
     Check(!sts->secret_access_key.empty());

@@ -63,7 +63,10 @@ class HttpTransport {
   using Callback = std::function<void(HttpResponse)>;
   virtual ~HttpTransport() = default;
   virtual void Send(HttpRequest request, Callback done) = 0;
-  // Blocking convenience for start-up calls (DescribeTable, credentials).
+  // Sends and waits for the answer: the one blocking helper, for start-up
+  // and credentials calls (DescribeTable, STS, IMDS, container endpoint).
+  // Must not be called from the transport's own I/O thread (it would wait on
+  // itself).
   HttpResponse SendSync(HttpRequest request);
 };
 

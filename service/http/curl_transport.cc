@@ -20,7 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "service/dynamodb/http_transport.h"
+#include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
 namespace {
