@@ -76,8 +76,10 @@ absl::StatusOr<AwsCredentials> FetchWebIdentityCredentials(const WebIdentityConf
   }
   absl::StatusOr<AwsCredentials> creds = ParseStsCredentialsJson(resp.body);
   if (resp.status == 200 && creds.ok()) return creds;
-  if (!creds.ok() && absl::StartsWith(creds.status().message(), "STS ")) {
-    // STS's own error: access denied, invalid token, throttling.
+  if (creds.status().code() == absl::StatusCode::kPermissionDenied) {
+    // STS's own error document: access denied, invalid token, throttling.
+    // (Only that yields PERMISSION_DENIED; an unreadable answer is
+    // INVALID_ARGUMENT.)
     const absl::StatusCode code = resp.status >= 500 || resp.status == 429 || resp.status == 503
                                       ? absl::StatusCode::kUnavailable
                                       : absl::StatusCode::kPermissionDenied;

@@ -25,12 +25,12 @@ class ChainTest : public ::testing::Test {
         return Answer(200, StsJson("ASIASTS", "S", "T", absl::FromUnixSeconds(1714568400)));
       }
       if (absl::StartsWith(r.url, "http://127.0.0.1:7/creds")) {
-        return Answer(200, CredentialsJson("ASIACONT", "S", "T", absl::FromUnixSeconds(1714568400)));
+        return Answer(200, CredentialsJson("ASIACONT", "S", "T", "2024-05-01T13:00:00Z"));
       }
       if (absl::StartsWith(r.url, "http://127.0.0.1:8/")) {
         if (r.method == "PUT") return Answer(200, "TOK");
         if (absl::EndsWith(r.url, "/security-credentials/")) return Answer(200, "role");
-        return Answer(200, CredentialsJson("ASIAIMDS", "S", "T", absl::FromUnixSeconds(1714568400)));
+        return Answer(200, CredentialsJson("ASIAIMDS", "S", "T", "2024-05-01T13:00:00Z"));
       }
       HttpResponse refused;
       refused.transport_error = "connection refused";
@@ -219,7 +219,7 @@ TEST_F(ChainTest, OwnedTransportIsKeptAlive) {
   owned->set_handler([](const HttpRequest& r) {
     if (r.method == "PUT") return Answer(200, "TOK");
     if (absl::EndsWith(r.url, "/security-credentials/")) return Answer(200, "role");
-    return Answer(200, CredentialsJson("ASIAOWN", "S", "T", absl::FromUnixSeconds(1714568400)));
+    return Answer(200, CredentialsJson("ASIAOWN", "S", "T", "2024-05-01T13:00:00Z"));
   });
   options_.transport = nullptr;
   options_.owned_transport = owned;

@@ -140,8 +140,9 @@ class EngineCredentialsTest : public ::testing::Test {
     op.id = 1;
     op.table = engine_->table_name(t);
     op.sink = std::move(sink);
-    Rejection rej;
-    ASSERT_TRUE(EncodeWriteOp(w, engine_->schema(t), &op.write, &rej)) << rej.message;
+    EncodeResult encoded = EncodeWriteOp(w, engine_->schema(t));
+    ASSERT_TRUE(encoded.ok()) << encoded.rejection->message;
+    op.write = std::move(encoded.write);
     op.arrival = clock_.Now();
     ASSERT_TRUE(engine_->TryReserve(t, op.MemoryBytes()));
     std::vector<Op> ops;
