@@ -17,7 +17,7 @@ RefreshingCredentialsProvider::RefreshingCredentialsProvider(std::string name, F
 
 RefreshingCredentialsProvider::~RefreshingCredentialsProvider() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
   if (worker_.joinable()) worker_.join();
@@ -71,7 +71,7 @@ void RefreshingCredentialsProvider::Complete(const absl::StatusOr<AwsCredentials
          {"retry_in", absl::FormatDuration(wait)}});
     if (options_.on_failure) options_.on_failure(name_, result.status());
   }
-  done_cv_.notify_all();
+  done_cv_.SignalAll();
 }
 
 void RefreshingCredentialsProvider::StartBackgroundRefresh() {
@@ -79,7 +79,7 @@ void RefreshingCredentialsProvider::StartBackgroundRefresh() {
   auto task = [this] {
     const absl::Time started = options_.wall_now();
     absl::StatusOr<AwsCredentials> result = fetch_();
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Complete(result, started);
   };
   if (options_.run_async) {
@@ -101,34 +101,36 @@ absl::StatusOr<AwsCredentials> RefreshingCredentialsProvider::GetCredentialsBloc
 }
 
 absl::StatusOr<AwsCredentials> RefreshingCredentialsProvider::Get(bool may_block) {
-  std::unique_lock<std::mutex> lock(mu_);
-  absl::Time now = options_.wall_now();
-  if (Usable(now)) {
-    if (!refreshing_ && !stopping_ && RefreshDue(now)) StartBackgroundRefresh();
-    return *cached_;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time now = options_.wall_now();
+    if (Usable(now)) {
+      if (!refreshing_ && !stopping_ && RefreshDue(now)) StartBackgroundRefresh();
+      return *cached_;
+    }
+    if (!may_block) {
+      // The caller must not wait on I/O: fetch in the background and let it
+      // come back (writes retry until their deadline).
+      if (!refreshing_ && !stopping_ && now >= next_attempt_) StartBackgroundRefresh();
+      return absl::UnavailableError(absl::StrCat(
+          "not available yet (", refreshing_ ? "fetching" : "retrying",
+          last_error_.ok() ? "" : "; last error: ", last_error_.message(), ")"));
+    }
+    // Nothing valid: wait for a fetch already under way rather than start one.
+    if (refreshing_) {
+      const uint64_t gen = generation_;
+      while (generation_ == gen) done_cv_.Wait(&mu_);
+      now = options_.wall_now();
+      if (Usable(now)) return *cached_;
+      if (!last_error_.ok()) return last_error_;
+    }
+    if (now < next_attempt_ && !last_error_.ok()) return last_error_;
+    refreshing_ = true;
   }
-  if (!may_block) {
-    // The caller must not wait on I/O: fetch in the background and let it
-    // come back (writes retry until their deadline).
-    if (!refreshing_ && !stopping_ && now >= next_attempt_) StartBackgroundRefresh();
-    return absl::UnavailableError(absl::StrCat(
-        "not available yet (", refreshing_ ? "fetching" : "retrying",
-        last_error_.ok() ? "" : "; last error: ", last_error_.message(), ")"));
-  }
-  // Nothing valid: wait for a fetch already under way rather than start one.
-  if (refreshing_) {
-    const uint64_t gen = generation_;
-    done_cv_.wait(lock, [&] { return generation_ != gen; });
-    now = options_.wall_now();
-    if (Usable(now)) return *cached_;
-    if (!last_error_.ok()) return last_error_;
-  }
-  if (now < next_attempt_ && !last_error_.ok()) return last_error_;
-  refreshing_ = true;
-  lock.unlock();
+  // This caller fetches, without the lock: others wait on done_cv_.
   const absl::Time started = options_.wall_now();
   absl::StatusOr<AwsCredentials> result = fetch_();
-  lock.lock();
+  absl::MutexLock lock(&mu_);
   Complete(result, started);
   if (!result.ok()) return result.status();
   return *cached_;

@@ -1,10 +1,8 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -12,6 +10,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/auth/credentials.h"
 #include "service/auth/provider_util.h"
@@ -19,7 +18,7 @@
 namespace dynamo_batcher {
 
 // Called after each failed refresh with the provider's name and the error
-// (which never holds a secret). The lead wires it to
+// (which never holds a secret). The sidecar wires it to
 // dynamo_batcher_credentials_refresh_failures_total.
 using RefreshFailureCallback =
     std::function<void(const std::string& provider, const absl::Status& error)>;
@@ -100,8 +99,8 @@ class RefreshingCredentialsProvider : public CredentialsProvider {
   RefreshOptions options_;
   std::atomic<uint64_t> failures_{0};
 
-  std::mutex mu_;
-  std::condition_variable done_cv_;
+  absl::Mutex mu_;
+  absl::CondVar done_cv_;  // signalled when a fetch completes
   std::optional<AwsCredentials> cached_ ABSL_GUARDED_BY(mu_);
   absl::Time fetched_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time next_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

@@ -40,7 +40,7 @@ struct RateLimiterOptions {
 //    was really being sent, not at 7e8. At most one decrease per
 //    kDecreaseWindow: a later, larger fraction in the same window deepens
 //    that decrease (from the same base) instead of compounding;
-//  - increase (a call with nothing unprocessed): additive,
+//  - increase (a call with nothing unprocessed): CUBIC by default (`recovery`); kAdditive:
 //    increase_per_second * time since the last change, up to max_rate.
 //  - only throttling signals lower the rate; the caller reports 5xx and
 //    timeouts as not throttled (they say nothing about table capacity, and

@@ -35,6 +35,8 @@ struct BatchingOptions {
 };
 
 // One BatchWriteItem call's worth of ops for one table, handed to the engine.
+// The pointers in request_jsons and keys point into the TableBatcher and stay
+// valid until OnBatchResult for this id (or the batcher's destructor).
 struct Batch {
   uint64_t id = 0;
   // The DynamoDB request elements, in the order they were taken. The engine
@@ -43,7 +45,6 @@ struct Batch {
   // Canonical keys parallel to request_jsons.
   std::vector<const std::string*> keys;
   size_t body_bytes = 0;  // sum of request_jsons sizes
-  // Pointers stay valid until OnBatchResult (or the destructor) for this id.
   bool is_bisect = false; // part of splitting a call rejected as a whole
 };
 
@@ -60,7 +61,7 @@ struct TableBatcherStats {
 // cutting, retry scheduling. Pure logic: takes `now`, never sleeps, reads no
 // clock and does no I/O.
 //
-// Guarantees (design.md):
+// Guarantees (docs/guarantees.md G2-G5):
 //  - last write in arrival order wins per key; a replaced op is answered
 //    COALESCED once its replacement is WRITTEN (FAILED if it fails);
 //  - never two writes to one key in one batch, nor two in flight at once:

@@ -2,11 +2,12 @@
 
 #include <atomic>
 #include <cstdio>
-#include <mutex>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 
 namespace dynamo_batcher {
@@ -64,8 +65,8 @@ void Emit(LogLevel level, absl::string_view msg, LogFields fields, int64_t suppr
 }
 
 struct Limiter {
-  std::mutex mu;
-  absl::flat_hash_map<std::string, std::pair<absl::Time, int64_t>> last;
+  absl::Mutex mu;
+  absl::flat_hash_map<std::string, std::pair<absl::Time, int64_t>> last ABSL_GUARDED_BY(mu);
 };
 Limiter& GetLimiter() {
   static Limiter* l = new Limiter;
@@ -98,7 +99,7 @@ void LogRateLimited(LogLevel level, absl::string_view key, absl::Duration period
   int64_t suppressed = 0;
   {
     Limiter& l = GetLimiter();
-    std::lock_guard<std::mutex> lock(l.mu);
+    absl::MutexLock lock(&l.mu);
     auto now = absl::Now();
     auto [it, inserted] = l.last.try_emplace(std::string(key), now, 0);
     if (!inserted) {

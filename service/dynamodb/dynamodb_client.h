@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "service/auth/credentials.h"
 #include "service/common/types.h"
+#include "service/dynamodb/batch_writer.h"
 #include "service/dynamodb/response_parser.h"
 #include "service/http/http_transport.h"
 
@@ -31,7 +32,7 @@ struct DynamoDbOptions {
 // Usage:
 //   DynamoDbClient ddb(options, transport.get(), creds.get());
 //   ddb.BatchWriteItem(schema, body, [](BatchWriteResponse r) { ... });
-class DynamoDbClient {
+class DynamoDbClient : public BatchWriter {
  public:
   DynamoDbClient(DynamoDbOptions options, HttpTransport* transport,
                  CredentialsProvider* credentials);
@@ -39,7 +40,7 @@ class DynamoDbClient {
   const std::string& endpoint() const { return endpoint_; }
 
   void BatchWriteItem(const TableSchema& schema, std::string body,
-                      std::function<void(BatchWriteResponse)> done);
+                      std::function<void(BatchWriteResponse)> done) override;
 
   // Blocking; for start-up.
   absl::StatusOr<TableSchema> DescribeTable(const std::string& table);

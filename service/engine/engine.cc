@@ -26,10 +26,10 @@ struct Engine::Table {
   std::string name_label;
 };
 
-Engine::Engine(std::vector<EngineTable> tables, EngineOptions options, DynamoDbClient* ddb,
+Engine::Engine(std::vector<EngineTable> tables, EngineOptions options, BatchWriter* writer,
                Metrics* metrics, Clock* clock)
     : options_(std::move(options)),
-      ddb_(ddb),
+      writer_(writer),
       metrics_(metrics),
       clock_(clock),
       dead_letter_(options_.dead_letter),
@@ -66,9 +66,9 @@ absl::Status Engine::Start() {
 
 void Engine::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   if (thread_.joinable()) thread_.join();
   dead_letter_.Sync();
@@ -100,7 +100,7 @@ std::shared_ptr<Engine::ReserveTicket> Engine::ReserveAsync(int table, uint64_t 
                                                             absl::Time deadline,
                                                             std::function<void(bool)> done) {
   auto ticket = std::make_shared<ReserveTicket>();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   waiters_[table].fetch_add(1);
   inbox_budget_.push_back({table, bytes, deadline, std::move(done), ticket});
   Wake();
@@ -115,26 +115,36 @@ void Engine::Charge(int table, uint64_t bytes) {
 void Engine::Release(int table, uint64_t bytes) {
   tables_[table]->bytes.fetch_sub(bytes, std::memory_order_relaxed);
   total_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!budget_waiters_.empty() || !inbox_budget_.empty()) Wake();
+  // waiters_ counts every queued reservation, in the inbox or on the engine
+  // thread's list (which only that thread may read).
+  bool queued = false;
+  for (size_t t = 0; t < tables_.size() && !queued; ++t) queued = waiters_[t].load() > 0;
+  if (!queued) return;
+  absl::MutexLock lock(&mu_);
+  Wake();
+}
+
+void Engine::Poke() {
+  absl::MutexLock lock(&mu_);
+  Wake();
 }
 
 void Engine::Submit(int table, std::vector<Op> ops) {
   if (ops.empty()) return;
   pending_ops_.fetch_add(ops.size(), std::memory_order_relaxed);
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   inbox_ops_.emplace_back(table, std::move(ops));
   Wake();
 }
 
 void Engine::Flush(int table, std::function<void(uint64_t)> done) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   inbox_flushes_.push_back({table, std::move(done)});
   Wake();
 }
 
 void Engine::Reconfigure(EngineLiveSettings settings) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   inbox_settings_ = std::move(settings);
   Wake();
 }
@@ -156,7 +166,7 @@ void Engine::ApplySettings(const EngineLiveSettings& s, absl::Time now) {
 void Engine::Wake() {
   if (!wake_pending_) {
     wake_pending_ = true;
-    cv_.notify_one();
+    cv_.Signal();
   }
 }
 
@@ -172,7 +182,7 @@ bool Engine::Drain(absl::Duration timeout) {
     Log(LogLevel::kWarn, "drain timeout reached; failing what is left",
         {{"pending_ops", absl::StrCat(pending_ops_.load())}});
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       fail_queued_ = true;
       Wake();
     }
@@ -196,16 +206,16 @@ void Engine::Run() {
   for (;;) {
     bool fail_queued = false;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       while (!wake_pending_ && !stop_) {
         absl::Time now = clock_->Now();
         absl::Time wake = next_wakeup;
         if (!budget_waiters_.empty()) wake = std::min(wake, now + absl::Milliseconds(50));
         if (now >= wake) break;
         if (wake == absl::InfiniteFuture()) {
-          cv_.wait(lock);
+          cv_.Wait(&mu_);
         } else {
-          cv_.wait_for(lock, absl::ToChronoNanoseconds(wake - now));
+          cv_.WaitWithTimeout(&mu_, wake - now);
         }
       }
       if (stop_) break;
@@ -251,7 +261,7 @@ void Engine::Run() {
     SendReady(now);
     FlushDeliveries();
     CheckFlushWaiters();
-    ServeBudgetWaiters(now);
+    ServeBudgetWaiters();
     PublishGauges();
     dead_letter_.MaybeSync(absl::Now());
 
@@ -271,11 +281,10 @@ void Engine::SendReady(absl::Time now) {
       t.m->batches_sent->Increment();
       t.m->batch_size->Observe(static_cast<double>(batch->request_jsons.size()));
       metrics_->inflight_requests().Increment();
-      inflight_calls_.fetch_add(1, std::memory_order_relaxed);
       const int table = static_cast<int>(i);
       const uint64_t id = batch->id;
-      ddb_->BatchWriteItem(t.schema, std::move(body), [this, table, id](BatchWriteResponse r) {
-        std::lock_guard<std::mutex> lock(mu_);
+      writer_->BatchWriteItem(t.schema, std::move(body), [this, table, id](BatchWriteResponse r) {
+        absl::MutexLock lock(&mu_);
         inbox_completions_.push_back({table, id, std::move(r)});
         Wake();
       });
@@ -303,7 +312,6 @@ void Engine::CountThrottleReasons(const std::string& table, const BatchResult& r
 void Engine::HandleCompletion(Completion c, absl::Time now) {
   Table& t = *tables_[c.table];
   metrics_->inflight_requests().Decrement();
-  inflight_calls_.fetch_sub(1, std::memory_order_relaxed);
   auto it = t.inflight.find(c.batch_id);
   size_t sent = 0;
   if (it != t.inflight.end()) {
@@ -342,7 +350,7 @@ void Engine::HandleCompletion(Completion c, absl::Time now) {
   t.batcher->OnBatchResult(c.batch_id, r.result, now, &results);
   bool fail_now;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     fail_now = fail_queued_;
   }
   if (fail_now) {
@@ -476,8 +484,7 @@ void Engine::CheckFlushWaiters() {
   }
 }
 
-void Engine::ServeBudgetWaiters(absl::Time now) {
-  (void)now;
+void Engine::ServeBudgetWaiters() {
   const absl::Time wall = absl::Now();
   // Strict arrival order per table: once a table's first waiter does not
   // fit, its later waiters wait too. A waiter that does not fit the total

@@ -1,12 +1,10 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -14,11 +12,12 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/batching/table_batcher.h"
 #include "service/common/clock.h"
 #include "service/common/types.h"
-#include "service/dynamodb/dynamodb_client.h"
+#include "service/dynamodb/batch_writer.h"
 #include "service/engine/dead_letter.h"
 #include "service/metrics/metrics.h"
 
@@ -51,22 +50,23 @@ struct EngineLiveSettings {
   std::vector<RateLimiterOptions> rates;
 };
 
-// Sends BatchWriteItem calls as the calls a batch: the one component that
-// owns a thread and timers. It runs the pure TableBatchers on its own thread,
-// hands batches to the DynamoDB client (asynchronous; answers come back on
-// the transport's thread and are queued here), delivers results to their
-// sinks, keeps the metrics and the dead-letter file.
+// Turns submitted ops into BatchWriteItem calls: the one component that owns
+// a thread and timers. It runs the pure TableBatchers on its own thread,
+// hands batches to a BatchWriter (the DynamoDB client; asynchronous, answers
+// come back on the writer's thread and are queued here), delivers results to
+// their sinks, keeps the metrics and the dead-letter file. Time comes from
+// the Clock it is given.
 //
 // Thread-safety: every public method may be called from any thread.
 //
 // Usage:
-//   Engine engine(tables, options, &ddb, &metrics, &clock);
+//   Engine engine(tables, options, &ddb, &metrics, &clock);  // ddb: a BatchWriter
 //   engine.Start();
 //   if (engine.TryReserve(t, bytes)) engine.Submit(t, std::move(ops));
 //   engine.Drain(absl::Seconds(20));
 class Engine {
  public:
-  Engine(std::vector<EngineTable> tables, EngineOptions options, DynamoDbClient* ddb,
+  Engine(std::vector<EngineTable> tables, EngineOptions options, BatchWriter* writer,
          Metrics* metrics, Clock* clock);
   ~Engine();
 
@@ -134,6 +134,11 @@ class Engine {
   bool had_success() const { return had_success_.load(); }
   uint64_t buffered_bytes() const { return total_bytes_.load(); }
 
+  // Makes the engine thread read the clock again now (its timers wait in
+  // real time for what the Clock says is left). For tests that move a
+  // FakeClock: call after AdvanceTime.
+  void Poke();
+
  private:
   struct Table;
   struct Completion {
@@ -169,7 +174,7 @@ class Engine {
   void FlushDeliveries();
   void StartFlush(FlushRequest req);
   void CheckFlushWaiters();
-  void ServeBudgetWaiters(absl::Time now);
+  void ServeBudgetWaiters();
   void PublishGauges();
   void ApplySettings(const EngineLiveSettings& settings, absl::Time now);
   bool BudgetAvailable(int table) const;
@@ -177,7 +182,7 @@ class Engine {
   std::vector<std::unique_ptr<Table>> tables_;
   absl::flat_hash_map<std::string, int> index_;
   EngineOptions options_;
-  DynamoDbClient* ddb_;
+  BatchWriter* writer_;
   Metrics* metrics_;
   Clock* clock_;
   DeadLetterWriter dead_letter_;
@@ -186,7 +191,6 @@ class Engine {
   std::atomic<uint64_t> pending_ops_{0};
   std::atomic<uint64_t> failed_ops_{0};
   std::atomic<bool> had_success_{false};
-  std::atomic<int> inflight_calls_{0};
   // Queued reservations per table (inbox included); TryReserve yields to them.
   std::unique_ptr<std::atomic<int>[]> waiters_;
   // The first queued waiter is blocked on the total budget: every table yields.
@@ -195,8 +199,8 @@ class Engine {
   std::atomic<uint64_t> max_buffer_bytes_;
   std::atomic<uint64_t> max_table_buffer_bytes_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
+  absl::Mutex mu_;
+  absl::CondVar cv_;
   bool wake_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool fail_queued_ ABSL_GUARDED_BY(mu_) = false;
@@ -207,7 +211,7 @@ class Engine {
   std::optional<EngineLiveSettings> inbox_settings_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<int, uint64_t>> inbox_release_ ABSL_GUARDED_BY(mu_);
 
-  // Engine-thread state.
+  // Engine-thread state (Run and what it calls; no lock).
   std::vector<FlushWaiter> flush_waiters_;
   std::vector<BudgetWaiter> budget_waiters_;
   bool draining_failed_ = false;

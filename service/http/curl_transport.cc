@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
-#include <mutex>
+#include <mutex>  // std::call_once
 #include <string>
 #include <thread>
 #include <utility>
@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/http/http_transport.h"
 
@@ -146,7 +147,7 @@ class CurlTransport : public HttpTransport {
 
   ~CurlTransport() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       stopping_ = true;
       if (multi_ != nullptr) curl_multi_wakeup(multi_);
     }
@@ -160,7 +161,7 @@ class CurlTransport : public HttpTransport {
     t->request = std::move(request);
     t->done = std::move(done);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (!stopping_ && multi_ != nullptr) {
         queue_.push_back(std::move(t));
         // Under the lock: the destructor cannot free multi_ meanwhile.
@@ -177,7 +178,7 @@ class CurlTransport : public HttpTransport {
       std::vector<std::unique_ptr<Transfer>> incoming;
       bool stopping;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         incoming.swap(queue_);
         stopping = stopping_;
       }
@@ -327,9 +328,7 @@ class CurlTransport : public HttpTransport {
 
   const CurlTransportOptions options_;
   CURLM* multi_ = nullptr;
-  // std::mutex rather than absl::Mutex: ThreadSanitizer understands it even
-  // with the distribution's uninstrumented Abseil.
-  std::mutex mu_;
+  absl::Mutex mu_;
   std::vector<std::unique_ptr<Transfer>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // I/O thread only.

@@ -2,12 +2,13 @@
 
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "service/codec/codec.h"
 #include "service/common/log.h"
@@ -61,7 +62,7 @@ class WriteReactor final
     self_ = shared_from_this();
     service_->metrics()->active_streams().Increment();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       read_pending_ = true;
     }
     StartRead(&raw_request_);
@@ -69,7 +70,7 @@ class WriteReactor final
 
   void OnReadDone(bool ok) override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       read_pending_ = false;
       // Finished while this read waited (drain or cancel): the message, if
       // any, is discarded unread; the client learns it from the status.
@@ -87,7 +88,7 @@ class WriteReactor final
     if (!parsed) {
       service_->CountInvalidMessage("Write");
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         invalid_ = absl::StrCat("WriteRequest message ", messages_read_,
                                 " of this stream: ", why,
                                 "; earlier messages were answered, later ones not read");
@@ -103,7 +104,7 @@ class WriteReactor final
   void OnDrain() override {
     bool finish;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       finish = ShouldFinishLocked();
     }
     if (finish) DoFinish();
@@ -115,7 +116,7 @@ class WriteReactor final
     bool resume = false;
     std::vector<std::pair<int, uint64_t>> charges;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       writing_ = false;
       charges.swap(out_charges_);
       unsent_ -= out_ops_;
@@ -137,7 +138,7 @@ class WriteReactor final
   void OnCancel() override {
     bool finish;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       broken_ = true;
       AbandonWaitingLocked();
       finish = ShouldFinishLocked();
@@ -147,7 +148,7 @@ class WriteReactor final
 
   void OnDone() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       broken_ = true;
       AbandonWaitingLocked();
     }
@@ -169,7 +170,7 @@ class WriteReactor final
     bool finish = false;
     Engine* engine = service_->engine();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       outstanding_ -= static_cast<int64_t>(results->size());
       if (finished_) {
         results->clear();
@@ -246,7 +247,7 @@ class WriteReactor final
     std::vector<int> wait;
     uint64_t seq;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       outstanding_ += n;
       unsent_ += n;
       outstanding_ -= static_cast<int64_t>(rejected.size());
@@ -288,7 +289,7 @@ class WriteReactor final
                                          [weak, t](bool ok) {
                                            if (auto self = weak.lock()) self->OnReserved(t, ok);
                                          });
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       // Once every group was reserved, the next message may already be in
       // waiting_: its groups are not this ticket's.
       if (message_seq_ == seq) waiting_[t].ticket = ticket;
@@ -309,7 +310,7 @@ class WriteReactor final
     bool release = false;
     bool all_in = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       WaitingGroup& g = waiting_[t];
       if (!g.active) {
         // The stream ended meanwhile: the ops were dropped unsubmitted.
@@ -329,7 +330,7 @@ class WriteReactor final
     if (release) {
       uint64_t bytes;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         bytes = waiting_[t].bytes;
       }
       service_->engine()->Release(t, bytes);
@@ -340,7 +341,7 @@ class WriteReactor final
   }
 
   // The stream ended: ops still waiting for budget are never submitted.
-  void AbandonWaitingLocked() {
+  void AbandonWaitingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (abandoned_) return;
     abandoned_ = true;
     for (WaitingGroup& g : waiting_) {
@@ -359,7 +360,7 @@ class WriteReactor final
     bool finish = false;
     bool read = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       start = TakeWriteLocked();
       if (service_->draining() || broken_) {
         read_done_ = true;
@@ -377,7 +378,7 @@ class WriteReactor final
   }
 
   // Resume a stream paused at its in-flight cap once half has been sent.
-  bool MaybeResumeLocked() {
+  bool MaybeResumeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!read_paused_ || unsent_ > service_->limits().max_inflight_ops_per_stream / 2) {
       return false;
     }
@@ -393,7 +394,7 @@ class WriteReactor final
   void StopReading() {
     bool finish;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       read_done_ = true;
       finish = ShouldFinishLocked();
     }
@@ -402,7 +403,7 @@ class WriteReactor final
 
   // Moves pending results (at most max_response_bytes of them) into out_ if
   // no write is in flight.
-  bool TakeWriteLocked() {
+  bool TakeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finished_ || broken_ || pending_.empty()) return false;
     v1::WriteResponse response;
     size_t bytes = 0;
@@ -424,7 +425,7 @@ class WriteReactor final
     return true;
   }
 
-  bool ShouldFinishLocked() {
+  bool ShouldFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_ || writing_) return false;
     // While draining, a read still waiting for the client will not be used.
     const bool reads_over = read_done_ || (read_pending_ && service_->draining());
@@ -447,7 +448,7 @@ class WriteReactor final
     std::string invalid;
     std::vector<std::pair<int, uint64_t>> charges;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       broken = broken_;
       half_closed = half_closed_;
       invalid = invalid_;
@@ -479,25 +480,32 @@ class WriteReactor final
   v1::WriteRequest request_;
   uint64_t messages_read_ = 0;  // by the read callbacks only (one at a time)
 
-  std::mutex mu_;
-  std::deque<Pending> pending_;  // guarded by mu_
-  grpc::ByteBuffer out_;         // owned by the write in flight
-  std::vector<std::pair<int, uint64_t>> out_charges_;  // budget held by out_
-  int64_t out_ops_ = 0;        // results in out_
-  std::vector<WaitingGroup> waiting_;  // per table: ops waiting for budget
-  int waiting_groups_ = 0;
-  uint64_t message_seq_ = 0;   // messages processed; tells waiting_'s owner
-  bool abandoned_ = false;     // the stream ended; waiting ops were dropped
-  int64_t outstanding_ = 0;    // ops read, result not yet queued
-  int64_t unsent_ = 0;         // ops read, result not yet written to the client
-  std::string invalid_;        // why a message did not parse
-  bool writing_ = false;
-  bool read_done_ = false;
-  bool read_pending_ = false;  // a StartRead awaits OnReadDone
-  bool half_closed_ = false;   // the client finished writing
-  bool read_paused_ = false;  // at max_inflight_ops_per_stream
-  bool broken_ = false;
-  bool finished_ = false;
+  absl::Mutex mu_;
+  std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  // Filled under mu_ by TakeWriteLocked, then owned by the write in flight
+  // (StartWrite takes its address outside the lock) until OnWriteDone.
+  grpc::ByteBuffer out_;
+  // Budget held by out_.
+  std::vector<std::pair<int, uint64_t>> out_charges_ ABSL_GUARDED_BY(mu_);
+  int64_t out_ops_ ABSL_GUARDED_BY(mu_) = 0;  // results in out_
+  // Per table: ops waiting for budget.
+  std::vector<WaitingGroup> waiting_ ABSL_GUARDED_BY(mu_);
+  int waiting_groups_ ABSL_GUARDED_BY(mu_) = 0;
+  // Messages processed; tells waiting_'s owner.
+  uint64_t message_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  // The stream ended; waiting ops were dropped.
+  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // ops read, result not yet queued
+  // Ops read, result not yet written to the client.
+  int64_t unsent_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string invalid_ ABSL_GUARDED_BY(mu_);  // why a message did not parse
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_pending_ ABSL_GUARDED_BY(mu_) = false;  // a StartRead awaits OnReadDone
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;   // the client finished writing
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;   // at max_inflight_ops_per_stream
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class RefusingReactor final
@@ -555,7 +563,7 @@ void WriteBatcherService::CountInvalidMessage(const std::string& rpc) {
 void WriteBatcherService::BeginDrain() {
   std::vector<std::shared_ptr<DrainListener>> open;
   {
-    std::lock_guard<std::mutex> lock(streams_mu_);
+    absl::MutexLock lock(&streams_mu_);
     draining_.store(true);
     for (auto& [key, weak] : streams_) {
       if (auto s = weak.lock()) open.push_back(std::move(s));
@@ -565,14 +573,14 @@ void WriteBatcherService::BeginDrain() {
 }
 
 bool WriteBatcherService::AddStream(const std::shared_ptr<DrainListener>& stream) {
-  std::lock_guard<std::mutex> lock(streams_mu_);
+  absl::MutexLock lock(&streams_mu_);
   if (draining_.load()) return false;
   streams_[stream.get()] = stream;
   return true;
 }
 
 void WriteBatcherService::RemoveStream(const DrainListener* stream) {
-  std::lock_guard<std::mutex> lock(streams_mu_);
+  absl::MutexLock lock(&streams_mu_);
   streams_.erase(stream);
 }
 

@@ -4,8 +4,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "dynamobatcher/v1/batcher.grpc.pb.h"
 #include "service/engine/engine.h"
 #include "service/metrics/metrics.h"
@@ -130,8 +131,9 @@ class WriteBatcherService final : public RawWriteBatcherService {
   std::atomic<int> active_streams_{0};
   std::atomic<int> unary_calls_{0};  // Put/Delete/Flush not yet finished
   prometheus::Family<prometheus::Counter>* invalid_messages_ = nullptr;
-  std::mutex streams_mu_;  // orders AddStream against BeginDrain
-  std::map<const DrainListener*, std::weak_ptr<DrainListener>> streams_;  // by streams_mu_
+  absl::Mutex streams_mu_;  // orders AddStream against BeginDrain
+  std::map<const DrainListener*, std::weak_ptr<DrainListener>> streams_
+      ABSL_GUARDED_BY(streams_mu_);
 };
 
 // Fills a proto result from an engine result.

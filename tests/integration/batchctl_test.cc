@@ -24,22 +24,7 @@ using ::testing::HasSubstr;
 constexpr absl::Duration kCommandTimeout = absl::Seconds(300);
 
 std::string Config(const std::string& endpoint) {
-  return absl::StrCat(R"(dynamodb:
-  region: us-east-1
-  endpoint: )", endpoint, R"(
-  credentials: {access_key_id: local, secret_access_key: local}
-  create_tables: true
-tables:
-  - name: events
-    partition_key: {name: pk, type: S}
-    sort_key: {name: sk, type: N}
-  - name: users
-    partition_key: {name: id, type: S}
-batching:
-  linger: 5ms
-  max_items: 25
-  max_inflight_calls: 8
-)");
+  return SidecarConfig(endpoint).Table("events", "pk", "S", "sk", "N").Table("users", "id");
 }
 
 // Table contents: "<key>" (events: "<pk>/<sk>") -> attribute "v" (S).

@@ -32,24 +32,8 @@ using ::testing::HasSubstr;
 // until a Flush (or 25 items of one table are buffered).
 std::string Config(const std::string& endpoint, const std::string& linger,
                    const std::string& listen = "") {
-  std::string c;
-  if (!listen.empty()) c = absl::StrCat("listen: ", listen, "\n");
-  absl::StrAppend(&c, R"(dynamodb:
-  region: us-east-1
-  endpoint: )", endpoint, R"(
-  credentials: {access_key_id: local, secret_access_key: local}
-  create_tables: true
-tables:
-  - name: events
-    partition_key: {name: pk, type: S}
-  - name: users
-    partition_key: {name: id, type: S}
-batching:
-  linger: )", linger, R"(
-  max_items: 25
-  max_inflight_calls: 8
-)");
-  return c;
+  return SidecarConfig(endpoint).Listen(listen).Table("events", "pk").Table("users", "id").Linger(
+      linger);
 }
 
 // Table contents as key -> value of attribute `v` (S), or "<no v>".

@@ -113,23 +113,7 @@ int ClosedPort() {
 }
 
 std::string Config(const std::string& endpoint, const std::string& extra) {
-  return absl::StrReplaceAll(R"(
-dynamodb:
-  region: us-east-1
-  endpoint: ENDPOINT
-  call_timeout: 10s
-  credentials: {access_key_id: local, secret_access_key: local}
-  create_tables: true
-tables:
-  - name: events
-    partition_key: {name: pk, type: S}
-batching:
-  linger: 5ms
-  max_items: 25
-  max_inflight_calls: 8
-)",
-                             {{"ENDPOINT", endpoint}}) +
-         extra;
+  return SidecarConfig(endpoint).CallTimeout("10s").Append(extra);
 }
 
 v1::AttributeValue S(const std::string& s) {

@@ -23,31 +23,14 @@ namespace {
 namespace v1 = ::dynamobatcher::v1;
 using ::testing::HasSubstr;
 
-constexpr char kTables[] = R"(
-dynamodb:
-  region: us-east-1
-  endpoint: ENDPOINT
-  credentials: {access_key_id: local, secret_access_key: local}
-  create_tables: true
-tables:
-  - name: events
-    partition_key: {name: pk, type: S}
-    sort_key: {name: sk, type: N}
-  - name: users
-    partition_key: {name: id, type: S}
-batching:
-  linger: 5ms
-  max_items: 25
-  max_inflight_calls: 8
-)";
-
 // `linger` replaces the default 5ms; `extra` is appended.
 std::string Config(const std::string& endpoint, const std::string& extra = "",
                    const std::string& linger = "5ms") {
-  std::string c = kTables;
-  c.replace(c.find("ENDPOINT"), 8, endpoint);
-  c.replace(c.find("linger: 5ms"), 11, "linger: " + linger);
-  return c + extra;
+  return SidecarConfig(endpoint)
+      .Table("events", "pk", "S", "sk", "N")
+      .Table("users", "id")
+      .Linger(linger)
+      .Append(extra);
 }
 
 v1::AttributeValue S(const std::string& s) {

@@ -28,26 +28,14 @@ namespace {
 namespace v1 = ::dynamobatcher::v1;
 using ::testing::HasSubstr;
 
-std::string SidecarConfig(const std::string& endpoint, const std::string& dir,
-                          const std::string& retry) {
-  return absl::StrCat(R"(
-dynamodb:
-  endpoint: )", endpoint, R"(
-  credentials: {access_key_id: local, secret_access_key: local}
-  create_tables: true
-  call_timeout: 5s
-tables:
-  - name: events
-    partition_key: {name: pk, type: S}
-  - name: users
-    partition_key: {name: id, type: S}
-batching:
-  linger: 5ms
-  max_inflight_calls: 8
-)", retry, R"(
-dead_letter:
-  path: )", dir, R"(/dead-letter.jsonl
-)");
+std::string Config(const std::string& endpoint, const std::string& dir,
+                   const std::string& retry) {
+  return SidecarConfig(endpoint)
+      .CallTimeout("5s")
+      .Table("events", "pk")
+      .Table("users", "id")
+      .Append(retry)
+      .Append(absl::StrCat("dead_letter:\n  path: ", dir, "/dead-letter.jsonl\n"));
 }
 
 v1::AttributeValue S(const std::string& s) {
@@ -118,7 +106,7 @@ class Faults : public ::testing::Test {
 TEST_F(Faults, HundredThousandOpsUnderMixedFaultsAllWrittenAndCountersAgree) {
   auto proxy = StartFaultProxy(dir_, dynalite_.endpoint(), R"({"seed": 7})");
   ASSERT_TRUE(proxy.ok()) << proxy.status();
-  auto sidecar = StartSidecar(dir_, SidecarConfig(proxy->endpoint(), dir_, R"(
+  auto sidecar = StartSidecar(dir_, Config(proxy->endpoint(), dir_, R"(
 retry:
   base: 5ms
   cap: 250ms
@@ -279,7 +267,7 @@ TEST_P(Capacity, RateAdaptsToTableCapacityAndOtherTableKeepsItsThroughput) {
   const std::string recovery = GetParam();
   auto proxy = StartFaultProxy(dir_, dynalite_.endpoint(), R"({"seed": 11})");
   ASSERT_TRUE(proxy.ok()) << proxy.status();
-  auto sidecar = StartSidecar(dir_, SidecarConfig(proxy->endpoint(), dir_, absl::StrCat(R"(
+  auto sidecar = StartSidecar(dir_, Config(proxy->endpoint(), dir_, absl::StrCat(R"(
 retry:
   base: 10ms
   cap: 1s
@@ -385,7 +373,7 @@ INSTANTIATE_TEST_SUITE_P(Recovery, Capacity, ::testing::Values("cubic", "additiv
 TEST_F(Faults, PoisonItemIsIsolatedDeadLetteredAndReplayedAfterFix) {
   auto proxy = StartFaultProxy(dir_, dynalite_.endpoint(), R"({"seed": 3})");
   ASSERT_TRUE(proxy.ok()) << proxy.status();
-  auto sidecar = StartSidecar(dir_, SidecarConfig(proxy->endpoint(), dir_, ""));
+  auto sidecar = StartSidecar(dir_, Config(proxy->endpoint(), dir_, ""));
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   ASSERT_TRUE(ConfigureProxy(*proxy, R"({"validation_error_keys": ["poison"]})").ok());
 

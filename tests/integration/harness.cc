@@ -236,6 +236,38 @@ std::shared_ptr<grpc::Channel> Sidecar::Channel() const {
   return grpc::CreateChannel(target(), grpc::InsecureChannelCredentials());
 }
 
+SidecarConfig& SidecarConfig::Table(const std::string& name, const std::string& partition_key,
+                                    const std::string& partition_type,
+                                    const std::string& sort_key, const std::string& sort_type) {
+  absl::StrAppend(&tables_, "  - name: ", name, "\n    partition_key: {name: ", partition_key,
+                  ", type: ", partition_type, "}\n");
+  if (!sort_key.empty()) {
+    absl::StrAppend(&tables_, "    sort_key: {name: ", sort_key, ", type: ", sort_type, "}\n");
+  }
+  return *this;
+}
+
+SidecarConfig& SidecarConfig::Append(const std::string& yaml) {
+  absl::StrAppend(&extra_, yaml);
+  if (!extra_.empty() && extra_.back() != '\n') extra_.push_back('\n');
+  return *this;
+}
+
+std::string SidecarConfig::Yaml() const {
+  std::string y;
+  if (!listen_.empty()) absl::StrAppend(&y, "listen: ", listen_, "\n");
+  absl::StrAppend(&y, "dynamodb:\n  region: us-east-1\n  endpoint: ", endpoint_, "\n");
+  if (!call_timeout_.empty()) absl::StrAppend(&y, "  call_timeout: ", call_timeout_, "\n");
+  absl::StrAppend(&y, "  credentials: {access_key_id: local, secret_access_key: local}\n",
+                  "  create_tables: ", create_tables_ ? "true" : "false", "\n");
+  absl::StrAppend(&y, "tables:\n",
+                  tables_.empty() ? "  - name: events\n    partition_key: {name: pk, type: S}\n"
+                                  : tables_);
+  absl::StrAppend(&y, "batching:\n  linger: ", linger_, "\n  max_items: ", max_items_,
+                  "\n  max_inflight_calls: 8\n");
+  return y + extra_;
+}
+
 absl::StatusOr<Sidecar> StartSidecar(const std::string& dir, const std::string& config_yaml,
                                      std::vector<std::string> env) {
   Sidecar s;

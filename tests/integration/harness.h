@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -74,6 +75,59 @@ struct Sidecar {
   std::string target() const { return "127.0.0.1:" + std::to_string(grpc_port); }
   std::shared_ptr<grpc::Channel> Channel() const;
 };
+// The YAML of a sidecar config for these tests, so the common part is written
+// once: DynamoDB at `endpoint` (region us-east-1, the local test credentials,
+// create_tables), the tables added with Table() (none added: `events` with
+// partition key pk (S)), batching with linger 5ms, max_items 25 and
+// max_inflight_calls 8. Other sections (buffer:, server:, retry:,
+// dead_letter:, drain_timeout, ...) go in Append, verbatim, at the end.
+//
+// Usage:
+//   StartSidecar(dir, SidecarConfig(dynalite.endpoint()).Linger("1s").Append(extra));
+class SidecarConfig {
+ public:
+  explicit SidecarConfig(std::string endpoint) : endpoint_(std::move(endpoint)) {}
+
+  SidecarConfig& Listen(std::string listen) {
+    listen_ = std::move(listen);
+    return *this;
+  }
+  SidecarConfig& CallTimeout(std::string duration) {
+    call_timeout_ = std::move(duration);
+    return *this;
+  }
+  SidecarConfig& CreateTables(bool on) {
+    create_tables_ = on;
+    return *this;
+  }
+  // Key types: S, N or B. An empty `sort_key` means none.
+  SidecarConfig& Table(const std::string& name, const std::string& partition_key,
+                       const std::string& partition_type = "S", const std::string& sort_key = "",
+                       const std::string& sort_type = "N");
+  SidecarConfig& Linger(std::string duration) {
+    linger_ = std::move(duration);
+    return *this;
+  }
+  SidecarConfig& MaxItems(int n) {
+    max_items_ = n;
+    return *this;
+  }
+  SidecarConfig& Append(const std::string& yaml);
+
+  std::string Yaml() const;
+  operator std::string() const { return Yaml(); }  // NOLINT: pass it as the YAML
+
+ private:
+  std::string endpoint_;
+  std::string listen_;
+  std::string call_timeout_;
+  bool create_tables_ = true;
+  std::string tables_;
+  std::string linger_ = "5ms";
+  int max_items_ = 25;
+  std::string extra_;
+};
+
 // Writes `config_yaml` (listen/metrics_listen forced to port 0 unless given)
 // and starts the sidecar binary; waits for its "listening" log line.
 absl::StatusOr<Sidecar> StartSidecar(const std::string& dir, const std::string& config_yaml,

@@ -34,21 +34,11 @@ namespace v1 = ::dynamobatcher::v1;
 using ::testing::HasSubstr;
 
 std::string Config(const std::string& endpoint, const std::string& extra = "") {
-  return absl::StrCat(R"(dynamodb:
-  region: us-east-1
-  endpoint: )", endpoint, R"(
-  credentials: {access_key_id: local, secret_access_key: local}
-  create_tables: true
-  call_timeout: 20s
-tables:
-  - name: events
-    partition_key: {name: pk, type: S}
-  - name: users
-    partition_key: {name: id, type: S}
-batching:
-  linger: 5ms
-  max_inflight_calls: 8
-)", extra);
+  return SidecarConfig(endpoint)
+      .CallTimeout("20s")
+      .Table("events", "pk")
+      .Table("users", "id")
+      .Append(extra);
 }
 
 v1::WriteOp PutOp(uint64_t id, const std::string& table, const std::string& key_attr,
@@ -105,11 +95,11 @@ class HostileClient : public ::testing::Test {
   FaultProxy proxy_;
 };
 
-// The issue's scenario: `events` saturated (small budget, slow backend);
+// G9 (docs/guarantees.md): `events` saturated (small budget, slow backend);
 // stream S1 sends [events X, users K=old] and is cancelled; the client
 // re-sends on S2 `users K=old` then `users K=new`, answered COALESCED and
-// WRITTEN. Before the fix, S1's held K=old was written seconds later, once
-// events' budget freed, and the table ended at `old`.
+// WRITTEN. S1's held K=old must never be written later, once events' budget
+// frees, or the table would end at `old`.
 TEST_F(HostileClient, CancelledStreamNeverWritesItsHeldOpsAfterANewerWrite) {
   auto sidecar = StartSidecar(dir_, Config(proxy_.endpoint(), R"(buffer:
   max_bytes: 64MiB

@@ -36,20 +36,7 @@ constexpr int kFloodSeconds = 10;
 // faster machine, and is far below the 256Mi limit of the manifests.
 constexpr int64_t kRssBoundKiB = 96 * 1024;
 
-std::string Config(const std::string& endpoint) {
-  return absl::StrCat(R"(
-dynamodb:
-  region: us-east-1
-  endpoint: )", endpoint, R"(
-  credentials: {access_key_id: local, secret_access_key: local}
-  create_tables: true
-tables:
-  - name: events
-    partition_key: {name: pk, type: S}
-batching:
-  linger: 5ms
-)");
-}
+std::string Config(const std::string& endpoint) { return SidecarConfig(endpoint); }
 
 int64_t RssKiB(pid_t pid) {
   std::ifstream f(absl::StrCat("/proc/", pid, "/status"));

@@ -85,18 +85,7 @@ std::map<std::string, std::string> ReadExpected(const std::string& path) {
 }
 
 std::string Config(const std::string& endpoint, const std::string& listen) {
-  return absl::StrCat(listen.empty() ? "" : absl::StrCat("listen: ", listen, "\n"),
-                      R"(dynamodb:
-  region: us-east-1
-  endpoint: )", endpoint, R"(
-  credentials: {access_key_id: local, secret_access_key: local}
-  create_tables: true
-tables:
-  - name: events
-    partition_key: {name: pk, type: S}
-batching:
-  linger: 5ms
-)");
+  return SidecarConfig(endpoint).Listen(listen);
 }
 
 class LanguageClients : public ::testing::TestWithParam<std::string> {

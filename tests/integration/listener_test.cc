@@ -26,17 +26,7 @@ namespace {
 namespace v1 = ::dynamobatcher::v1;
 using ::testing::HasSubstr;
 
-std::string Base(const std::string& endpoint) {
-  return absl::StrCat(R"(
-dynamodb:
-  endpoint: )", endpoint, R"(
-  credentials: {access_key_id: local, secret_access_key: local}
-  create_tables: true
-tables:
-  - name: events
-    partition_key: {name: pk, type: S}
-)");
-}
+std::string Base(const std::string& endpoint) { return SidecarConfig(endpoint); }
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path);

@@ -76,22 +76,7 @@ std::pair<int, std::string> Shell(const std::string& cmd) {
 }
 
 std::string Config(const std::string& endpoint) {
-  return absl::StrReplaceAll(R"(
-dynamodb:
-  region: us-east-1
-  endpoint: ENDPOINT
-  credentials: {access_key_id: local, secret_access_key: local}
-  create_tables: true
-tables:
-  - name: events
-    partition_key: {name: pk, type: S}
-  - name: users
-    partition_key: {name: id, type: S}
-batching:
-  linger: 5ms
-  max_items: 25
-)",
-                             {{"ENDPOINT", endpoint}});
+  return SidecarConfig(endpoint).Table("events", "pk").Table("users", "id");
 }
 
 v1::AttributeValue S(const std::string& s) {
