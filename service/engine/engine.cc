@@ -207,10 +207,15 @@ void Engine::Run() {
     bool fail_queued = false;
     {
       absl::MutexLock lock(&mu_);
+      // Queued reservations are re-checked (their deadlines) every 50 ms.
+      // Fixed before the wait: recomputed after each timeout, it would move
+      // on forever and a waiter's deadline would pass unanswered.
+      absl::Time wake = next_wakeup;
+      if (!budget_waiters_.empty()) {
+        wake = std::min(wake, clock_->Now() + absl::Milliseconds(50));
+      }
       while (!wake_pending_ && !stop_) {
-        absl::Time now = clock_->Now();
-        absl::Time wake = next_wakeup;
-        if (!budget_waiters_.empty()) wake = std::min(wake, now + absl::Milliseconds(50));
+        const absl::Time now = clock_->Now();
         if (now >= wake) break;
         if (wake == absl::InfiniteFuture()) {
           cv_.Wait(&mu_);

@@ -5,41 +5,31 @@
 #include <atomic>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "service/auth/credentials.h"
 #include "service/engine/engine.h"
+#include "tests/support/fake_writer.h"
 
 namespace dynamo_batcher {
 namespace {
 
-// Never answers: no call is sent in these tests anyway.
-class SilentTransport : public HttpTransport {
- public:
-  void Send(HttpRequest, Callback) override {}
-};
-
 class EngineBudget : public ::testing::Test {
  protected:
-  EngineBudget()
-      : metrics_({"events", "users"}),
-        credentials_(AwsCredentials{"k", "s", "", std::nullopt}, "test"),
-        ddb_(DynamoDbOptions{}, &transport_, &credentials_) {
+  EngineBudget() : metrics_({"events", "users"}) {
     std::vector<EngineTable> tables(2);
     tables[0].schema.name = "events";
     tables[1].schema.name = "users";
     EngineOptions options;
     options.max_table_buffer_bytes = 1000;
     options.max_buffer_bytes = 100000;
-    engine_ = std::make_unique<Engine>(tables, options, &ddb_, &metrics_, &clock_);
+    engine_ = std::make_unique<Engine>(tables, options, &writer_, &metrics_, &clock_);
   }
 
-  SilentTransport transport_;
   Metrics metrics_;
-  StaticCredentialsProvider credentials_;
-  DynamoDbClient ddb_;
+  testing_util::FakeWriter writer_;  // never answers: no call is sent here anyway
   SteadyClock clock_;
   std::unique_ptr<Engine> engine_;
 };
@@ -81,6 +71,20 @@ TEST_F(EngineBudget, WaiterPastItsDeadlineIsNotReservedEvenWhenSpaceIsFree) {
   ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready);
   EXPECT_FALSE(f.get());
   EXPECT_EQ(engine_->buffered_bytes(), 0u);
+}
+
+TEST_F(EngineBudget, WaiterIsRefusedAtItsDeadlineWhenNothingElseHappens) {
+  ASSERT_TRUE(engine_->Start().ok());
+  ASSERT_TRUE(engine_->TryReserve(0, 2000));  // table 0 full; nothing frees it
+  std::promise<bool> result;
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(200);
+  engine_->ReserveAsync(0, 10, deadline, [&result](bool ok) { result.set_value(ok); });
+  auto f = result.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready)
+      << "the waiter's deadline passed unanswered";
+  EXPECT_FALSE(f.get());
+  EXPECT_GE(absl::Now(), deadline);
+  EXPECT_EQ(engine_->buffered_bytes(), 2000u);
 }
 
 TEST_F(EngineBudget, WaitersOfATableAreServedInArrivalOrder) {
