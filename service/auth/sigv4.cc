@@ -1,10 +1,14 @@
 #include "service/auth/sigv4.h"
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/opensslv.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +22,8 @@ namespace dynamo_batcher {
 namespace {
 
 constexpr char kAlgorithm[] = "AWS4-HMAC-SHA256";
+constexpr size_t kSha256Bytes = 32;
+constexpr size_t kSha256BlockBytes = 64;
 
 std::string Hex(const unsigned char* data, size_t n) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -29,14 +35,88 @@ std::string Hex(const unsigned char* data, size_t n) {
   return out;
 }
 
-// Raw 32-byte HMAC-SHA256.
-std::string HmacSha256(absl::string_view key, absl::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int out_len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out,
-       &out_len);
-  return std::string(reinterpret_cast<const char*>(out), out_len);
+// SHA-256 through one digest context per thread and an algorithm fetched
+// once. OpenSSL 3's one-shot calls (EVP_Digest, HMAC) look the algorithm up
+// in the provider store and allocate a context on every call; signing every
+// BatchWriteItem call made that lookup a measurable share of the sidecar's
+// CPU per op (bench/profile, docs/benchmarks.md).
+const EVP_MD* Sha256Md() {
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched != nullptr ? fetched : EVP_sha256();
+  }();
+  return md;
+#else
+  return EVP_sha256();
+#endif
+}
+
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+};
+
+// out = SHA-256 of the parts, concatenated.
+void Sha256(std::initializer_list<absl::string_view> parts, unsigned char out[kSha256Bytes]) {
+  thread_local std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  unsigned int len = 0;
+  EVP_DigestInit_ex(ctx.get(), Sha256Md(), nullptr);
+  for (absl::string_view p : parts) EVP_DigestUpdate(ctx.get(), p.data(), p.size());
+  EVP_DigestFinal_ex(ctx.get(), out, &len);
+}
+
+// HMAC-SHA256 (RFC 2104) on the digest above.
+void HmacSha256(absl::string_view key, absl::string_view data, unsigned char out[kSha256Bytes]) {
+  unsigned char k[kSha256BlockBytes] = {0};
+  if (key.size() > kSha256BlockBytes) {
+    Sha256({key}, k);
+  } else {
+    std::memcpy(k, key.data(), key.size());
+  }
+  unsigned char ipad[kSha256BlockBytes];
+  unsigned char opad[kSha256BlockBytes];
+  for (size_t i = 0; i < kSha256BlockBytes; ++i) {
+    ipad[i] = k[i] ^ 0x36;
+    opad[i] = k[i] ^ 0x5c;
+  }
+  unsigned char inner[kSha256Bytes];
+  Sha256({absl::string_view(reinterpret_cast<const char*>(ipad), sizeof(ipad)), data}, inner);
+  Sha256({absl::string_view(reinterpret_cast<const char*>(opad), sizeof(opad)),
+          absl::string_view(reinterpret_cast<const char*>(inner), sizeof(inner))},
+         out);
+}
+
+absl::string_view View(const unsigned char* data, size_t n) {
+  return absl::string_view(reinterpret_cast<const char*>(data), n);
+}
+
+// The signing key depends only on the secret, the day, the region and the
+// service: derived once (four HMACs) and reused for every request of the
+// day. One entry per thread; a new secret or day replaces it.
+struct SigningKey {
+  std::string secret;
+  std::string date;
+  std::string region;
+  std::string service;
+  unsigned char key[kSha256Bytes] = {0};
+};
+
+const unsigned char* DerivedSigningKey(absl::string_view secret, absl::string_view date,
+                                       absl::string_view region, absl::string_view service) {
+  thread_local SigningKey cached;
+  if (cached.date.empty() || cached.secret != secret || cached.date != date ||
+      cached.region != region || cached.service != service) {
+    unsigned char k[kSha256Bytes];
+    HmacSha256(absl::StrCat("AWS4", secret), date, k);
+    HmacSha256(View(k, sizeof(k)), region, k);
+    HmacSha256(View(k, sizeof(k)), service, k);
+    HmacSha256(View(k, sizeof(k)), "aws4_request", cached.key);
+    cached.secret.assign(secret.data(), secret.size());
+    cached.date.assign(date.data(), date.size());
+    cached.region.assign(region.data(), region.size());
+    cached.service.assign(service.data(), service.size());
+  }
+  return cached.key;
 }
 
 bool IsSpace(char c) {
@@ -124,14 +204,23 @@ std::string UriEncode(absl::string_view value, bool keep_slash) {
 }
 
 std::string AmzDate(absl::Time now) {
-  return absl::FormatTime("%Y%m%dT%H%M%SZ", now, absl::UTCTimeZone());
+  // Formatting a time is costly next to the rest of signing, and every call
+  // of a second gets the same text (a request is signed, and its X-Amz-Date
+  // written, for each BatchWriteItem call).
+  thread_local int64_t cached_second = std::numeric_limits<int64_t>::min();
+  thread_local std::string cached;
+  const int64_t second = absl::ToUnixSeconds(now);
+  if (second != cached_second) {
+    cached = absl::FormatTime("%Y%m%dT%H%M%SZ", now, absl::UTCTimeZone());
+    cached_second = second;
+  }
+  return cached;
 }
 
 std::string Sha256Hex(absl::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
-  return Hex(digest, len);
+  unsigned char digest[kSha256Bytes];
+  Sha256({data}, digest);
+  return Hex(digest, sizeof(digest));
 }
 
 SigV4Signature SignV4(const SigV4Request& request,
@@ -177,12 +266,11 @@ SigV4Signature SignV4(const SigV4Request& request,
   sig.string_to_sign = absl::StrCat(kAlgorithm, "\n", sig.amz_date, "\n", scope,
                                     "\n", Sha256Hex(sig.canonical_request));
 
-  std::string key = HmacSha256(absl::StrCat("AWS4", credentials.secret_access_key), date);
-  key = HmacSha256(key, region);
-  key = HmacSha256(key, service);
-  key = HmacSha256(key, "aws4_request");
-  const std::string raw = HmacSha256(key, sig.string_to_sign);
-  sig.signature = Hex(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
+  const unsigned char* key =
+      DerivedSigningKey(credentials.secret_access_key, date, region, service);
+  unsigned char raw[kSha256Bytes];
+  HmacSha256(View(key, kSha256Bytes), sig.string_to_sign, raw);
+  sig.signature = Hex(raw, sizeof(raw));
 
   sig.authorization = absl::StrCat(kAlgorithm, " Credential=", credentials.access_key_id,
                                    "/", scope, ", SignedHeaders=", sig.signed_headers,

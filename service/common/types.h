@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -76,11 +77,15 @@ enum class Outcome { kWritten, kCoalesced, kFailed, kRejected };
 struct OpResult;
 
 // Receives op results. Implemented by gRPC stream/unary handlers.
-// Thread-safety: Deliver may be called from any thread.
+// Thread-safety: Deliver and DeliverAll may be called from any thread.
 class ResultSink {
  public:
   virtual ~ResultSink() = default;
   virtual void Deliver(OpResult result) = 0;
+  // Several results at once, all for this sink. A stream takes them under one
+  // lock and sends them in one write; the default delivers them one by one.
+  // Leaves `results` empty.
+  virtual void DeliverAll(std::vector<OpResult>* results);
 };
 
 // One client op owned by the batching core while it waits, flies or backs off.
@@ -115,5 +120,10 @@ struct OpResult {
   std::string error_code;
   std::string message;
 };
+
+inline void ResultSink::DeliverAll(std::vector<OpResult>* results) {
+  for (OpResult& r : *results) Deliver(std::move(r));
+  results->clear();
+}
 
 }  // namespace dynamo_batcher

@@ -264,6 +264,7 @@ void Engine::Run() {
       }
     }
     SendReady(now);
+    FlushDeliveries();
     CheckFlushWaiters();
     ServeBudgetWaiters();
     PublishGauges();
@@ -278,14 +279,16 @@ void Engine::SendReady(absl::Time now) {
   for (size_t i = 0; i < tables_.size(); ++i) {
     Table& t = *tables_[i];
     while (auto batch = t.batcher->TakeBatch(now)) {
-      BuildBatchWriteBody(t.schema.name, batch->request_jsons, &body_buffer_);
+      // A fresh string, moved down to the transport: the body is not copied.
+      std::string body;
+      BuildBatchWriteBody(t.schema.name, batch->request_jsons, &body);
       t.inflight[batch->id] = {now, batch->request_jsons.size()};
       t.m->batches_sent->Increment();
       t.m->batch_size->Observe(static_cast<double>(batch->request_jsons.size()));
       metrics_->inflight_requests().Increment();
       const int table = static_cast<int>(i);
       const uint64_t id = batch->id;
-      writer_->BatchWriteItem(t.schema, body_buffer_, [this, table, id](BatchWriteResponse r) {
+      writer_->BatchWriteItem(t.schema, std::move(body), [this, table, id](BatchWriteResponse r) {
         absl::MutexLock lock(&mu_);
         inbox_completions_.push_back({table, id, std::move(r)});
         Wake();
@@ -421,12 +424,35 @@ void Engine::DeliverResults(int table, std::vector<OpResult>* results, absl::Tim
   if (written_delete) t.m->written_delete->Increment(static_cast<double>(written_delete));
   t.bytes.fetch_sub(released, std::memory_order_relaxed);
   total_bytes_.fetch_sub(released, std::memory_order_relaxed);
-  pending_ops_.fetch_sub(results->size(), std::memory_order_relaxed);
+  // Delivered once per round and sink (FlushDeliveries): a stream takes all
+  // its results of a round under one lock, in one write.
   for (OpResult& r : *results) {
-    std::shared_ptr<ResultSink> sink = std::move(r.op.sink);
-    if (sink) sink->Deliver(std::move(r));
+    ++undelivered_;
+    ResultSink* key = r.op.sink.get();
+    auto [it, added] = delivery_index_.try_emplace(key, deliveries_.size());
+    if (added) {
+      deliveries_.emplace_back();
+      deliveries_.back().sink = r.op.sink;
+    }
+    deliveries_[it->second].results.push_back(std::move(r));
   }
   results->clear();
+}
+
+void Engine::FlushDeliveries() {
+  if (deliveries_.empty()) return;
+  std::vector<Delivery> out;
+  out.swap(deliveries_);
+  delivery_index_.clear();
+  const uint64_t n = undelivered_;
+  undelivered_ = 0;
+  for (Delivery& d : out) {
+    for (OpResult& r : d.results) r.op.sink.reset();
+    if (d.sink) d.sink->DeliverAll(&d.results);
+  }
+  // Only now: Drain() returns once this reaches 0, so every result must
+  // already be with its sink.
+  pending_ops_.fetch_sub(n, std::memory_order_relaxed);
 }
 
 void Engine::StartFlush(FlushRequest req) {

@@ -169,7 +169,10 @@ class Engine {
   void SendReady(absl::Time now);
   void CountThrottleReasons(const std::string& table, const BatchResult& result);
   void HandleCompletion(Completion c, absl::Time now);
+  // Accounts `results` and queues them for their sinks (FlushDeliveries).
   void DeliverResults(int table, std::vector<OpResult>* results, absl::Time now);
+  // Hands the round's results to their sinks, one DeliverAll per sink.
+  void FlushDeliveries();
   void StartFlush(FlushRequest req);
   void CheckFlushWaiters();
   void ServeBudgetWaiters();
@@ -213,7 +216,13 @@ class Engine {
   std::vector<FlushWaiter> flush_waiters_;
   std::vector<BudgetWaiter> budget_waiters_;
   bool draining_failed_ = false;
-  std::string body_buffer_;
+  struct Delivery {
+    std::shared_ptr<ResultSink> sink;
+    std::vector<OpResult> results;
+  };
+  std::vector<Delivery> deliveries_;  // this round's results, by sink
+  absl::flat_hash_map<const ResultSink*, size_t> delivery_index_;  // into deliveries_
+  uint64_t undelivered_ = 0;  // results in deliveries_ (still in pending_ops_)
 
   std::thread thread_;
 };

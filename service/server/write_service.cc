@@ -160,26 +160,42 @@ class WriteReactor final
   }
 
   void Deliver(OpResult result) override {
+    std::vector<OpResult> one;
+    one.push_back(std::move(result));
+    DeliverAll(&one);
+  }
+
+  void DeliverAll(std::vector<OpResult>* results) override {
     bool start = false;
     bool finish = false;
-    const int table = result.op.table != nullptr
-                          ? service_->engine()->TableIndex(*result.op.table)
-                          : -1;
+    Engine* engine = service_->engine();
     {
       absl::MutexLock lock(&mu_);
-      --outstanding_;
-      if (finished_) return;
-      Pending p;
-      ToProto(result, &p.result);
-      p.table = table;
-      p.bytes = p.result.ByteSizeLong() + sizeof(Pending);
-      // A result waiting to be sent holds memory: it counts against the
-      // budget until written, so a client that does not read is bounded.
-      if (table >= 0) service_->engine()->Charge(table, p.bytes);
-      pending_.push_back(std::move(p));
+      outstanding_ -= static_cast<int64_t>(results->size());
+      if (finished_) {
+        results->clear();
+        return;
+      }
+      const std::string* last_name = nullptr;
+      int table = -1;
+      for (OpResult& result : *results) {
+        if (result.op.table != last_name) {
+          last_name = result.op.table;
+          table = last_name != nullptr ? engine->TableIndex(*last_name) : -1;
+        }
+        Pending p;
+        ToProto(result, &p.result);
+        p.table = table;
+        p.bytes = p.result.ByteSizeLong() + sizeof(Pending);
+        // A result waiting to be sent holds memory: it counts against the
+        // budget until written, so a client that does not read is bounded.
+        if (table >= 0) engine->Charge(table, p.bytes);
+        pending_.push_back(std::move(p));
+      }
       start = TakeWriteLocked();
       if (!start) finish = ShouldFinishLocked();
     }
+    results->clear();
     if (start) StartWrite(&out_);
     if (finish) DoFinish();
   }
@@ -209,12 +225,13 @@ class WriteReactor final
                                       "TooManyOps").Increment();
       }
     } else {
+      const std::shared_ptr<WriteReactor> self = shared_from_this();
       for (int i = 0; i < n; ++i) {
         int table = -1;
         Op op;
         v1::WriteResult r;
         if (service_->PrepareOp(request_.ops(i), now, &table, &op, &r)) {
-          op.sink = shared_from_this();
+          op.sink = self;
           group_bytes[table] += op.MemoryBytes();
           groups[table].push_back(std::move(op));
         } else {

@@ -64,7 +64,7 @@ BYTE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3,
 QUANTITY_UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3,
                   "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
 # Service defaults (service/config/config.h) used when a key is absent.
-DEFAULT_BUFFER_MAX_BYTES = 256 * 1024**2
+DEFAULT_BUFFER_MAX_BYTES = 64 * 1024**2
 DEFAULT_DEAD_LETTER_MAX_BYTES = 256 * 1024**2
 DEFAULT_DEAD_LETTER_MAX_FILES = 3
 
