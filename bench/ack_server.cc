@@ -125,8 +125,7 @@ class AckService final : public v1::WriteBatcher::CallbackService {
     return new AckReactor();
   }
 
-  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* context,
-                                const v1::PutRequest* request,
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* context, const v1::PutRequest* request,
                                 v1::WriteResult* response) override {
     response->set_id(request->id());
     response->set_outcome(v1::WRITTEN);
@@ -164,8 +163,7 @@ volatile std::sig_atomic_t g_stop = 0;
 void OnSignal(int /*sig*/) { g_stop = 1; }
 
 int Usage(const char* why) {
-  std::fprintf(stderr, "bench_ack_server: %s\nusage: bench_ack_server [--listen HOST:PORT]\n",
-               why);
+  std::fprintf(stderr, "bench_ack_server: %s\nusage: bench_ack_server [--listen HOST:PORT]\n", why);
   return 2;
 }
 

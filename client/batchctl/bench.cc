@@ -61,8 +61,7 @@ constexpr const char kBenchUsage[] =
 using SteadyClock = std::chrono::steady_clock;
 
 int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             SteadyClock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch())
       .count();
 }
 
@@ -146,8 +145,8 @@ void SleepUntilNs(int64_t target_ns) {
 
 // One raw Write stream: sender on the calling thread, receiver on its own.
 void RunRawStream(const BenchConfig& config, std::shared_ptr<grpc::Channel> channel,
-                  std::vector<v1::WriteRequest>& messages, uint64_t id_base,
-                  int64_t start_ns, int64_t stop_ns, double stream_rate, Tally& tally) {
+                  std::vector<v1::WriteRequest>& messages, uint64_t id_base, int64_t start_ns,
+                  int64_t stop_ns, double stream_rate, Tally& tally) {
   auto stub = v1::WriteBatcher::NewStub(channel);
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReaderWriter<v1::WriteRequest, v1::WriteResponse>> stream =
@@ -195,8 +194,7 @@ void RunRawStream(const BenchConfig& config, std::shared_ptr<grpc::Channel> chan
       absl::MutexLock lock(&mu);
       const uint64_t window = static_cast<uint64_t>(config.window);
       auto room = [&] {
-        return reader_done || outstanding + messages[i].ops_size() <= window ||
-               outstanding == 0;
+        return reader_done || outstanding + messages[i].ops_size() <= window || outstanding == 0;
       };
       mu.Await(absl::Condition(&room));
       if (reader_done) break;
@@ -223,8 +221,7 @@ void RunRawStream(const BenchConfig& config, std::shared_ptr<grpc::Channel> chan
   context.TryCancel();
   reader.join();
   const grpc::Status status = stream->Finish();
-  if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED &&
-      tally.error.empty()) {
+  if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED && tally.error.empty()) {
     tally.error = absl::StrCat("stream ended: ", status.error_message());
   }
 }
@@ -244,9 +241,8 @@ int RunBench(const GlobalOptions& global_in, const std::vector<std::string>& arg
   ParsedArgs parsed;
   if (int rc = ParseSubcommand(
           args,
-          {{"streams", "ops", "rate", "duration", "tables", "key-attr", "keys",
-            "dup-ratio", "value-bytes", "ops-per-message", "delete-ratio", "window",
-            "timeout", "seed"},
+          {{"streams", "ops", "rate", "duration", "tables", "key-attr", "keys", "dup-ratio",
+            "value-bytes", "ops-per-message", "delete-ratio", "window", "timeout", "seed"},
            {"json", "client"}},
           kBenchUsage, global, parsed);
       rc >= 0) {
@@ -290,8 +286,8 @@ int RunBench(const GlobalOptions& global_in, const std::vector<std::string>& arg
   c.json = parsed.Has("json");
   if (c.streams < 1 || c.streams > 256 || c.ops < 1 || c.rate < 0 || c.tables.empty() ||
       c.keys < 1 || c.dup_ratio < 0 || c.dup_ratio > 1 || c.value_bytes < 0 ||
-      c.ops_per_message < 1 || c.delete_ratio < 0 || c.delete_ratio > 1 ||
-      c.window < 0 || c.key_attr.empty() || !parsed.positional.empty()) {
+      c.ops_per_message < 1 || c.delete_ratio < 0 || c.delete_ratio > 1 || c.window < 0 ||
+      c.key_attr.empty() || !parsed.positional.empty()) {
     std::cerr << "batchctl: bench: a value is out of range\n\n" << kBenchUsage;
     return kExitUsage;
   }
@@ -388,14 +384,12 @@ int RunBench(const GlobalOptions& global_in, const std::vector<std::string>& arg
     all.results += t.results;
     all.client_errors += t.client_errors;
     for (int k = 0; k < 5; ++k) all.by_outcome[k] += t.by_outcome[k];
-    all.latencies_ns.insert(all.latencies_ns.end(), t.latencies_ns.begin(),
-                            t.latencies_ns.end());
+    all.latencies_ns.insert(all.latencies_ns.end(), t.latencies_ns.begin(), t.latencies_ns.end());
     all.first_send_ns = std::min(all.first_send_ns, t.first_send_ns);
     all.last_result_ns = std::max(all.last_result_ns, t.last_result_ns);
     if (!t.error.empty()) std::cerr << "batchctl: bench: " << t.error << "\n";
   }
-  const double seconds =
-      std::max(1e-9, (all.last_result_ns - all.first_send_ns) / 1e9);
+  const double seconds = std::max(1e-9, (all.last_result_ns - all.first_send_ns) / 1e9);
   const double ops_per_s = all.results / seconds;
   const double p50 = PercentileMs(all.latencies_ns, 0.50);
   const double p99 = PercentileMs(all.latencies_ns, 0.99);
@@ -414,8 +408,7 @@ int RunBench(const GlobalOptions& global_in, const std::vector<std::string>& arg
       static_cast<unsigned long long>(all.results), seconds, ops_per_s, p50, p99, p999,
       static_cast<unsigned long long>(written), static_cast<unsigned long long>(coalesced),
       static_cast<unsigned long long>(failed), static_cast<unsigned long long>(rejected),
-      static_cast<unsigned long long>(missing),
-      static_cast<unsigned long long>(all.client_errors));
+      static_cast<unsigned long long>(missing), static_cast<unsigned long long>(all.client_errors));
   if (c.json) {
     std::cout << absl::StrFormat(
         "{\"mode\":\"%s\",\"streams\":%d,\"ops_per_message\":%d,\"ops\":%llu,"
@@ -423,8 +416,7 @@ int RunBench(const GlobalOptions& global_in, const std::vector<std::string>& arg
         "\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"written\":%llu,\"coalesced\":%llu,"
         "\"failed\":%llu,\"rejected\":%llu,\"missing\":%llu,\"client_errors\":%llu}\n",
         c.use_client ? "client" : "raw", c.use_client ? 1 : c.streams,
-        static_cast<int>(c.ops_per_message),
-        static_cast<unsigned long long>(all.sent),
+        static_cast<int>(c.ops_per_message), static_cast<unsigned long long>(all.sent),
         static_cast<unsigned long long>(all.results), seconds, ops_per_s, p50, p99, p999,
         static_cast<unsigned long long>(written), static_cast<unsigned long long>(coalesced),
         static_cast<unsigned long long>(failed), static_cast<unsigned long long>(rejected),
@@ -432,9 +424,8 @@ int RunBench(const GlobalOptions& global_in, const std::vector<std::string>& arg
         static_cast<unsigned long long>(all.client_errors));
   }
   if (all.results == 0 && all.sent > 0) return kExitUnreachable;
-  return (failed > 0 || rejected > 0 || missing > 0 || all.client_errors > 0)
-             ? kExitOpsFailed
-             : kExitOk;
+  return (failed > 0 || rejected > 0 || missing > 0 || all.client_errors > 0) ? kExitOpsFailed
+                                                                              : kExitOk;
 }
 
 }  // namespace dynamo_batcher::batchctl

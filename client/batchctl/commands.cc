@@ -138,16 +138,15 @@ absl::StatusOr<std::string> HttpGet(const std::string& url, absl::Duration timeo
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &CurlAppend);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(timeout)));
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout)));
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   const CURLcode rc = curl_easy_perform(curl);
   long http_status = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http_status);
   curl_easy_cleanup(curl);
   if (rc != CURLE_OK) {
-    return absl::UnavailableError(absl::StrCat(
-        "GET ", url, ": ", error[0] != '\0' ? error : curl_easy_strerror(rc)));
+    return absl::UnavailableError(
+        absl::StrCat("GET ", url, ": ", error[0] != '\0' ? error : curl_easy_strerror(rc)));
   }
   if (http_status != 200) {
     return absl::UnavailableError(absl::StrCat("GET ", url, ": HTTP ", http_status));
@@ -166,9 +165,7 @@ struct StreamCounters {
   std::atomic<uint64_t> bad_lines{0};
   std::atomic<uint64_t> reported{0};
 
-  uint64_t resolved() const {
-    return written + coalesced + failed + rejected + client_errors;
-  }
+  uint64_t resolved() const { return written + coalesced + failed + rejected + client_errors; }
 };
 
 // At most this many individual failures are printed; the summary counts all.
@@ -176,17 +173,15 @@ constexpr uint64_t kMaxReportedFailures = 50;
 
 }  // namespace
 
-FlagSpec GlobalFlagSpec() {
-  return FlagSpec{{"target", "metrics", "connect-timeout"}, {}};
-}
+FlagSpec GlobalFlagSpec() { return FlagSpec{{"target", "metrics", "connect-timeout"}, {}}; }
 
 GlobalOptions DefaultGlobalOptions() {
   GlobalOptions g;
   const char* target = std::getenv("DYNAMO_BATCHER_TARGET");
   g.target = target != nullptr && *target != '\0' ? target : "127.0.0.1:50051";
   const char* metrics = std::getenv("DYNAMO_BATCHER_METRICS_URL");
-  g.metrics_url = metrics != nullptr && *metrics != '\0' ? metrics
-                                                         : "http://127.0.0.1:9464/metrics";
+  g.metrics_url =
+      metrics != nullptr && *metrics != '\0' ? metrics : "http://127.0.0.1:9464/metrics";
   return g;
 }
 
@@ -207,8 +202,8 @@ bool ApplyGlobalFlags(const ParsedArgs& args, GlobalOptions& global) {
   return true;
 }
 
-int ParseSubcommand(const std::vector<std::string>& args, FlagSpec spec,
-                    const char* usage, GlobalOptions& global, ParsedArgs& parsed) {
+int ParseSubcommand(const std::vector<std::string>& args, FlagSpec spec, const char* usage,
+                    GlobalOptions& global, ParsedArgs& parsed) {
   const FlagSpec global_spec = GlobalFlagSpec();
   spec.value_flags.insert(global_spec.value_flags.begin(), global_spec.value_flags.end());
   spec.bool_flags.insert(global_spec.bool_flags.begin(), global_spec.bool_flags.end());
@@ -226,26 +221,23 @@ int ParseSubcommand(const std::vector<std::string>& args, FlagSpec spec,
   return -1;
 }
 
-std::shared_ptr<grpc::Channel> ConnectOrReport(const GlobalOptions& global,
-                                               int channel_index) {
+std::shared_ptr<grpc::Channel> ConnectOrReport(const GlobalOptions& global, int channel_index) {
   grpc::ChannelArguments args;
   args.SetInt("dynamo_batcher.batchctl_channel", channel_index);
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(global.target, grpc::InsecureChannelCredentials(), args);
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + global.connect_timeout))) {
-    std::cerr << "batchctl: could not reach the sidecar at " << global.target
-              << " within " << absl::FormatDuration(global.connect_timeout) << "\n";
+    std::cerr << "batchctl: could not reach the sidecar at " << global.target << " within "
+              << absl::FormatDuration(global.connect_timeout) << "\n";
     return nullptr;
   }
   return channel;
 }
 
-int RunPut(const GlobalOptions& global_in, const std::vector<std::string>& args,
-           bool is_delete) {
+int RunPut(const GlobalOptions& global_in, const std::vector<std::string>& args, bool is_delete) {
   GlobalOptions global = global_in;
   ParsedArgs parsed;
-  if (int rc = ParseSubcommand(args, {{"timeout"}, {}}, kPutUsage, global, parsed);
-      rc >= 0) {
+  if (int rc = ParseSubcommand(args, {{"timeout"}, {}}, kPutUsage, global, parsed); rc >= 0) {
     return rc;
   }
   if (parsed.positional.size() < 2) {
@@ -263,8 +255,8 @@ int RunPut(const GlobalOptions& global_in, const std::vector<std::string>& args,
   absl::StatusOr<Item> item = ParseItemArgs(
       std::vector<std::string>(parsed.positional.begin() + 1, parsed.positional.end()));
   if (!item.ok()) {
-    std::cerr << "batchctl: bad " << (is_delete ? "KEY" : "ITEM") << ": "
-              << item.status().message() << "\n";
+    std::cerr << "batchctl: bad " << (is_delete ? "KEY" : "ITEM") << ": " << item.status().message()
+              << "\n";
     return kExitUsage;
   }
   if (ConnectOrReport(global) == nullptr) return kExitUnreachable;
@@ -278,9 +270,8 @@ int RunPut(const GlobalOptions& global_in, const std::vector<std::string>& args,
     std::cerr << "batchctl: " << client.status() << "\n";
     return kExitUsage;
   }
-  absl::StatusOr<WriteOutcome> outcome =
-      is_delete ? (*client)->DeleteSync(table, *std::move(item))
-                : (*client)->PutSync(table, *std::move(item));
+  absl::StatusOr<WriteOutcome> outcome = is_delete ? (*client)->DeleteSync(table, *std::move(item))
+                                                   : (*client)->PutSync(table, *std::move(item));
   (void)(*client)->Close(absl::Seconds(1));
   if (!outcome.ok()) {
     std::cerr << "batchctl: " << outcome.status() << "\n";
@@ -290,13 +281,11 @@ int RunPut(const GlobalOptions& global_in, const std::vector<std::string>& args,
   return outcome->ok() ? kExitOk : kExitOpsFailed;
 }
 
-int RunLoad(const GlobalOptions& global_in, const std::vector<std::string>& args,
-            bool replay) {
+int RunLoad(const GlobalOptions& global_in, const std::vector<std::string>& args, bool replay) {
   const char* usage = replay ? kReplayUsage : kLoadUsage;
   GlobalOptions global = global_in;
   ParsedArgs parsed;
-  if (int rc = ParseSubcommand(args, {{"timeout", "max-inflight", "ops-per-message"},
-                                      {"quiet"}},
+  if (int rc = ParseSubcommand(args, {{"timeout", "max-inflight", "ops-per-message"}, {"quiet"}},
                                usage, global, parsed);
       rc >= 0) {
     return rc;
@@ -310,8 +299,7 @@ int RunLoad(const GlobalOptions& global_in, const std::vector<std::string>& args
   absl::StatusOr<absl::Duration> timeout = parsed.GetDuration("timeout", absl::Seconds(60));
   absl::StatusOr<int64_t> max_inflight = parsed.GetInt("max-inflight", 100000);
   absl::StatusOr<int64_t> per_message = parsed.GetInt("ops-per-message", 256);
-  for (const absl::Status& s :
-       {timeout.status(), max_inflight.status(), per_message.status()}) {
+  for (const absl::Status& s : {timeout.status(), max_inflight.status(), per_message.status()}) {
     if (!s.ok()) {
       std::cerr << "batchctl: " << s.message() << "\n";
       return kExitUsage;
@@ -367,8 +355,8 @@ int RunLoad(const GlobalOptions& global_in, const std::vector<std::string>& args
         absl::SleepFor(absl::Milliseconds(500));
         const absl::Time now = absl::Now();
         const uint64_t resolved = counters.resolved();
-        const double rate = (resolved - last_resolved) /
-                            std::max(1e-9, absl::ToDoubleSeconds(now - last));
+        const double rate =
+            (resolved - last_resolved) / std::max(1e-9, absl::ToDoubleSeconds(now - last));
         last_resolved = resolved;
         last = now;
         absl::MutexLock lock(&report_mu);
@@ -379,8 +367,7 @@ int RunLoad(const GlobalOptions& global_in, const std::vector<std::string>& args
             static_cast<unsigned long long>(counters.written.load()),
             static_cast<unsigned long long>(counters.coalesced.load()),
             static_cast<unsigned long long>(counters.failed.load()),
-            static_cast<unsigned long long>(counters.rejected.load() +
-                                            counters.bad_lines.load()));
+            static_cast<unsigned long long>(counters.rejected.load() + counters.bad_lines.load()));
       }
       std::cerr << "\n";
     });
@@ -405,10 +392,18 @@ int RunLoad(const GlobalOptions& global_in, const std::vector<std::string>& args
         return;
       }
       switch (o.outcome) {
-        case v1::WRITTEN: ++counters.written; return;
-        case v1::COALESCED: ++counters.coalesced; return;
-        case v1::REJECTED: ++counters.rejected; break;
-        default: ++counters.failed; break;
+        case v1::WRITTEN:
+          ++counters.written;
+          return;
+        case v1::COALESCED:
+          ++counters.coalesced;
+          return;
+        case v1::REJECTED:
+          ++counters.rejected;
+          break;
+        default:
+          ++counters.failed;
+          break;
       }
       report(line_no, o.DebugString());
     };
@@ -452,8 +447,7 @@ int RunLoad(const GlobalOptions& global_in, const std::vector<std::string>& args
 int RunFlush(const GlobalOptions& global_in, const std::vector<std::string>& args) {
   GlobalOptions global = global_in;
   ParsedArgs parsed;
-  if (int rc = ParseSubcommand(args, {{"table", "timeout"}, {}}, kFlushUsage, global,
-                               parsed);
+  if (int rc = ParseSubcommand(args, {{"table", "timeout"}, {}}, kFlushUsage, global, parsed);
       rc >= 0) {
     return rc;
   }
@@ -473,8 +467,7 @@ int RunFlush(const GlobalOptions& global_in, const std::vector<std::string>& arg
   const grpc::Status status = stub->Flush(&context, request, &response);
   if (!status.ok()) {
     std::cerr << "batchctl: flush: " << ToAbsl(status) << "\n";
-    return status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnreachable
-                                                                : kExitOpsFailed;
+    return status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnreachable : kExitOpsFailed;
   }
   std::cout << "flushed " << response.ops() << " ops\n";
   return kExitOk;
@@ -483,8 +476,7 @@ int RunFlush(const GlobalOptions& global_in, const std::vector<std::string>& arg
 int RunHealth(const GlobalOptions& global_in, const std::vector<std::string>& args) {
   GlobalOptions global = global_in;
   ParsedArgs parsed;
-  if (int rc = ParseSubcommand(args, {{"service", "timeout"}, {}}, kHealthUsage, global,
-                               parsed);
+  if (int rc = ParseSubcommand(args, {{"service", "timeout"}, {}}, kHealthUsage, global, parsed);
       rc >= 0) {
     return rc;
   }
@@ -506,12 +498,9 @@ int RunHealth(const GlobalOptions& global_in, const std::vector<std::string>& ar
     std::cerr << "batchctl: health: " << ToAbsl(status) << "\n";
     return IsUnreachable(ToAbsl(status)) ? kExitUnreachable : kExitOpsFailed;
   }
-  std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
-                   response.status())
-            << "\n";
-  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING
-             ? kExitOk
-             : kExitOpsFailed;
+  std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status()) << "\n";
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk
+                                                                             : kExitOpsFailed;
 }
 
 int RunWaitHealthy(const GlobalOptions& global_in, const std::vector<std::string>& args) {

@@ -19,7 +19,7 @@ namespace dynamo_batcher::batchctl {
 // Documented in `batchctl --help`.
 enum ExitCode : int {
   kExitOk = 0,
-  kExitOpsFailed = 1,   // some op FAILED/REJECTED (or health not SERVING)
+  kExitOpsFailed = 1,  // some op FAILED/REJECTED (or health not SERVING)
   kExitUsage = 2,
   kExitUnreachable = 3,
 };
@@ -40,18 +40,15 @@ bool ApplyGlobalFlags(const ParsedArgs& args, GlobalOptions& global);
 // Parses a subcommand's arguments (its own flags plus the global ones).
 // Returns -1 to go on, otherwise the exit code to return right away
 // (0 after printing help, kExitUsage after printing the error).
-int ParseSubcommand(const std::vector<std::string>& args, FlagSpec spec,
-                    const char* usage, GlobalOptions& global, ParsedArgs& parsed);
+int ParseSubcommand(const std::vector<std::string>& args, FlagSpec spec, const char* usage,
+                    GlobalOptions& global, ParsedArgs& parsed);
 
 // A channel to the sidecar, or nullptr (after printing why) when it could not
 // be reached within connect_timeout.
-std::shared_ptr<grpc::Channel> ConnectOrReport(const GlobalOptions& global,
-                                               int channel_index = 0);
+std::shared_ptr<grpc::Channel> ConnectOrReport(const GlobalOptions& global, int channel_index = 0);
 
-int RunPut(const GlobalOptions& global, const std::vector<std::string>& args,
-           bool is_delete);
-int RunLoad(const GlobalOptions& global, const std::vector<std::string>& args,
-            bool replay);
+int RunPut(const GlobalOptions& global, const std::vector<std::string>& args, bool is_delete);
+int RunLoad(const GlobalOptions& global, const std::vector<std::string>& args, bool replay);
 int RunFlush(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunHealth(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunStats(const GlobalOptions& global, const std::vector<std::string>& args);

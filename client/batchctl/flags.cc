@@ -19,8 +19,7 @@ std::string ParsedArgs::Get(const std::string& name, const std::string& fallback
   return it == values.end() ? fallback : it->second;
 }
 
-absl::StatusOr<int64_t> ParsedArgs::GetInt(const std::string& name,
-                                           int64_t fallback) const {
+absl::StatusOr<int64_t> ParsedArgs::GetInt(const std::string& name, int64_t fallback) const {
   auto it = values.find(name);
   if (it == values.end()) return fallback;
   int64_t v;
@@ -31,8 +30,7 @@ absl::StatusOr<int64_t> ParsedArgs::GetInt(const std::string& name,
   return v;
 }
 
-absl::StatusOr<double> ParsedArgs::GetDouble(const std::string& name,
-                                             double fallback) const {
+absl::StatusOr<double> ParsedArgs::GetDouble(const std::string& name, double fallback) const {
   auto it = values.find(name);
   if (it == values.end()) return fallback;
   double v;
@@ -49,14 +47,14 @@ absl::StatusOr<absl::Duration> ParsedArgs::GetDuration(const std::string& name,
   if (it == values.end()) return fallback;
   absl::Duration d;
   if (!absl::ParseDuration(it->second, &d) || d < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--", name, ": \"", it->second, "\" is not a duration like 5s or 250ms"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, ": \"", it->second, "\" is not a duration like 5s or 250ms"));
   }
   return d;
 }
 
-absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
-                                     const FlagSpec& spec, bool stop_at_positional) {
+absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, const FlagSpec& spec,
+                                     bool stop_at_positional) {
   ParsedArgs out;
   bool flags_done = false;
   for (size_t i = 0; i < args.size(); ++i) {

@@ -41,8 +41,7 @@ class ParsedArgs {
   std::set<std::string> bools;
 };
 
-absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
-                                     const FlagSpec& spec,
+absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, const FlagSpec& spec,
                                      bool stop_at_positional = false);
 
 }  // namespace dynamo_batcher::batchctl

@@ -73,8 +73,8 @@ absl::Status ParseKeyValue(absl::string_view arg, Item& item) {
     }
     item.BS(name, std::move(bytes));
   } else {
-    return BadPair(arg, absl::StrCat("unknown type \"", type,
-                                     "\" (want S, N, B, BOOL, NULL, SS, NS, BS)"));
+    return BadPair(
+        arg, absl::StrCat("unknown type \"", type, "\" (want S, N, B, BOOL, NULL, SS, NS, BS)"));
   }
   return absl::OkStatus();
 }

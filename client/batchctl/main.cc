@@ -66,8 +66,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   const std::string command = global_args->rest[0];
-  const std::vector<std::string> rest(global_args->rest.begin() + 1,
-                                      global_args->rest.end());
+  const std::vector<std::string> rest(global_args->rest.begin() + 1, global_args->rest.end());
   curl_global_init(CURL_GLOBAL_DEFAULT);
   int rc;
   if (command == "put") {

@@ -55,8 +55,7 @@ bool ParseSample(absl::string_view line, Sample& out) {
     if (i >= line.size()) return false;
     ++i;  // '}'
   }
-  std::vector<absl::string_view> rest =
-      absl::StrSplit(line.substr(i), ' ', absl::SkipEmpty());
+  std::vector<absl::string_view> rest = absl::StrSplit(line.substr(i), ' ', absl::SkipEmpty());
   if (rest.empty()) return false;
   if (rest[0] == "+Inf" || rest[0] == "-Inf" || rest[0] == "NaN") return false;
   return absl::SimpleAtod(rest[0], &out.value);
@@ -124,15 +123,13 @@ absl::StatusOr<MetricsSummary> SummarizeMetrics(absl::string_view text) {
 }
 
 std::string FormatSummary(const MetricsSummary& summary) {
-  std::string out = absl::StrFormat("%-24s %12s %12s %10s %9s %8s %10s %7s %9s %8s\n",
-                                    "table", "received", "written", "coalesced",
-                                    "rejected", "failed", "batches", "mean", "throttle",
-                                    "queued");
+  std::string out = absl::StrFormat("%-24s %12s %12s %10s %9s %8s %10s %7s %9s %8s\n", "table",
+                                    "received", "written", "coalesced", "rejected", "failed",
+                                    "batches", "mean", "throttle", "queued");
   for (const auto& [name, t] : summary.tables) {
     absl::StrAppendFormat(&out, "%-24s %12.0f %12.0f %10.0f %9.0f %8.0f %10.0f %7.2f %9.0f %8.0f\n",
-                          name, t.received, t.written, t.coalesced, t.rejected,
-                          t.failed, t.batches, t.MeanBatchSize(), t.throttle_events,
-                          t.queue_items);
+                          name, t.received, t.written, t.coalesced, t.rejected, t.failed, t.batches,
+                          t.MeanBatchSize(), t.throttle_events, t.queue_items);
   }
   absl::StrAppendFormat(&out, "active streams: %.0f  in-flight requests: %.0f\n",
                         summary.active_streams, summary.inflight_requests);

@@ -16,8 +16,8 @@ namespace {
 
 absl::StatusOr<rapidjson::Document> ParseObject(absl::string_view line) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(
-      line.data(), line.size());
+  doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(line.data(),
+                                                                                    line.size());
   if (doc.HasParseError()) {
     return absl::InvalidArgumentError(
         absl::StrCat("invalid JSON at offset ", doc.GetErrorOffset(), ": ",
@@ -52,11 +52,9 @@ absl::StatusOr<Item> GetItem(const rapidjson::Value& obj, const char* name) {
   rapidjson::StringBuffer buf;
   rapidjson::Writer<rapidjson::StringBuffer> writer(buf);
   it->value.Accept(writer);
-  absl::StatusOr<Item> item =
-      ItemFromDynamoJson(absl::string_view(buf.GetString(), buf.GetSize()));
+  absl::StatusOr<Item> item = ItemFromDynamoJson(absl::string_view(buf.GetString(), buf.GetSize()));
   if (!item.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", name, "\": ", item.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("\"", name, "\": ", item.status().message()));
   }
   if (item->empty()) {
     return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" is empty"));

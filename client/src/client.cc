@@ -38,8 +38,7 @@ constexpr absl::Duration kHalfCloseGrace = absl::Milliseconds(500);
 constexpr absl::Duration kReaperMaxSleep = absl::Milliseconds(100);
 
 absl::Status FromGrpc(const grpc::Status& s) {
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      s.error_message());
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
 
 WriteOutcome ClientFailure(absl::Status status) {
@@ -56,8 +55,8 @@ struct PendingOp {
   absl::Time enqueued;
   absl::Time deadline;
   Client::Callback callback;
-  bool queued = false;   // in send_queue_, not yet taken into a message
-  bool sent = false;     // written to some stream at least once
+  bool queued = false;  // in send_queue_, not yet taken into a message
+  bool sent = false;    // written to some stream at least once
   // Where it was last sent: the slot's stream number and the 1-based index
   // of its message on that stream (the sidecar names a message that does
   // not parse by that index).
@@ -222,13 +221,12 @@ class Client::Impl::Slot {
   bool stopped_ = false;  // only touched by Stop's caller
 };
 
-Client::Impl::Slot::Slot(Impl* impl, int index)
-    : impl_(impl), options_(impl->options()) {
+Client::Impl::Slot::Slot(Impl* impl, int index) : impl_(impl), options_(impl->options()) {
   grpc::ChannelArguments args;
-  const int backoff_ms = static_cast<int>(
-      std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.reconnect_backoff)));
-  const int max_backoff_ms = static_cast<int>(std::max<int64_t>(
-      backoff_ms, absl::ToInt64Milliseconds(options_.max_reconnect_backoff)));
+  const int backoff_ms =
+      static_cast<int>(std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.reconnect_backoff)));
+  const int max_backoff_ms = static_cast<int>(
+      std::max<int64_t>(backoff_ms, absl::ToInt64Milliseconds(options_.max_reconnect_backoff)));
   // gRPC's own reconnect backoff defaults to 1 s .. 120 s; keep it in line
   // with ours so a restarted sidecar is found quickly.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, backoff_ms);
@@ -243,8 +241,8 @@ Client::Impl::Slot::Slot(Impl* impl, int index)
   stub_ = v1::WriteBatcher::NewStub(channel_);
 }
 
-void Client::Impl::Slot::Enqueue(std::shared_ptr<v1::WriteOp> op, size_t bytes,
-                                 Callback callback, std::atomic<uint64_t>& next_id) {
+void Client::Impl::Slot::Enqueue(std::shared_ptr<v1::WriteOp> op, size_t bytes, Callback callback,
+                                 std::atomic<uint64_t>& next_id) {
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
@@ -272,8 +270,8 @@ void Client::Impl::Slot::Enqueue(std::shared_ptr<v1::WriteOp> op, size_t bytes,
     }
   }
   std::vector<Resolution> done;
-  done.push_back({std::move(callback),
-                  ClientFailure(absl::CancelledError("client is shutting down"))});
+  done.push_back(
+      {std::move(callback), ClientFailure(absl::CancelledError("client is shutting down"))});
   impl_->Deliver(std::move(done));
 }
 
@@ -293,8 +291,7 @@ bool Client::Impl::Slot::AnyPendingLocked(uint64_t upto, const std::string& tabl
   return false;
 }
 
-bool Client::Impl::Slot::WaitSent(uint64_t upto, const std::string& table,
-                                  absl::Time deadline) {
+bool Client::Impl::Slot::WaitSent(uint64_t upto, const std::string& table, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   ++progress_waiters_;
   bool ok = true;
@@ -349,14 +346,12 @@ void Client::Impl::Slot::ExpireDue(absl::Time now) {
     for (auto it = ops_.begin(); it != ops_.end() && it->second.deadline <= now; ++it) {
       if (it->second.claimed) continue;
       absl::Status status =
-          healthy_ ? absl::DeadlineExceededError(absl::StrCat(
-                         "no result from the sidecar within op_deadline (",
-                         absl::FormatDuration(options_.op_deadline), ")"))
+          healthy_ ? absl::DeadlineExceededError(
+                         absl::StrCat("no result from the sidecar within op_deadline (",
+                                      absl::FormatDuration(options_.op_deadline), ")"))
                    : absl::UnavailableError(absl::StrCat(
-                         "sidecar at ", options_.target,
-                         " unreachable until op_deadline: ",
-                         last_error_.ok() ? "no stream established"
-                                          : last_error_.ToString()));
+                         "sidecar at ", options_.target, " unreachable until op_deadline: ",
+                         last_error_.ok() ? "no stream established" : last_error_.ToString()));
       done.push_back({ClaimLocked(it->second), ClientFailure(std::move(status))});
       ids.push_back(it->first);
     }
@@ -394,9 +389,8 @@ void Client::Impl::Slot::Stop(bool graceful) {
         ++it;
         continue;
       }
-      done.push_back({ClaimLocked(it->second),
-                      ClientFailure(absl::CancelledError(
-                          "client closed before the sidecar answered"))});
+      done.push_back({ClaimLocked(it->second), ClientFailure(absl::CancelledError(
+                                                   "client closed before the sidecar answered"))});
       it = ops_.erase(it);
     }
     send_queue_.clear();
@@ -408,9 +402,9 @@ void Client::Impl::Slot::Stop(bool graceful) {
 void Client::Impl::Slot::Run() {
   // Consecutive streams that ended without delivering a result. Full jitter:
   // clients that lost the same sidecar do not all reconnect at once.
-  const dynamo_batcher::ExponentialBackoff backoff(
-      options_.reconnect_backoff, options_.max_reconnect_backoff, 2.0,
-      dynamo_batcher::ExponentialBackoff::kFullJitter);
+  const dynamo_batcher::ExponentialBackoff backoff(options_.reconnect_backoff,
+                                                   options_.max_reconnect_backoff, 2.0,
+                                                   dynamo_batcher::ExponentialBackoff::kFullJitter);
   std::minstd_rand rng(std::random_device{}());
   uint32_t failures = 0;
   bool first_stream = true;
@@ -500,9 +494,8 @@ void Client::Impl::Slot::FailInvalid(const grpc::ClientContext& context,
   uint64_t bad = 0;
   const auto& trailers = context.GetServerTrailingMetadata();
   auto t = trailers.find("dynamo-batcher-bad-message");
-  if (t != trailers.end() && !absl::SimpleAtoi(absl::string_view(t->second.data(),
-                                                                  t->second.size()),
-                                               &bad)) {
+  if (t != trailers.end() &&
+      !absl::SimpleAtoi(absl::string_view(t->second.data(), t->second.size()), &bad)) {
     bad = 0;
   }
   std::vector<Resolution> done;
@@ -512,8 +505,8 @@ void Client::Impl::Slot::FailInvalid(const grpc::ClientContext& context,
     for (auto& [id, p] : ops_) {
       if (p.claimed || !p.sent || p.stream != stream_number_) continue;
       if (bad != 0 && p.message != bad) continue;
-      done.push_back({ClaimLocked(p), ClientFailure(absl::InvalidArgumentError(absl::StrCat(
-                                          "sidecar: ", status.error_message())))});
+      done.push_back({ClaimLocked(p), ClientFailure(absl::InvalidArgumentError(
+                                          absl::StrCat("sidecar: ", status.error_message())))});
       ids.push_back(id);
     }
   }
@@ -542,8 +535,8 @@ void Client::Impl::Slot::WriteLoop(Stream* stream) {
         }
         const uint64_t front = send_queue_.front();
         const absl::Time send_at = ops_.at(front).enqueued + options_.linger;
-        if (send_queue_.size() >= max_ops || queued_bytes_ >= max_bytes ||
-            flush_upto_ >= front || absl::Now() >= send_at) {
+        if (send_queue_.size() >= max_ops || queued_bytes_ >= max_bytes || flush_upto_ >= front ||
+            absl::Now() >= send_at) {
           break;
         }
         cv_.WaitWithDeadline(&mu_, send_at);
@@ -641,16 +634,14 @@ absl::Status Client::Impl::AcquireBudget() {
   }
   if (options_.when_full == ClientOptions::WhenFull::kFail) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "client in-flight budget full (max_inflight_ops=", options_.max_inflight_ops,
-        ")"));
+        "client in-flight budget full (max_inflight_ops=", options_.max_inflight_ops, ")"));
   }
   const absl::Time deadline = absl::Now() + options_.op_deadline;
   while (inflight_ >= options_.max_inflight_ops) {
     if (closed_.load()) return absl::CancelledError("client is shutting down");
     if (budget_cv_.WaitWithDeadline(&budget_mu_, deadline) &&
         inflight_ >= options_.max_inflight_ops) {
-      return absl::DeadlineExceededError(
-          "client in-flight budget stayed full for op_deadline");
+      return absl::DeadlineExceededError("client in-flight budget stayed full for op_deadline");
     }
   }
   ++inflight_;
@@ -663,12 +654,10 @@ void Client::Impl::ReleaseBudget(size_t n) {
   if (options_.when_full == ClientOptions::WhenFull::kBlock) budget_cv_.SignalAll();
 }
 
-void Client::Impl::Submit(std::string table, Item item, bool is_delete,
-                          Callback callback) {
+void Client::Impl::Submit(std::string table, Item item, bool is_delete, Callback callback) {
   ++submitted_;
   absl::Status admitted =
-      closed_.load() ? absl::FailedPreconditionError("client is closed")
-                     : AcquireBudget();
+      closed_.load() ? absl::FailedPreconditionError("client is closed") : AcquireBudget();
   if (!admitted.ok()) {
     // Not counted in the budget: resolved right here.
     ++resolved_;
@@ -695,11 +684,20 @@ void Client::Impl::Deliver(std::vector<Resolution> done) {
       ++client_errors_;
     } else {
       switch (r.outcome.outcome) {
-        case v1::WRITTEN: ++written_; break;
-        case v1::COALESCED: ++coalesced_; break;
-        case v1::FAILED: ++failed_; break;
-        case v1::REJECTED: ++rejected_; break;
-        default: break;
+        case v1::WRITTEN:
+          ++written_;
+          break;
+        case v1::COALESCED:
+          ++coalesced_;
+          break;
+        case v1::FAILED:
+          ++failed_;
+          break;
+        case v1::REJECTED:
+          ++rejected_;
+          break;
+        default:
+          break;
       }
     }
     if (r.callback) r.callback(std::move(r.outcome));
@@ -735,8 +733,7 @@ absl::Status Client::Impl::Flush(const std::string& table, absl::Duration timeou
   }
   for (Slot* s : slots) {
     if (!s->WaitResolved(upto, table, deadline)) {
-      return absl::DeadlineExceededError(
-          "Flush: not every op had its result before the timeout");
+      return absl::DeadlineExceededError("Flush: not every op had its result before the timeout");
     }
   }
   return absl::OkStatus();
@@ -833,8 +830,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   }
   if (options.reconnect_backoff <= absl::ZeroDuration() ||
       options.max_reconnect_backoff < options.reconnect_backoff) {
-    return absl::InvalidArgumentError(
-        "reconnect_backoff must be > 0 and <= max_reconnect_backoff");
+    return absl::InvalidArgumentError("reconnect_backoff must be > 0 and <= max_reconnect_backoff");
   }
   auto impl = std::make_unique<Impl>(std::move(options));
   impl->Start();

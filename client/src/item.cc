@@ -106,8 +106,7 @@ namespace {
 using JsonValue = rapidjson::Value;
 
 absl::Status Bad(const std::string& path, absl::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("attribute \"", path, "\": ", what));
+  return absl::InvalidArgumentError(absl::StrCat("attribute \"", path, "\": ", what));
 }
 
 // DynamoDB allows 32 levels of nesting; deeper input is refused before it
@@ -175,8 +174,7 @@ absl::Status ParseValue(const JsonValue& json, const std::string& path, int dept
   } else if (type == "B") {
     if (!v.IsString()) return Bad(path, "B must be a base64 string");
     std::string bytes;
-    if (!absl::Base64Unescape(absl::string_view(v.GetString(), v.GetStringLength()),
-                              &bytes)) {
+    if (!absl::Base64Unescape(absl::string_view(v.GetString(), v.GetStringLength()), &bytes)) {
       return Bad(path, "B is not valid base64");
     }
     out->set_b(std::move(bytes));
@@ -194,8 +192,8 @@ absl::Status ParseValue(const JsonValue& json, const std::string& path, int dept
     auto* list = out->mutable_l()->mutable_values();
     int index = 0;
     for (const auto& e : v.GetArray()) {
-      if (absl::Status s = ParseValue(e, absl::StrCat(path, "[", index, "]"),
-                                      depth + 1, list->Add());
+      if (absl::Status s =
+              ParseValue(e, absl::StrCat(path, "[", index, "]"), depth + 1, list->Add());
           !s.ok()) {
         return s;
       }
@@ -305,8 +303,8 @@ void WriteValue(JsonWriter& w, const v1::AttributeValue& v) {
 
 absl::StatusOr<Item> ItemFromDynamoJson(absl::string_view json) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(
-      json.data(), json.size());
+  doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(json.data(),
+                                                                                    json.size());
   if (doc.HasParseError()) {
     return absl::InvalidArgumentError(
         absl::StrCat("invalid JSON at offset ", doc.GetErrorOffset(), ": ",

@@ -106,8 +106,7 @@ absl::Status CheckPlainHttpCredentialsHost(const std::string& bracketed_host,
       "them) or the ECS/EKS agent addresses 169.254.170.2, 169.254.170.23, fd00:ec2::23; use "
       "https otherwise";
   if (host.empty()) {
-    return absl::InvalidArgumentError(
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI: has no host");
+    return absl::InvalidArgumentError("AWS_CONTAINER_CREDENTIALS_FULL_URI: has no host");
   }
   if (IsContainerAgentLiteral(host)) return absl::OkStatus();
   // An IP literal is judged as is; a name by every address it resolves to,
@@ -124,21 +123,20 @@ absl::Status CheckPlainHttpCredentialsHost(const std::string& bracketed_host,
     auto* sa = reinterpret_cast<sockaddr*>(&ss);
     if (inet_pton(AF_INET, a.c_str(), &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr) == 1) {
       sa->sa_family = AF_INET;
-    } else if (inet_pton(AF_INET6, a.c_str(),
-                         &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr) == 1) {
+    } else if (inet_pton(AF_INET6, a.c_str(), &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr) ==
+               1) {
       sa->sa_family = AF_INET6;
     } else {
       sa->sa_family = AF_UNSPEC;
     }
     if (!IsLoopbackAddress(sa)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "AWS_CONTAINER_CREDENTIALS_FULL_URI: host ", bracketed_host, " resolves to ", a,
-          ", which is not loopback; ", rule));
+      return absl::InvalidArgumentError(absl::StrCat("AWS_CONTAINER_CREDENTIALS_FULL_URI: host ",
+                                                     bracketed_host, " resolves to ", a,
+                                                     ", which is not loopback; ", rule));
     }
   }
   return absl::OkStatus();
 }
-
 
 absl::StatusOr<std::optional<ContainerCredentialsConfig>> ContainerConfigFromEnvironment(
     const GetenvFunction& getenv_fn, const HostResolver& resolve) {
@@ -176,7 +174,8 @@ absl::StatusOr<AwsCredentials> FetchContainerCredentials(const ContainerCredenti
                                                          HttpTransport& transport) {
   std::string token = config.authorization_token;
   if (!config.authorization_token_file.empty()) {
-    absl::StatusOr<std::string> t = auth_internal::ReadFileToString(config.authorization_token_file);
+    absl::StatusOr<std::string> t =
+        auth_internal::ReadFileToString(config.authorization_token_file);
     if (!t.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("container authorization token file: ", t.status().message()));

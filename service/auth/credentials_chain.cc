@@ -72,7 +72,8 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeDefaultCredentialsChain
   // here; when it fails the provider is still returned (it retries with
   // backoff) rather than letting a weaker identity (the node's instance
   // role, a default profile) take over.
-  auto commit = [&](std::unique_ptr<CredentialsProvider> p) -> std::unique_ptr<CredentialsProvider> {
+  auto commit =
+      [&](std::unique_ptr<CredentialsProvider> p) -> std::unique_ptr<CredentialsProvider> {
     absl::StatusOr<AwsCredentials> c = p->GetCredentialsBlocking();
     if (!c.ok()) {
       Log(LogLevel::kWarn,
@@ -83,9 +84,11 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeDefaultCredentialsChain
     return wrap(std::move(p));
   };
   auto configured_error = [](const std::string& name, const absl::Status& s) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "credentials provider ", name, " is configured but unusable (not skipped, so that no "
-        "weaker identity is used instead): ", s.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("credentials provider ", name,
+                     " is configured but unusable (not skipped, so that no "
+                     "weaker identity is used instead): ",
+                     s.message()));
   };
   const absl::Status no_transport = absl::FailedPreconditionError("no HTTP transport given");
 
@@ -126,9 +129,9 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeDefaultCredentialsChain
       (profile_named && profile_missing)) {
     return configured_error(profile_name, profile.status());
   }
-  std::vector<std::string> tried = {
-      "environment: not set", "web_identity: not set", "container: not set",
-      absl::StrCat(profile_name, ": ", profile.status().message())};
+  std::vector<std::string> tried = {"environment: not set", "web_identity: not set",
+                                    "container: not set",
+                                    absl::StrCat(profile_name, ": ", profile.status().message())};
   // 6. IMDS: the last resort, so it is probed (off EC2 it cannot answer, and
   // start-up fails with the list of what was looked for).
   if (std::optional<ImdsConfig> imds = ImdsConfigFromEnvironment(getenv_fn)) {

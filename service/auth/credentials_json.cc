@@ -69,10 +69,10 @@ absl::StatusOr<AwsCredentials> ParseStsCredentialsJson(absl::string_view json) {
   rapidjson::Document doc;
   // Iterative: deep nesting in a hostile body cannot overflow the stack.
   doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag>(json.data(),
-                                                                               json.size());
+                                                                                json.size());
   if (doc.HasParseError()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "STS answer is not JSON: ", rapidjson::GetParseError_En(doc.GetParseError())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("STS answer is not JSON: ", rapidjson::GetParseError_En(doc.GetParseError())));
   }
   if (!doc.IsObject()) return absl::InvalidArgumentError("STS answer is not a JSON object");
   if (const rapidjson::Value* error = StsError(doc)) {
@@ -91,8 +91,7 @@ absl::StatusOr<AwsCredentials> ParseStsCredentialsJson(absl::string_view json) {
     result_name = "AssumeRoleResult";
   }
   if (response == nullptr) {
-    return absl::InvalidArgumentError(
-        "STS answer: no AssumeRoleWithWebIdentityResponse object");
+    return absl::InvalidArgumentError("STS answer: no AssumeRoleWithWebIdentityResponse object");
   }
   const rapidjson::Value* result = ObjectMember(*response, result_name);
   if (result == nullptr) {
@@ -148,14 +147,16 @@ absl::StatusOr<AwsCredentials> ParseCredentialsJson(absl::string_view json) {
     return absl::InvalidArgumentError("credentials answer: a field is not a string");
   }
   if (!code.empty() && code != "Success") {
-    return absl::UnavailableError(absl::StrCat("credentials endpoint says Code=", code.substr(0, 100)));
+    return absl::UnavailableError(
+        absl::StrCat("credentials endpoint says Code=", code.substr(0, 100)));
   }
   if (id.empty() || secret.empty()) {
     std::string detail;
     StringMember(doc, "message", &detail);
     if (!message.empty() || !detail.empty()) {
-      return absl::PermissionDeniedError(absl::StrCat("credentials endpoint error: ", message.substr(0, 100),
-                                                      message.empty() ? "" : " ", detail.substr(0, 200)));
+      return absl::PermissionDeniedError(
+          absl::StrCat("credentials endpoint error: ", message.substr(0, 100),
+                       message.empty() ? "" : " ", detail.substr(0, 200)));
     }
     return absl::InvalidArgumentError("credentials answer lacks AccessKeyId or SecretAccessKey");
   }
@@ -165,7 +166,8 @@ absl::StatusOr<AwsCredentials> ParseCredentialsJson(absl::string_view json) {
   c.session_token = std::move(token);
   if (!expiration.empty()) {
     absl::StatusOr<absl::Time> t = ParseIso8601(expiration);
-    if (!t.ok()) return absl::InvalidArgumentError("credentials answer: Expiration is not an ISO 8601 time");
+    if (!t.ok())
+      return absl::InvalidArgumentError("credentials answer: Expiration is not an ISO 8601 time");
     c.expiration = *t;
   }
   return c;

@@ -18,8 +18,7 @@ class EnvironmentCredentialsProvider : public CredentialsProvider {
   absl::StatusOr<AwsCredentials> GetCredentials() override {
     const char* id = NonEmptyEnv("AWS_ACCESS_KEY_ID");
     if (id == nullptr) {
-      return absl::FailedPreconditionError(
-          "environment credentials: AWS_ACCESS_KEY_ID is not set");
+      return absl::FailedPreconditionError("environment credentials: AWS_ACCESS_KEY_ID is not set");
     }
     const char* secret = NonEmptyEnv("AWS_SECRET_ACCESS_KEY");
     if (secret == nullptr) {

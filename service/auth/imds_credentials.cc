@@ -17,10 +17,10 @@ constexpr char kTokenPath[] = "/latest/api/token";
 constexpr char kCredentialsPath[] = "/latest/meta-data/iam/security-credentials/";
 
 absl::Status Failure(absl::string_view step, const HttpResponse& resp) {
-  const absl::StatusCode code = resp.status == 404 ? absl::StatusCode::kNotFound
-                                                   : absl::StatusCode::kUnavailable;
-  return absl::Status(code, absl::StrCat("IMDS ", step, ": ",
-                                         auth_internal::DescribeHttpFailure(resp)));
+  const absl::StatusCode code =
+      resp.status == 404 ? absl::StatusCode::kNotFound : absl::StatusCode::kUnavailable;
+  return absl::Status(code,
+                      absl::StrCat("IMDS ", step, ": ", auth_internal::DescribeHttpFailure(resp)));
 }
 
 }  // namespace

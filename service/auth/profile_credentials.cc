@@ -48,7 +48,8 @@ absl::StatusOr<IniFile> ParseIni(absl::string_view text) {
     if (indented && in_section && last_key_empty_value) continue;  // nested sub-setting
     if (line[0] == '[') {
       if (line.back() != ']') {
-        return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": unterminated section header"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("line ", line_no, ": unterminated section header"));
       }
       section = std::string(absl::StripAsciiWhitespace(line.substr(1, line.size() - 2)));
       in_section = true;
@@ -61,7 +62,8 @@ absl::StatusOr<IniFile> ParseIni(absl::string_view text) {
       return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": expected key = value"));
     }
     if (!in_section) {
-      return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": setting outside a section"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", line_no, ": setting outside a section"));
     }
     const std::string key = absl::AsciiStrToLower(absl::StripAsciiWhitespace(line.substr(0, eq)));
     absl::string_view value = absl::StripAsciiWhitespace(line.substr(eq + 1));
@@ -120,7 +122,8 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeProfileCredentialsProvi
   const std::string name = absl::StrCat("profile:", location.profile);
   if (!found) {
     return absl::NotFoundError(absl::StrCat("no profile \"", location.profile, "\" in ",
-                                            location.credentials_file, " or ", location.config_file));
+                                            location.credentials_file, " or ",
+                                            location.config_file));
   }
   auto get = [&](const char* key) {
     auto it = settings.find(key);
@@ -133,8 +136,9 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeProfileCredentialsProvi
     const std::string token_file = get("web_identity_token_file");
     if (token_file.empty()) {
       return absl::FailedPreconditionError(absl::StrCat(
-          name, ": role_arn is supported only with web_identity_token_file (source_profile and "
-                "credential_source are not supported)"));
+          name,
+          ": role_arn is supported only with web_identity_token_file (source_profile and "
+          "credential_source are not supported)"));
     }
     if (transport == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(name, ": no HTTP transport for STS"));
@@ -149,8 +153,8 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeProfileCredentialsProvi
   }
   if (!key_id.empty() || !secret.empty()) {
     if (key_id.empty() || secret.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          name, ": needs both aws_access_key_id and aws_secret_access_key"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(name, ": needs both aws_access_key_id and aws_secret_access_key"));
     }
     AwsCredentials c;
     c.access_key_id = key_id;
@@ -161,9 +165,10 @@ absl::StatusOr<std::unique_ptr<CredentialsProvider>> MakeProfileCredentialsProvi
   }
   // A profile that only sets e.g. the region configures no credentials: the
   // chain moves on (to IMDS), as the AWS SDKs do.
-  return absl::NotFoundError(absl::StrCat(
-      name, ": has neither aws_access_key_id/aws_secret_access_key nor "
-            "role_arn/web_identity_token_file"));
+  return absl::NotFoundError(
+      absl::StrCat(name,
+                   ": has neither aws_access_key_id/aws_secret_access_key nor "
+                   "role_arn/web_identity_token_file"));
 }
 
 }  // namespace dynamo_batcher

@@ -27,15 +27,14 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   if (in.bad()) return absl::UnavailableError(absl::StrCat("error reading ", path));
   out.resize(static_cast<size_t>(in.gcount()));
   if (out.size() > kMaxCredentialsFileBytes) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " is larger than ", kMaxCredentialsFileBytes, " bytes (tokens and profiles are small)"));
+    return absl::FailedPreconditionError(absl::StrCat(path, " is larger than ",
+                                                      kMaxCredentialsFileBytes,
+                                                      " bytes (tokens and profiles are small)"));
   }
   return out;
 }
 
-std::string FormEncode(absl::string_view value) {
-  return UriEncode(value, /*keep_slash=*/false);
-}
+std::string FormEncode(absl::string_view value) { return UriEncode(value, /*keep_slash=*/false); }
 
 bool IsTrue(absl::string_view value) {
   const std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(value));

@@ -31,8 +31,10 @@ bool RefreshingCredentialsProvider::Usable(absl::Time now) const {
 bool RefreshingCredentialsProvider::RefreshDue(absl::Time now) const {
   if (!cached_ || now < next_attempt_) return false;
   if (!cached_->expiration) return now - fetched_at_ >= options_.refresh_without_expiration;
-  const absl::Duration lifetime = std::max(absl::ZeroDuration(), *cached_->expiration - fetched_at_);
-  const absl::Duration ahead = std::min(options_.refresh_ahead, lifetime * options_.refresh_ahead_fraction);
+  const absl::Duration lifetime =
+      std::max(absl::ZeroDuration(), *cached_->expiration - fetched_at_);
+  const absl::Duration ahead =
+      std::min(options_.refresh_ahead, lifetime * options_.refresh_ahead_fraction);
   return now >= *cached_->expiration - ahead;
 }
 
@@ -112,9 +114,9 @@ absl::StatusOr<AwsCredentials> RefreshingCredentialsProvider::Get(bool may_block
       // The caller must not wait on I/O: fetch in the background and let it
       // come back (writes retry until their deadline).
       if (!refreshing_ && !stopping_ && now >= next_attempt_) StartBackgroundRefresh();
-      return absl::UnavailableError(absl::StrCat(
-          "not available yet (", refreshing_ ? "fetching" : "retrying",
-          last_error_.ok() ? "" : "; last error: ", last_error_.message(), ")"));
+      return absl::UnavailableError(
+          absl::StrCat("not available yet (", refreshing_ ? "fetching" : "retrying",
+                       last_error_.ok() ? "" : "; last error: ", last_error_.message(), ")"));
     }
     // Nothing valid: wait for a fetch already under way rather than start one.
     if (refreshing_) {

@@ -223,10 +223,8 @@ std::string Sha256Hex(absl::string_view data) {
   return Hex(digest, sizeof(digest));
 }
 
-SigV4Signature SignV4(const SigV4Request& request,
-                      const AwsCredentials& credentials,
-                      absl::string_view region, absl::string_view service,
-                      absl::Time now) {
+SigV4Signature SignV4(const SigV4Request& request, const AwsCredentials& credentials,
+                      absl::string_view region, absl::string_view service, absl::Time now) {
   SigV4Signature sig;
   sig.amz_date = AmzDate(now);
   const std::string date = sig.amz_date.substr(0, 8);
@@ -254,17 +252,15 @@ SigV4Signature SignV4(const SigV4Request& request,
   }
   sig.signed_headers = absl::StrJoin(names, ";");
 
-  const std::string payload_hash = request.payload_sha256.empty()
-                                       ? Sha256Hex(request.payload)
-                                       : request.payload_sha256;
-  sig.canonical_request = absl::StrCat(
-      request.method, "\n", CanonicalUri(request.path), "\n",
-      CanonicalQuery(request.query), "\n", canonical_headers, "\n",
-      sig.signed_headers, "\n", payload_hash);
+  const std::string payload_hash =
+      request.payload_sha256.empty() ? Sha256Hex(request.payload) : request.payload_sha256;
+  sig.canonical_request = absl::StrCat(request.method, "\n", CanonicalUri(request.path), "\n",
+                                       CanonicalQuery(request.query), "\n", canonical_headers, "\n",
+                                       sig.signed_headers, "\n", payload_hash);
 
   const std::string scope = absl::StrCat(date, "/", region, "/", service, "/aws4_request");
-  sig.string_to_sign = absl::StrCat(kAlgorithm, "\n", sig.amz_date, "\n", scope,
-                                    "\n", Sha256Hex(sig.canonical_request));
+  sig.string_to_sign = absl::StrCat(kAlgorithm, "\n", sig.amz_date, "\n", scope, "\n",
+                                    Sha256Hex(sig.canonical_request));
 
   const unsigned char* key =
       DerivedSigningKey(credentials.secret_access_key, date, region, service);
@@ -272,9 +268,9 @@ SigV4Signature SignV4(const SigV4Request& request,
   HmacSha256(View(key, kSha256Bytes), sig.string_to_sign, raw);
   sig.signature = Hex(raw, sizeof(raw));
 
-  sig.authorization = absl::StrCat(kAlgorithm, " Credential=", credentials.access_key_id,
-                                   "/", scope, ", SignedHeaders=", sig.signed_headers,
-                                   ", Signature=", sig.signature);
+  sig.authorization =
+      absl::StrCat(kAlgorithm, " Credential=", credentials.access_key_id, "/", scope,
+                   ", SignedHeaders=", sig.signed_headers, ", Signature=", sig.signature);
   return sig;
 }
 

@@ -40,10 +40,8 @@ struct SigV4Signature {
 // AWS Signature Version 4. Pure: `now` is an argument. The caller must add
 // X-Amz-Date (and X-Amz-Security-Token when a session token is used) to
 // `request.headers` before signing; SignV4 signs what it is given.
-SigV4Signature SignV4(const SigV4Request& request,
-                      const AwsCredentials& credentials,
-                      absl::string_view region, absl::string_view service,
-                      absl::Time now);
+SigV4Signature SignV4(const SigV4Request& request, const AwsCredentials& credentials,
+                      absl::string_view region, absl::string_view service, absl::Time now);
 
 // AWS's UriEncode: unreserved characters (A-Z a-z 0-9 - _ . ~) kept, and
 // '/' when `keep_slash`; everything else %XX with upper-case hex.

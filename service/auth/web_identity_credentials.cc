@@ -21,8 +21,7 @@ std::string StsEndpoint(const std::string& region, const GetenvFunction& getenv_
     return override_url;
   }
   const std::string r = region.empty() ? "us-east-1" : region;
-  return absl::StrCat("https://sts.", r, ".amazonaws.com",
-                      absl::StartsWith(r, "cn-") ? ".cn" : "");
+  return absl::StrCat("https://sts.", r, ".amazonaws.com", absl::StartsWith(r, "cn-") ? ".cn" : "");
 }
 
 std::optional<WebIdentityConfig> WebIdentityConfigFromEnvironment(const GetenvFunction& getenv_fn,
@@ -83,8 +82,8 @@ absl::StatusOr<AwsCredentials> FetchWebIdentityCredentials(const WebIdentityConf
     const absl::StatusCode code = resp.status >= 500 || resp.status == 429 || resp.status == 503
                                       ? absl::StatusCode::kUnavailable
                                       : absl::StatusCode::kPermissionDenied;
-    return absl::Status(code, absl::StrCat(where, ": HTTP ", resp.status, ": ",
-                                           creds.status().message()));
+    return absl::Status(
+        code, absl::StrCat(where, ": HTTP ", resp.status, ": ", creds.status().message()));
   }
   if (resp.status != 200) {
     return absl::UnavailableError(
@@ -93,8 +92,10 @@ absl::StatusOr<AwsCredentials> FetchWebIdentityCredentials(const WebIdentityConf
   return absl::Status(creds.status().code(), absl::StrCat(where, ": ", creds.status().message()));
 }
 
-std::unique_ptr<CredentialsProvider> MakeWebIdentityCredentialsProvider(
-    WebIdentityConfig config, HttpTransport* transport, RefreshOptions options, std::string name) {
+std::unique_ptr<CredentialsProvider> MakeWebIdentityCredentialsProvider(WebIdentityConfig config,
+                                                                        HttpTransport* transport,
+                                                                        RefreshOptions options,
+                                                                        std::string name) {
   WallClockFunction now = options.wall_now ? options.wall_now : [] { return absl::Now(); };
   auto fetch = [config = std::move(config), transport, now]() {
     return FetchWebIdentityCredentials(config, *transport, now());

@@ -2,8 +2,8 @@
 
 #include <cstddef>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
@@ -11,11 +11,11 @@
 namespace dynamo_batcher {
 
 struct KeyPacerOptions {
-  double min_rate = 1.0;              // items/s per paced key, never below
-  double decrease_factor = 0.7;       // on each hot signal (at most one per window)
-  double increase_fraction = 0.2;     // per second of no hot signal: rate *= 1 + this
+  double min_rate = 1.0;                      // items/s per paced key, never below
+  double decrease_factor = 0.7;               // on each hot signal (at most one per window)
+  double increase_fraction = 0.2;             // per second of no hot signal: rate *= 1 + this
   absl::Duration expiry = absl::Seconds(10);  // unpaced after this long without a signal
-  size_t max_keys = 10000;            // paced keys kept at most (oldest signal dropped)
+  size_t max_keys = 10000;                    // paced keys kept at most (oldest signal dropped)
 };
 
 // The partition-key part of a canonical key (its first self-delimiting
@@ -30,11 +30,11 @@ absl::string_view PartitionKeyPart(absl::string_view canonical_key);
 // A call's answer is "concentrated" on a partition key when that key had at
 // least two items in the call, at least half of them came back unprocessed,
 // and the rest of the call lost at most a tenth of that share. Twice within
-// kConfirmWindow (once may be chance under random loss), and the key is paced by its own token bucket (AIMD: a decrease per hot signal
-// from its estimated send rate, a multiplicative increase while quiet) and
-// its items are left out of the table rate's feedback. A whole-call
-// throttle whose ThrottlingReasons name only key ranges makes the call's
-// most frequent partition key(s) hot the same way.
+// kConfirmWindow (once may be chance under random loss), and the key is paced by its own token
+// bucket (AIMD: a decrease per hot signal from its estimated send rate, a multiplicative increase
+// while quiet) and its items are left out of the table rate's feedback. A whole-call throttle whose
+// ThrottlingReasons name only key ranges makes the call's most frequent partition key(s) hot the
+// same way.
 //
 // Pure: takes `now`, never sleeps. Thread-safety: none; owned by one
 // TableBatcher.
@@ -57,8 +57,8 @@ class KeyPacer {
   // Feedback from a call that was answered 200 (`items`), with the table's
   // measured send rate (items/s). Sets the items that belonged to hot keys
   // (they say nothing about the table's capacity).
-  void OnCall(const std::vector<Item>& items, double table_rate, absl::Time now,
-              size_t* hot_sent, size_t* hot_lost);
+  void OnCall(const std::vector<Item>& items, double table_rate, absl::Time now, size_t* hot_sent,
+              size_t* hot_lost);
   // A whole call refused for hot key ranges: its most frequent partition
   // key(s) become hot.
   void OnKeyRangeThrottle(const std::vector<Item>& items, double table_rate, absl::Time now);

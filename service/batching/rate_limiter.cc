@@ -44,8 +44,7 @@ void RateLimiter::UpdateOptions(const RateLimiterOptions& options, absl::Time no
   const bool at_ceiling = rate_ >= options_.max_rate;
   options_ = options;
   Sanitize(&options_);
-  rate_ = at_ceiling ? options_.max_rate
-                     : std::clamp(rate_, options_.min_rate, options_.max_rate);
+  rate_ = at_ceiling ? options_.max_rate : std::clamp(rate_, options_.min_rate, options_.max_rate);
   tokens_ = std::min(tokens_, Capacity());
 }
 
@@ -130,8 +129,8 @@ void RateLimiter::UpdateGentleness(bool decreased, absl::Time now) {
     // away in the same time. Rising may go twice as fast: a fleet that has
     // just started must calm down within seconds.
     double error = std::clamp(
-        std::log2((per_second + 0.1 * kTargetDecreasesPerSecond) / kTargetDecreasesPerSecond),
-        -1.0, 2.0);
+        std::log2((per_second + 0.1 * kTargetDecreasesPerSecond) / kTargetDecreasesPerSecond), -1.0,
+        2.0);
     // One throttle is no pattern: only repeated decreases make probing
     // gentler (a lone throttle recovers as before). Nor is heavy loss
     // (more than kMaxGentleLoss of the items, smoothed): probing around a
@@ -141,8 +140,8 @@ void RateLimiter::UpdateGentleness(bool decreased, absl::Time now) {
     if (error > 0 && (gentle_decreases_ < 1.5 || SmoothedLoss() > kMaxGentleLoss)) error = 0;
     // Rising only right after a decrease: a burst of decreases followed by
     // quiet (a hot key before it is paced) must not keep raising it.
-    if (error > 0 && (last_decrease_ == absl::InfinitePast() ||
-                      now - last_decrease_ > absl::Seconds(1))) {
+    if (error > 0 &&
+        (last_decrease_ == absl::InfinitePast() || now - last_decrease_ > absl::Seconds(1))) {
       error = 0;
     }
     gentleness_ = std::clamp(gentleness_ + kGentlenessRate * error * dt, 0.0, kMaxGentleness);
@@ -238,8 +237,7 @@ void RateLimiter::Verify(double sent, double lost, absl::Time now) {
   }
 }
 
-void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
-                           absl::Time now) {
+void RateLimiter::OnResult(double sent, double unprocessed, bool throttled, absl::Time now) {
   if (!started_) {
     started_ = true;
     last_increase_ = now;
@@ -285,8 +283,8 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled,
     // 2,000 WCU/s table vs ~6% with this floor).
     fraction = std::max(kMinThrottleFraction, std::min(1.0, unprocessed / sent));
   }
-  const bool in_window = last_decrease_ != absl::InfinitePast() &&
-                         now - last_decrease_ < kDecreaseWindow;
+  const bool in_window =
+      last_decrease_ != absl::InfinitePast() && now - last_decrease_ < kDecreaseWindow;
   if (options_.recovery == RateLimiterOptions::Recovery::kCubic) {
     UpdateGentleness(fraction > 0 && !in_window, now);
   }

@@ -7,14 +7,14 @@
 namespace dynamo_batcher {
 
 struct RateLimiterOptions {
-  double initial_rate = 1e9;    // items/s; effectively unlimited until throttled
-  double max_rate = 1e9;        // static ceiling (config), items/s
+  double initial_rate = 1e9;  // items/s; effectively unlimited until throttled
+  double max_rate = 1e9;      // static ceiling (config), items/s
   // The defaults below are the sidecar's: the config (rate_limit.*) fills
   // this struct and states no defaults of its own.
-  double min_rate = 25.0;       // never below this
-  double decrease_factor = 0.7; // multiplicative decrease on throttling
+  double min_rate = 25.0;              // never below this
+  double decrease_factor = 0.7;        // multiplicative decrease on throttling
   double increase_per_second = 500.0;  // additive recovery, items/s per second
-  double burst_seconds = 0.1;   // bucket depth as seconds of the current rate
+  double burst_seconds = 0.1;          // bucket depth as seconds of the current rate
   // Recovery after a decrease. kCubic (default): the rate climbs back fast
   // towards the rate it was cut from, flattens out near it, then probes
   // beyond it ever faster (CUBIC's window curve, in items/s). kAdditive: a
@@ -185,10 +185,10 @@ class RateLimiter {
   // Pending verification of the decreases since verify_start_.
   bool verifying_ = false;
   absl::Time verify_start_;
-  double verify_base_ = 0;       // rate before the first decrease
-  double verify_before_ = 0;     // smoothed lost fraction then
+  double verify_base_ = 0;          // rate before the first decrease
+  double verify_before_ = 0;        // smoothed lost fraction then
   double verify_before_items_ = 0;  // items that measurement rests on
-  double verify_sent_ = 0;       // results counted since verify_start_
+  double verify_sent_ = 0;          // results counted since verify_start_
   double verify_lost_ = 0;
   absl::Time verify_first_ = absl::InfinitePast();  // first counted result
   uint64_t reverted_ = 0;

@@ -10,7 +10,7 @@ absl::Duration RetryPolicy::Backoff(uint32_t attempts, double u01) const {
 }
 
 RetryDecision RetryPolicy::MayRetry(uint32_t attempts, absl::Time arrival,
-                                   absl::Time retry_at) const {
+                                    absl::Time retry_at) const {
   if (attempts >= options_.max_attempts) return {RetryDecision::Stop::kRetriesExhausted};
   if (retry_at > arrival + options_.op_deadline) return {RetryDecision::Stop::kDeadlineExceeded};
   return {};

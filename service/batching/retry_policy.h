@@ -21,9 +21,12 @@ struct RetryDecision {
   // "", "RetriesExhausted" or "DeadlineExceeded".
   const char* code() const {
     switch (stop) {
-      case Stop::kNone: return "";
-      case Stop::kRetriesExhausted: return "RetriesExhausted";
-      case Stop::kDeadlineExceeded: return "DeadlineExceeded";
+      case Stop::kNone:
+        return "";
+      case Stop::kRetriesExhausted:
+        return "RetriesExhausted";
+      case Stop::kDeadlineExceeded:
+        return "DeadlineExceeded";
     }
     return "";
   }
@@ -32,7 +35,7 @@ struct RetryDecision {
 struct RetryOptions {
   absl::Duration base = absl::Milliseconds(25);
   absl::Duration cap = absl::Seconds(5);
-  uint32_t max_attempts = 15;             // calls per op, first one included
+  uint32_t max_attempts = 15;                       // calls per op, first one included
   absl::Duration op_deadline = absl::Seconds(120);  // from arrival
 };
 

@@ -31,8 +31,7 @@ bool OnlyKeyRangeReasons(const BatchResult& r) {
   return true;
 }
 
-constexpr char kCoalescedMessage[] =
-    "replaced by a later write to the same key, which was written";
+constexpr char kCoalescedMessage[] = "replaced by a later write to the same key, which was written";
 
 }  // namespace
 
@@ -48,13 +47,13 @@ struct TableBatcher::Impl {
     Op head;
     std::vector<Op> coalesced;  // older ops answered with the head
     State state = State::kReady;
-    absl::Time ready_since;     // kReady: when it joined the ready FIFO
-    absl::Time ready_at;        // kBackoff: when it may go again
-    uint64_t seq = 0;           // kReady: position in the ready FIFO
-    uint64_t flush_gen = 0;     // flushes_ when it became blocked/backoff
-    uint64_t gen = 0;           // bumped on recycling (heap lazy deletion)
-    uint32_t free_attempts = 0; // calls of head that do not count (bisected)
-    size_t bytes = 0;           // MemoryBytes() of head + coalesced
+    absl::Time ready_since;      // kReady: when it joined the ready FIFO
+    absl::Time ready_at;         // kBackoff: when it may go again
+    uint64_t seq = 0;            // kReady: position in the ready FIFO
+    uint64_t flush_gen = 0;      // flushes_ when it became blocked/backoff
+    uint64_t gen = 0;            // bumped on recycling (heap lazy deletion)
+    uint32_t free_attempts = 0;  // calls of head that do not count (bisected)
+    size_t bytes = 0;            // MemoryBytes() of head + coalesced
     size_t ops() const { return 1 + coalesced.size(); }
   };
 
@@ -69,9 +68,7 @@ struct TableBatcher::Impl {
     uint64_t gen;
   };
   struct HeapLater {
-    bool operator()(const HeapItem& a, const HeapItem& b) const {
-      return a.ready_at > b.ready_at;
-    }
+    bool operator()(const HeapItem& a, const HeapItem& b) const { return a.ready_at > b.ready_at; }
   };
 
   explicit Impl(TableBatcher* b) : self(b) {
@@ -209,8 +206,8 @@ struct TableBatcher::Impl {
 
   // --- results -------------------------------------------------------------
 
-  void Emit(Op&& op, Outcome outcome, const std::string& code,
-            const std::string& message, std::vector<OpResult>* results) {
+  void Emit(Op&& op, Outcome outcome, const std::string& code, const std::string& message,
+            std::vector<OpResult>* results) {
     --pending_ops;
     pending_bytes -= op.MemoryBytes();
     OpResult r;
@@ -264,8 +261,8 @@ struct TableBatcher::Impl {
     Release(e);
   }
 
-  void Failed(Entry* e, absl::Time now, const std::string& code,
-              const std::string& message, std::vector<OpResult>* results) {
+  void Failed(Entry* e, absl::Time now, const std::string& code, const std::string& message,
+              std::vector<OpResult>* results) {
     ClearInflight(e, now);
     EmitFailed(e, code, message, results);
     Release(e);
@@ -275,9 +272,8 @@ struct TableBatcher::Impl {
   // answer (`code`/`message` describe it), unless a newer write for the key
   // is waiting: then `e` is merged into that one and never re-sent, so an old
   // value cannot land after a newer one.
-  void Retry(Entry* e, absl::Time now, const std::string& code,
-             const std::string& message, std::optional<absl::Duration> retry_after,
-             std::vector<OpResult>* results) {
+  void Retry(Entry* e, absl::Time now, const std::string& code, const std::string& message,
+             std::optional<absl::Duration> retry_after, std::vector<OpResult>* results) {
     auto it = keys.find(e->head.write.key);
     if (it == keys.end()) return;  // cannot happen; be safe
     KeyState& ks = it->second;
@@ -302,12 +298,13 @@ struct TableBatcher::Impl {
     retry_at = std::max(retry_at, HeldUntil(e->head.write.key, now));
     const RetryDecision decision = policy.MayRetry(attempts, e->head.arrival, retry_at);
     if (!decision.may_retry()) {
-      const std::string what = decision.stop == RetryDecision::Stop::kDeadlineExceeded
-          ? absl::StrCat("op deadline of ", absl::FormatDuration(policy.options().op_deadline),
-                         " would pass before the next attempt (", attempts, " attempts)")
-          : absl::StrCat("gave up after ", attempts, " attempts");
-      const std::string msg = absl::StrCat(what, "; last error: ", code,
-                                           message.empty() ? "" : ": ", message);
+      const std::string what =
+          decision.stop == RetryDecision::Stop::kDeadlineExceeded
+              ? absl::StrCat("op deadline of ", absl::FormatDuration(policy.options().op_deadline),
+                             " would pass before the next attempt (", attempts, " attempts)")
+              : absl::StrCat("gave up after ", attempts, " attempts");
+      const std::string msg =
+          absl::StrCat(what, "; last error: ", code, message.empty() ? "" : ": ", message);
       keys.erase(it);  // neither in flight nor next any more
       EmitFailed(e, decision.code(), msg, results);
       Release(e);
@@ -401,8 +398,8 @@ struct TableBatcher::Impl {
   size_t inflight_bytes = 0;
 };
 
-TableBatcher::TableBatcher(TableSchema schema, BatchingOptions options,
-                           RetryPolicy retry, RateLimiter limiter)
+TableBatcher::TableBatcher(TableSchema schema, BatchingOptions options, RetryPolicy retry,
+                           RateLimiter limiter)
     : schema_(std::move(schema)),
       options_(options),
       retry_(retry),
@@ -479,8 +476,8 @@ void TableBatcher::Flush() {
   m.flush_marker = m.next_seq - 1;
 }
 
-void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result,
-                                 absl::Time now, std::vector<OpResult>* results) {
+void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result, absl::Time now,
+                                 std::vector<OpResult>* results) {
   Impl& m = *impl_;
   auto it = m.inflight.find(batch_id);
   if (it == m.inflight.end()) return;  // unknown or already answered
@@ -608,19 +605,14 @@ absl::Time TableBatcher::NextWakeup(absl::Time now) const {
   }
   if (!m.ready.empty()) {
     const size_t n = m.CountTake();
-    const absl::Time cut =
-        m.CutDue(n, now) ? now : m.ready.front()->ready_since + options_.linger;
+    const absl::Time cut = m.CutDue(n, now) ? now : m.ready.front()->ready_since + options_.linger;
     t = std::min(t, std::max(cut, limiter_.ReadyAt(static_cast<double>(n), now)));
   }
   return t;
 }
 
-size_t TableBatcher::queued_items() const {
-  return impl_->pending_ops - impl_->inflight_ops;
-}
-size_t TableBatcher::queued_bytes() const {
-  return impl_->pending_bytes - impl_->inflight_bytes;
-}
+size_t TableBatcher::queued_items() const { return impl_->pending_ops - impl_->inflight_ops; }
+size_t TableBatcher::queued_bytes() const { return impl_->pending_bytes - impl_->inflight_bytes; }
 size_t TableBatcher::inflight_calls() const { return impl_->inflight.size(); }
 size_t TableBatcher::pending_ops() const { return impl_->pending_ops; }
 size_t TableBatcher::pending_bytes() const { return impl_->pending_bytes; }

@@ -20,11 +20,11 @@
 namespace dynamo_batcher {
 
 struct BatchingOptions {
-  size_t max_items = 25;                   // per call, 1..25
+  size_t max_items = 25;  // per call, 1..25
   absl::Duration linger = absl::Milliseconds(5);
   size_t max_request_bytes = 16 * 1024 * 1024 - 64 * 1024;  // body budget per call
-  int max_inflight_calls = 8;              // concurrent calls for this table
-  uint64_t rng_seed = 0;                   // jitter; 0 = seeded from random_device
+  int max_inflight_calls = 8;                               // concurrent calls for this table
+  uint64_t rng_seed = 0;                                    // jitter; 0 = seeded from random_device
   // After a call ends with unknown fate (timeout, connection lost after the
   // request may have been sent), DynamoDB may still apply it later. Every key
   // it carried is then held: nothing for that key -- neither the retry of
@@ -44,15 +44,15 @@ struct Batch {
   std::vector<const std::string*> request_jsons;
   // Canonical keys parallel to request_jsons.
   std::vector<const std::string*> keys;
-  size_t body_bytes = 0;  // sum of request_jsons sizes
-  bool is_bisect = false; // part of splitting a call rejected as a whole
+  size_t body_bytes = 0;   // sum of request_jsons sizes
+  bool is_bisect = false;  // part of splitting a call rejected as a whole
 };
 
 // Counters the engine turns into metrics. Monotonic.
 struct TableBatcherStats {
   uint64_t coalesced = 0;
   uint64_t batches = 0;
-  uint64_t retries = 0;           // op re-sends scheduled
+  uint64_t retries = 0;  // op re-sends scheduled
   uint64_t unprocessed_items = 0;
   uint64_t unknown_fate_holds = 0;  // keys held after a call of unknown fate
 };
@@ -86,8 +86,7 @@ struct TableBatcherStats {
 //   ... later: b.OnBatchResult(batch.id, result, now, &results);
 class TableBatcher {
  public:
-  TableBatcher(TableSchema schema, BatchingOptions options, RetryPolicy retry,
-               RateLimiter limiter);
+  TableBatcher(TableSchema schema, BatchingOptions options, RetryPolicy retry, RateLimiter limiter);
   ~TableBatcher();
   TableBatcher(const TableBatcher&) = delete;
   TableBatcher& operator=(const TableBatcher&) = delete;
@@ -115,8 +114,8 @@ class TableBatcher {
   // toward max_attempts. Only throttling (a throttled kRetryable, or
   // unprocessed items) lowers the rate; other errors just back off.
   // Unknown ids are ignored.
-  void OnBatchResult(uint64_t batch_id, const BatchResult& result,
-                     absl::Time now, std::vector<OpResult>* results);
+  void OnBatchResult(uint64_t batch_id, const BatchResult& result, absl::Time now,
+                     std::vector<OpResult>* results);
 
   // Fails every op not in flight (queued, blocked, backing off) with
   // `code`/`message`, e.g. when the drain timeout is reached.
@@ -130,12 +129,12 @@ class TableBatcher {
   // backoffs are moved to the queue there.
   absl::Time NextWakeup(absl::Time now) const;
 
-  size_t queued_items() const;   // ops not yet answered and not in flight
-  size_t queued_bytes() const;   // their MemoryBytes()
+  size_t queued_items() const;  // ops not yet answered and not in flight
+  size_t queued_bytes() const;  // their MemoryBytes()
   size_t inflight_calls() const;
-  size_t pending_ops() const;    // every op not yet answered (incl. in flight)
-  size_t pending_bytes() const;  // MemoryBytes() of every op not yet answered
-  size_t key_index_capacity() const;  // slots of the per-key index (memory held)
+  size_t pending_ops() const;              // every op not yet answered (incl. in flight)
+  size_t pending_bytes() const;            // MemoryBytes() of every op not yet answered
+  size_t key_index_capacity() const;       // slots of the per-key index (memory held)
   size_t held_keys(absl::Time now) const;  // keys held for unknown fate at `now`
   // Partition-key values paced on their own at `now` (hot partitions).
   size_t paced_keys(absl::Time now);

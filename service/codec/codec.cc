@@ -36,26 +36,40 @@ constexpr int kPairwiseSetLimit = 16;
 
 const char* TypeName(AttributeValue::ValueCase c) {
   switch (c) {
-    case AttributeValue::kS: return "S";
-    case AttributeValue::kN: return "N";
-    case AttributeValue::kB: return "B";
-    case AttributeValue::kSs: return "SS";
-    case AttributeValue::kNs: return "NS";
-    case AttributeValue::kBs: return "BS";
-    case AttributeValue::kM: return "M";
-    case AttributeValue::kL: return "L";
-    case AttributeValue::kNullValue: return "NULL";
-    case AttributeValue::kBoolValue: return "BOOL";
-    case AttributeValue::VALUE_NOT_SET: return "no value";
+    case AttributeValue::kS:
+      return "S";
+    case AttributeValue::kN:
+      return "N";
+    case AttributeValue::kB:
+      return "B";
+    case AttributeValue::kSs:
+      return "SS";
+    case AttributeValue::kNs:
+      return "NS";
+    case AttributeValue::kBs:
+      return "BS";
+    case AttributeValue::kM:
+      return "M";
+    case AttributeValue::kL:
+      return "L";
+    case AttributeValue::kNullValue:
+      return "NULL";
+    case AttributeValue::kBoolValue:
+      return "BOOL";
+    case AttributeValue::VALUE_NOT_SET:
+      return "no value";
   }
   return "?";
 }
 
 AttributeValue::ValueCase CaseFor(KeyType t) {
   switch (t) {
-    case KeyType::kS: return AttributeValue::kS;
-    case KeyType::kN: return AttributeValue::kN;
-    case KeyType::kB: return AttributeValue::kB;
+    case KeyType::kS:
+      return AttributeValue::kS;
+    case KeyType::kN:
+      return AttributeValue::kN;
+    case KeyType::kB:
+      return AttributeValue::kB;
   }
   return AttributeValue::kS;
 }
@@ -145,8 +159,7 @@ int ValueEncoder::FindDuplicate(int count, Get get) {
   sorted.reserve(count);
   for (int i = 0; i < count; ++i) sorted.emplace_back(&get(i), i);
   std::sort(sorted.begin(), sorted.end(),
-            [](const std::pair<const T*, int>& a,
-               const std::pair<const T*, int>& b) {
+            [](const std::pair<const T*, int>& a, const std::pair<const T*, int>& b) {
               if (*a.first < *b.first) return true;
               if (*b.first < *a.first) return false;
               return a.second < b.second;
@@ -209,8 +222,7 @@ bool ValueEncoder::Encode(const AttributeValue& v, int depth) {
       return EncodeList(v, depth);
     case AttributeValue::kNullValue:
       if (!v.null_value()) {
-        return Fail("InvalidNull",
-                    "null_value must be true (DynamoDB's NULL has no false)");
+        return Fail("InvalidNull", "null_value must be true (DynamoDB's NULL has no false)");
       }
       out_->append("{\"NULL\":true}");
       size_ += 1;
@@ -239,11 +251,10 @@ bool ValueEncoder::EncodeStringSet(const AttributeValue& v) {
     size_ += s.size();
   }
   out_->append("]}");
-  int dup = FindDuplicate<std::string>(
-      values.size(), [&](int i) -> const std::string& { return values[i]; });
+  int dup = FindDuplicate<std::string>(values.size(),
+                                       [&](int i) -> const std::string& { return values[i]; });
   if (dup >= 0) {
-    return FailAt(dup, "DuplicateSetMember",
-                  "string set (SS) member repeats an earlier member");
+    return FailAt(dup, "DuplicateSetMember", "string set (SS) member repeats an earlier member");
   }
   return true;
 }
@@ -275,8 +286,8 @@ bool ValueEncoder::EncodeNumberSet(const AttributeValue& v) {
     size_ += codec_internal::NumberSize(parsed[i]);
   }
   out_->append("]}");
-  int dup = FindDuplicate<ParsedNumber>(
-      values.size(), [&](int i) -> const ParsedNumber& { return parsed[i]; });
+  int dup = FindDuplicate<ParsedNumber>(values.size(),
+                                        [&](int i) -> const ParsedNumber& { return parsed[i]; });
   if (dup >= 0) {
     return FailAt(dup, "DuplicateSetMember",
                   "number set (NS) member equals an earlier member by value");
@@ -296,11 +307,10 @@ bool ValueEncoder::EncodeBinarySet(const AttributeValue& v) {
     size_ += values[i].size();
   }
   out_->append("]}");
-  int dup = FindDuplicate<std::string>(
-      values.size(), [&](int i) -> const std::string& { return values[i]; });
+  int dup = FindDuplicate<std::string>(values.size(),
+                                       [&](int i) -> const std::string& { return values[i]; });
   if (dup >= 0) {
-    return FailAt(dup, "DuplicateSetMember",
-                  "binary set (BS) member repeats an earlier member");
+    return FailAt(dup, "DuplicateSetMember", "binary set (BS) member repeats an earlier member");
   }
   return true;
 }
@@ -308,8 +318,7 @@ bool ValueEncoder::EncodeBinarySet(const AttributeValue& v) {
 bool ValueEncoder::EncodeMap(const AttributeValue& v, int depth) {
   if (depth + 1 > kMaxNestingDepth) {
     return Fail("NestingTooDeep",
-                absl::StrCat("documents nest deeper than ", kMaxNestingDepth,
-                             " levels"));
+                absl::StrCat("documents nest deeper than ", kMaxNestingDepth, " levels"));
   }
   out_->append("{\"M\":{");
   size_ += 3;
@@ -336,8 +345,7 @@ bool ValueEncoder::EncodeMap(const AttributeValue& v, int depth) {
 bool ValueEncoder::EncodeList(const AttributeValue& v, int depth) {
   if (depth + 1 > kMaxNestingDepth) {
     return Fail("NestingTooDeep",
-                absl::StrCat("documents nest deeper than ", kMaxNestingDepth,
-                             " levels"));
+                absl::StrCat("documents nest deeper than ", kMaxNestingDepth, " levels"));
   }
   out_->append("{\"L\":[");
   size_ += 3;
@@ -355,12 +363,10 @@ bool ValueEncoder::EncodeList(const AttributeValue& v, int depth) {
 }
 
 // "op 17: " — every message starts with the op id.
-std::string OpPrefix(const WriteOp& op) {
-  return absl::StrCat("op ", op.id(), ": ");
-}
+std::string OpPrefix(const WriteOp& op) { return absl::StrCat("op ", op.id(), ": "); }
 
-bool Reject(const WriteOp& op, const char* code, absl::string_view message,
-            EncodedWrite* out, Rejection* rejection) {
+bool Reject(const WriteOp& op, const char* code, absl::string_view message, EncodedWrite* out,
+            Rejection* rejection) {
   rejection->code = code;
   rejection->message = absl::StrCat(OpPrefix(op), message);
   out->key.clear();
@@ -403,31 +409,35 @@ std::string TableLabel(const TableSchema& schema) {
 
 // Checks one key attribute of the op's item and appends its canonical part
 // to out->key.
-bool CheckKeyAttribute(const WriteOp& op, const Item& item,
-                       const TableSchema& schema, const KeyAttribute& key,
-                       bool is_sort_key, EncodedWrite* out,
+bool CheckKeyAttribute(const WriteOp& op, const Item& item, const TableSchema& schema,
+                       const KeyAttribute& key, bool is_sort_key, EncodedWrite* out,
                        Rejection* rejection) {
   auto it = item.attributes().find(key.name);
   if (it == item.attributes().end()) {
-    return Reject(op, "KeyMissing",
-                  absl::StrCat(KeyLabel(key), " (type ", KeyTypeName(key.type),
-                               ", ", TableLabel(schema), ") is missing from ",
-                               op.has_put() ? "the put item" : "delete_key"),
-                  out, rejection);
+    return Reject(
+        op, "KeyMissing",
+        absl::StrCat(KeyLabel(key), " (type ", KeyTypeName(key.type), ", ", TableLabel(schema),
+                     ") is missing from ", op.has_put() ? "the put item" : "delete_key"),
+        out, rejection);
   }
   const AttributeValue& v = it->second;
   if (v.value_case() != CaseFor(key.type)) {
     return Reject(op, "KeyTypeMismatch",
-                  absl::StrCat(KeyLabel(key), " must be of type ",
-                               KeyTypeName(key.type), " (", TableLabel(schema),
-                               "), got ", TypeName(v.value_case())),
+                  absl::StrCat(KeyLabel(key), " must be of type ", KeyTypeName(key.type), " (",
+                               TableLabel(schema), "), got ", TypeName(v.value_case())),
                   out, rejection);
   }
   absl::string_view raw;
   switch (key.type) {
-    case KeyType::kS: raw = v.s(); break;
-    case KeyType::kN: raw = v.n(); break;
-    case KeyType::kB: raw = v.b(); break;
+    case KeyType::kS:
+      raw = v.s();
+      break;
+    case KeyType::kN:
+      raw = v.n();
+      break;
+    case KeyType::kB:
+      raw = v.b();
+      break;
   }
   if (key.type != KeyType::kN && raw.empty()) {
     return Reject(op, "EmptyKeyValue",
@@ -441,50 +451,45 @@ bool CheckKeyAttribute(const WriteOp& op, const Item& item,
   // bytes), not by its text: "000...01" is the number 1 however long it is
   // written, and the number's own rules are checked below.
   if (key.type != KeyType::kN && raw.size() > limit) {
-    return Reject(op, "KeyTooLarge",
-                  absl::StrCat(KeyLabel(key), " is ", raw.size(),
-                               " bytes; DynamoDB allows at most ", limit,
-                               is_sort_key ? " for a sort key"
-                                           : " for a partition key"),
-                  out, rejection);
+    return Reject(
+        op, "KeyTooLarge",
+        absl::StrCat(KeyLabel(key), " is ", raw.size(), " bytes; DynamoDB allows at most ", limit,
+                     is_sort_key ? " for a sort key" : " for a partition key"),
+        out, rejection);
   }
   if (!AppendCanonicalKeyPart(key.type, raw, &out->key).ok()) {
     ParsedNumber unused;
     std::string detail = absl::StrCat(KeyLabel(key), ": number ");
     AppendQuotedForMessage(raw, &detail);
-    absl::StrAppend(&detail, " ",
-                    codec_internal::NumberErrorText(ParseNumber(raw, &unused)));
+    absl::StrAppend(&detail, " ", codec_internal::NumberErrorText(ParseNumber(raw, &unused)));
     return Reject(op, "InvalidNumber", detail, out, rejection);
   }
   return true;
 }
 
 bool IsKeyName(const TableSchema& schema, const std::string& name) {
-  return name == schema.partition_key.name ||
-         (schema.sort_key && name == schema.sort_key->name);
+  return name == schema.partition_key.name || (schema.sort_key && name == schema.sort_key->name);
 }
 
 // EncodeWriteOp's work, filling the caller's result in place (the hot path
 // builds the JSON once, straight into the EncodedWrite that is kept).
-bool EncodeInto(const WriteOp& op, const TableSchema& schema,
-                EncodedWrite* out, Rejection* rejection) {
+bool EncodeInto(const WriteOp& op, const TableSchema& schema, EncodedWrite* out,
+                Rejection* rejection) {
   out->key.clear();
   out->request_json.clear();
   out->item_size = 0;
   if (op.op_case() == WriteOp::OP_NOT_SET) {
-    return Reject(op, "NoOperation",
-                  "neither put nor delete_key is set (exactly one is required)",
+    return Reject(op, "NoOperation", "neither put nor delete_key is set (exactly one is required)",
                   out, rejection);
   }
   out->is_delete = op.has_delete_key();
   const Item& item = out->is_delete ? op.delete_key() : op.put();
 
-  if (!CheckKeyAttribute(op, item, schema, schema.partition_key, false, out,
-                         rejection)) {
+  if (!CheckKeyAttribute(op, item, schema, schema.partition_key, false, out, rejection)) {
     return false;
   }
-  if (schema.sort_key && !CheckKeyAttribute(op, item, schema, *schema.sort_key,
-                                            true, out, rejection)) {
+  if (schema.sort_key &&
+      !CheckKeyAttribute(op, item, schema, *schema.sort_key, true, out, rejection)) {
     return false;
   }
   if (out->is_delete) {
@@ -492,8 +497,8 @@ bool EncodeInto(const WriteOp& op, const TableSchema& schema,
       if (IsKeyName(schema, name)) continue;
       std::string msg = "delete_key holds attribute ";
       AppendQuotedForMessage(name, &msg);
-      absl::StrAppend(&msg, ", which is not part of the primary key (",
-                      KeyNames(schema), ") of table ");
+      absl::StrAppend(&msg, ", which is not part of the primary key (", KeyNames(schema),
+                      ") of table ");
       AppendQuotedForMessage(schema.name, &msg);
       msg.append("; a delete takes only the key attributes");
       return Reject(op, "DeleteKeyNotKeyOnly", msg, out, rejection);
@@ -501,15 +506,13 @@ bool EncodeInto(const WriteOp& op, const TableSchema& schema,
   }
 
   std::string& json = out->request_json;
-  json.append(out->is_delete ? "{\"DeleteRequest\":{\"Key\":{"
-                             : "{\"PutRequest\":{\"Item\":{");
+  json.append(out->is_delete ? "{\"DeleteRequest\":{\"Key\":{" : "{\"PutRequest\":{\"Item\":{");
   ValueEncoder encoder(&json);
   bool first = true;
   for (const auto& [name, value] : item.attributes()) {
     if (name.empty()) {
       return Reject(op, "EmptyAttributeName",
-                    "attribute name is empty (names must be at least 1 byte)",
-                    out, rejection);
+                    "attribute name is empty (names must be at least 1 byte)", out, rejection);
     }
     if (!IsValidUtf8(name)) {
       std::string msg = "attribute name ";
@@ -533,19 +536,17 @@ bool EncodeInto(const WriteOp& op, const TableSchema& schema,
     if (!encoder.Encode(value, 0)) {
       EncodeError& e = encoder.error();
       e.path.push_back(PathStep{&name, 0});
-      return Reject(op, e.code,
-                    absl::StrCat(RenderPath(e.path), ": ", e.detail), out,
-                    rejection);
+      return Reject(op, e.code, absl::StrCat(RenderPath(e.path), ": ", e.detail), out, rejection);
     }
   }
   json.append("}}}");
   out->item_size = encoder.size();
   if (out->item_size > kMaxItemBytes) {
-    return Reject(op, "ItemTooLarge",
-                  absl::StrCat("item is ", out->item_size,
-                               " bytes by DynamoDB's size rules; the limit is ",
-                               kMaxItemBytes, " bytes (400 KB)"),
-                  out, rejection);
+    return Reject(
+        op, "ItemTooLarge",
+        absl::StrCat("item is ", out->item_size, " bytes by DynamoDB's size rules; the limit is ",
+                     kMaxItemBytes, " bytes (400 KB)"),
+        out, rejection);
   }
   return true;
 }
@@ -573,22 +574,18 @@ absl::StatusOr<std::string> CanonicalNumber(absl::string_view text) {
   return out;
 }
 
-absl::Status AppendCanonicalKeyPart(KeyType type, absl::string_view value,
-                                    std::string* key) {
+absl::Status AppendCanonicalKeyPart(KeyType type, absl::string_view value, std::string* key) {
   // Tag byte, 4-byte big-endian length, bytes: self-delimiting, so no choice
   // of values can make two different keys encode the same.
   auto append_header = [key](char tag, uint32_t len) {
-    const char header[5] = {tag, static_cast<char>(len >> 24),
-                            static_cast<char>(len >> 16),
-                            static_cast<char>(len >> 8),
-                            static_cast<char>(len)};
+    const char header[5] = {tag, static_cast<char>(len >> 24), static_cast<char>(len >> 16),
+                            static_cast<char>(len >> 8), static_cast<char>(len)};
     key->append(header, sizeof(header));
   };
   switch (type) {
     case KeyType::kS:
     case KeyType::kB:
-      append_header(type == KeyType::kS ? 'S' : 'B',
-                    static_cast<uint32_t>(value.size()));
+      append_header(type == KeyType::kS ? 'S' : 'B', static_cast<uint32_t>(value.size()));
       key->append(value.data(), value.size());
       return absl::OkStatus();
     case KeyType::kN: {
@@ -628,8 +625,7 @@ void AppendAttributeValueJson(const AttributeValue& v, std::string* out) {
 }
 
 void BuildBatchWriteBody(absl::string_view table,
-                         const std::vector<const std::string*>& request_jsons,
-                         std::string* out) {
+                         const std::vector<const std::string*>& request_jsons, std::string* out) {
   out->clear();
   size_t total = 64 + table.size() + request_jsons.size();
   for (const std::string* r : request_jsons) total += r->size();
@@ -648,8 +644,10 @@ namespace {
 
 size_t ValueSize(const AttributeValue& v) {
   switch (v.value_case()) {
-    case AttributeValue::kS: return v.s().size();
-    case AttributeValue::kB: return v.b().size();
+    case AttributeValue::kS:
+      return v.s().size();
+    case AttributeValue::kB:
+      return v.b().size();
     case AttributeValue::kN: {
       ParsedNumber n;
       if (ParseNumber(v.n(), &n) != NumberError::kOk) {
@@ -671,9 +669,8 @@ size_t ValueSize(const AttributeValue& v) {
       size_t s = 0;
       for (const auto& m : v.ns().values()) {
         ParsedNumber n;
-        s += ParseNumber(m, &n) == NumberError::kOk
-                 ? codec_internal::NumberSize(n)
-                 : m.size() / 2 + 1;
+        s += ParseNumber(m, &n) == NumberError::kOk ? codec_internal::NumberSize(n)
+                                                    : m.size() / 2 + 1;
       }
       return s;
     }

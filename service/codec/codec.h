@@ -48,12 +48,10 @@ absl::StatusOr<std::string> CanonicalNumber(absl::string_view text);
 // Appends one key component to a canonical key. `value` is the string's or
 // the binary's raw bytes, or the number's text. Used for ops and for keys
 // read back from DynamoDB's UnprocessedItems.
-absl::Status AppendCanonicalKeyPart(KeyType type, absl::string_view value,
-                                    std::string* key);
+absl::Status AppendCanonicalKeyPart(KeyType type, absl::string_view value, std::string* key);
 
 // Appends the DynamoDB JSON of one attribute value ({"S":"..."} etc.).
-void AppendAttributeValueJson(const dynamobatcher::v1::AttributeValue& v,
-                              std::string* out);
+void AppendAttributeValueJson(const dynamobatcher::v1::AttributeValue& v, std::string* out);
 
 // Appends a JSON string literal (quotes and escapes included).
 void AppendJsonString(absl::string_view s, std::string* out);
@@ -66,8 +64,7 @@ absl::StatusOr<std::string> Base64Decode(absl::string_view b64);
 // first; its capacity is reused):
 // {"RequestItems":{"<table>":[e1,e2,...]},"ReturnConsumedCapacity":"TOTAL"}
 void BuildBatchWriteBody(absl::string_view table,
-                         const std::vector<const std::string*>& request_jsons,
-                         std::string* out);
+                         const std::vector<const std::string*>& request_jsons, std::string* out);
 
 // DynamoDB item size of a proto item (names + values, DynamoDB's rules).
 size_t ItemSize(const dynamobatcher::v1::Item& item);

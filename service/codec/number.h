@@ -28,16 +28,12 @@ struct ParsedNumber {
   uint8_t digit_count = 0;
   char digits[kMaxNumberDigits] = {};
 
-  absl::string_view Digits() const {
-    return absl::string_view(digits, digit_count);
-  }
+  absl::string_view Digits() const { return absl::string_view(digits, digit_count); }
   friend bool operator==(const ParsedNumber& a, const ParsedNumber& b) {
-    return a.negative == b.negative && a.zero == b.zero &&
-           a.exponent == b.exponent && a.Digits() == b.Digits();
+    return a.negative == b.negative && a.zero == b.zero && a.exponent == b.exponent &&
+           a.Digits() == b.Digits();
   }
-  friend bool operator!=(const ParsedNumber& a, const ParsedNumber& b) {
-    return !(a == b);
-  }
+  friend bool operator!=(const ParsedNumber& a, const ParsedNumber& b) { return !(a == b); }
   // A total order (not numeric order), for duplicate detection by sorting.
   friend bool operator<(const ParsedNumber& a, const ParsedNumber& b) {
     if (a.zero != b.zero) return a.zero;

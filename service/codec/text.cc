@@ -51,13 +51,27 @@ constexpr EscapeTable kEscape;
 
 void AppendEscape(unsigned char c, std::string* out) {
   switch (c) {
-    case '"': out->append("\\\""); return;
-    case '\\': out->append("\\\\"); return;
-    case '\n': out->append("\\n"); return;
-    case '\r': out->append("\\r"); return;
-    case '\t': out->append("\\t"); return;
-    case '\b': out->append("\\b"); return;
-    case '\f': out->append("\\f"); return;
+    case '"':
+      out->append("\\\"");
+      return;
+    case '\\':
+      out->append("\\\\");
+      return;
+    case '\n':
+      out->append("\\n");
+      return;
+    case '\r':
+      out->append("\\r");
+      return;
+    case '\t':
+      out->append("\\t");
+      return;
+    case '\b':
+      out->append("\\b");
+      return;
+    case '\f':
+      out->append("\\f");
+      return;
     default: {
       const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
       out->append(esc, sizeof(esc));
@@ -141,8 +155,7 @@ struct Base64DecodeTable {
   constexpr Base64DecodeTable() {
     for (int c = 0; c < 256; ++c) value[c] = -1;
     for (int k = 0; k < 64; ++k) {
-      value[static_cast<unsigned char>(kBase64Alphabet[k])] =
-          static_cast<signed char>(k);
+      value[static_cast<unsigned char>(kBase64Alphabet[k])] = static_cast<signed char>(k);
     }
   }
 };
@@ -158,8 +171,7 @@ void AppendBase64(absl::string_view bytes, std::string* out) {
   char* w = &(*out)[start];
   size_t i = 0;
   for (; i + 3 <= n; i += 3) {
-    const uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8) |
-                       uint32_t{p[i + 2]};
+    const uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8) | uint32_t{p[i + 2]};
     *w++ = kBase64Alphabet[(v >> 18) & 0x3F];
     *w++ = kBase64Alphabet[(v >> 12) & 0x3F];
     *w++ = kBase64Alphabet[(v >> 6) & 0x3F];
@@ -183,8 +195,8 @@ void AppendBase64(absl::string_view bytes, std::string* out) {
 absl::StatusOr<std::string> Base64Decode(absl::string_view b64) {
   const size_t n = b64.size();
   if (n % 4 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "base64: length ", n, " is not a multiple of 4"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("base64: length ", n, " is not a multiple of 4"));
   }
   size_t pad = 0;
   if (n >= 1 && b64[n - 1] == '=') ++pad;
@@ -198,8 +210,7 @@ absl::StatusOr<std::string> Base64Decode(absl::string_view b64) {
   for (size_t i = 0; i < data_len; ++i) {
     const int v = kBase64Decode.value[p[i]];
     if (v < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "base64: invalid character at offset ", i));
+      return absl::InvalidArgumentError(absl::StrCat("base64: invalid character at offset ", i));
     }
     acc = (acc << 6) | static_cast<uint32_t>(v);
     bits += 6;
@@ -211,8 +222,7 @@ absl::StatusOr<std::string> Base64Decode(absl::string_view b64) {
   // Leftover bits must be zero, so every byte string has exactly one
   // encoding (what DynamoDB and dynalite check too).
   if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
-    return absl::InvalidArgumentError(
-        "base64: non-zero bits in the last character before padding");
+    return absl::InvalidArgumentError("base64: non-zero bits in the last character before padding");
   }
   return out;
 }

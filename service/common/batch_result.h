@@ -28,7 +28,7 @@ struct BatchResult {
   // kRetryable and throttled: DynamoDB's ThrottlingReasons, each one of
   // ThrottleReasonLabels() (unknown ones as "Other"); empty when none was given.
   std::vector<std::string> throttle_reasons;
-  std::string error_code;                     // DynamoDB __type or transport
+  std::string error_code;  // DynamoDB __type or transport
   std::string message;
   std::optional<absl::Duration> retry_after;  // x-amz-retry-after, if sent
   // kRetryable: the call never left (e.g. credentials not available yet), so

@@ -18,9 +18,12 @@ enum class KeyType { kS, kN, kB };
 
 inline const char* KeyTypeName(KeyType t) {
   switch (t) {
-    case KeyType::kS: return "S";
-    case KeyType::kN: return "N";
-    case KeyType::kB: return "B";
+    case KeyType::kS:
+      return "S";
+    case KeyType::kN:
+      return "N";
+    case KeyType::kB:
+      return "B";
   }
   return "?";
 }
@@ -62,12 +65,17 @@ struct Rejection {
 // DynamoDB's write-side ThrottlingReasons, "Other" for a reason not listed
 // here, "Unspecified" for a throttle that named none.
 inline const std::vector<std::string>& ThrottleReasonLabels() {
-  static const auto* const kLabels = new std::vector<std::string>{
-      "TableWriteKeyRangeThroughputExceeded", "IndexWriteKeyRangeThroughputExceeded",
-      "TableWriteProvisionedThroughputExceeded", "IndexWriteProvisionedThroughputExceeded",
-      "TableWriteMaxOnDemandThroughputExceeded", "IndexWriteMaxOnDemandThroughputExceeded",
-      "TableWriteAccountLimitExceeded", "IndexWriteAccountLimitExceeded",
-      "Other", "Unspecified"};
+  static const auto* const kLabels =
+      new std::vector<std::string>{"TableWriteKeyRangeThroughputExceeded",
+                                   "IndexWriteKeyRangeThroughputExceeded",
+                                   "TableWriteProvisionedThroughputExceeded",
+                                   "IndexWriteProvisionedThroughputExceeded",
+                                   "TableWriteMaxOnDemandThroughputExceeded",
+                                   "IndexWriteMaxOnDemandThroughputExceeded",
+                                   "TableWriteAccountLimitExceeded",
+                                   "IndexWriteAccountLimitExceeded",
+                                   "Other",
+                                   "Unspecified"};
   return *kLabels;
 }
 
@@ -90,15 +98,15 @@ class ResultSink {
 
 // One client op owned by the batching core while it waits, flies or backs off.
 struct Op {
-  uint64_t id = 0;                   // client-chosen id, echoed back
+  uint64_t id = 0;  // client-chosen id, echoed back
   // Table name, owned by the engine's table registry (lives as long as the
   // process; tables are fixed at start-up).
   const std::string* table = nullptr;
   std::shared_ptr<ResultSink> sink;  // opaque to the core; only moved around
   EncodedWrite write;
-  absl::Time arrival;                // when the sidecar received it
-  uint64_t epoch = 0;                // flush epoch, managed by the engine
-  uint32_t attempts = 0;             // BatchWriteItem calls that carried it
+  absl::Time arrival;     // when the sidecar received it
+  uint64_t epoch = 0;     // flush epoch, managed by the engine
+  uint32_t attempts = 0;  // BatchWriteItem calls that carried it
 
   // What one buffered op costs beyond its own strings: the batching core's
   // entry and key-map slot, allocator rounding, its share of gRPC's receive

@@ -47,8 +47,8 @@ class Reader {
         return;
       }
       if (!allowed.count(key)) {
-        Fail(Join(path, key), absl::StrCat("unknown key (expected one of: ",
-                                           absl::StrJoin(allowed, ", "), ")"));
+        Fail(Join(path, key),
+             absl::StrCat("unknown key (expected one of: ", absl::StrJoin(allowed, ", "), ")"));
         return;
       }
     }
@@ -68,14 +68,13 @@ class Reader {
     return true;
   }
 
-  void String(const YAML::Node& parent, const std::string& path,
-              const char* key, std::string* out) {
+  void String(const YAML::Node& parent, const std::string& path, const char* key,
+              std::string* out) {
     std::string v;
     if (Scalar(parent[key], Join(path, key), &v)) *out = v;
   }
 
-  void Bool(const YAML::Node& parent, const std::string& path, const char* key,
-            bool* out) {
+  void Bool(const YAML::Node& parent, const std::string& path, const char* key, bool* out) {
     std::string v;
     if (!Scalar(parent[key], Join(path, key), &v)) return;
     std::string l = absl::AsciiStrToLower(v);
@@ -91,35 +90,34 @@ class Reader {
   // Any integer field (int, uint32_t, size_t, int64_t): the rule is the
   // range [lo, hi], which fits `T`.
   template <typename T>
-  void Int(const YAML::Node& parent, const std::string& path, const char* key,
-           int64_t lo, int64_t hi, T* out) {
+  void Int(const YAML::Node& parent, const std::string& path, const char* key, int64_t lo,
+           int64_t hi, T* out) {
     std::string v;
     if (!Scalar(parent[key], Join(path, key), &v)) return;
     int64_t n = 0;
     if (!absl::SimpleAtoi(v, &n) || n < lo || n > hi) {
-      Fail(Join(path, key), absl::StrCat("must be an integer between ", lo,
-                                         " and ", hi, " (got \"", v, "\")"));
+      Fail(Join(path, key),
+           absl::StrCat("must be an integer between ", lo, " and ", hi, " (got \"", v, "\")"));
       return;
     }
     *out = static_cast<T>(n);
   }
 
-  void Double(const YAML::Node& parent, const std::string& path, const char* key,
-              double lo, double hi, double* out) {
+  void Double(const YAML::Node& parent, const std::string& path, const char* key, double lo,
+              double hi, double* out) {
     std::string v;
     if (!Scalar(parent[key], Join(path, key), &v)) return;
     double d = 0;
     if (!absl::SimpleAtod(v, &d) || !(d >= lo && d <= hi)) {
-      Fail(Join(path, key), absl::StrCat("must be a number between ", lo,
-                                         " and ", hi, " (got \"", v, "\")"));
+      Fail(Join(path, key),
+           absl::StrCat("must be a number between ", lo, " and ", hi, " (got \"", v, "\")"));
       return;
     }
     *out = d;
   }
 
-  void Duration(const YAML::Node& parent, const std::string& path,
-                const char* key, absl::Duration lo, absl::Duration hi,
-                absl::Duration* out) {
+  void Duration(const YAML::Node& parent, const std::string& path, const char* key,
+                absl::Duration lo, absl::Duration hi, absl::Duration* out) {
     std::string v;
     if (!Scalar(parent[key], Join(path, key), &v)) return;
     absl::Duration d;
@@ -129,16 +127,15 @@ class Reader {
       return;
     }
     if (d < lo || d > hi) {
-      Fail(Join(path, key),
-           absl::StrCat("must be between ", absl::FormatDuration(lo), " and ",
-                        absl::FormatDuration(hi), " (got ", v, ")"));
+      Fail(Join(path, key), absl::StrCat("must be between ", absl::FormatDuration(lo), " and ",
+                                         absl::FormatDuration(hi), " (got ", v, ")"));
       return;
     }
     *out = d;
   }
 
-  void Bytes(const YAML::Node& parent, const std::string& path, const char* key,
-             uint64_t lo, uint64_t hi, uint64_t* out) {
+  void Bytes(const YAML::Node& parent, const std::string& path, const char* key, uint64_t lo,
+             uint64_t hi, uint64_t* out) {
     std::string v;
     if (!Scalar(parent[key], Join(path, key), &v)) return;
     auto b = ParseByteSize(v);
@@ -147,8 +144,8 @@ class Reader {
       return;
     }
     if (*b < lo || *b > hi) {
-      Fail(Join(path, key), absl::StrCat("must be between ", lo, " and ", hi,
-                                         " bytes (got ", v, ")"));
+      Fail(Join(path, key),
+           absl::StrCat("must be between ", lo, " and ", hi, " bytes (got ", v, ")"));
       return;
     }
     *out = *b;
@@ -194,8 +191,7 @@ bool ValidTableName(const std::string& name) {
   // DynamoDB: 3-255 characters of [a-zA-Z0-9_.-].
   if (name.size() < 3 || name.size() > 255) return false;
   for (char c : name) {
-    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
-          c == '-' || c == '.')) {
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) {
       return false;
     }
   }
@@ -283,8 +279,8 @@ std::string EndpointProblem(const std::string& endpoint) {
   }
   if (!port.empty()) {
     int n = 0;
-    if (port.find_first_not_of("0123456789") != std::string::npos ||
-        !absl::SimpleAtoi(port, &n) || n < 1 || n > 65535) {
+    if (port.find_first_not_of("0123456789") != std::string::npos || !absl::SimpleAtoi(port, &n) ||
+        n < 1 || n > 65535) {
       return absl::StrCat("port must be a number between 1 and 65535", got);
     }
   }
@@ -318,8 +314,8 @@ absl::StatusOr<uint64_t> ParseByteSize(const std::string& text) {
   while (i < t.size() && absl::ascii_isdigit(static_cast<unsigned char>(t[i]))) ++i;
   uint64_t n = 0;
   if (i == 0 || !absl::SimpleAtoi(t.substr(0, i), &n)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "must be a size like 64MiB, 512KiB or 1048576 (got \"", text, "\")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("must be a size like 64MiB, 512KiB or 1048576 (got \"", text, "\")"));
   }
   std::string unit = std::string(absl::StripAsciiWhitespace(t.substr(i)));
   uint64_t mult = 1;
@@ -338,8 +334,8 @@ absl::StatusOr<uint64_t> ParseByteSize(const std::string& text) {
   } else if (unit == "GB" || unit == "G") {
     mult = 1000ull * 1000 * 1000;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown size unit \"", unit, "\" (use B, KiB, MiB, GiB, KB, MB, GB)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown size unit \"", unit, "\" (use B, KiB, MiB, GiB, KB, MB, GB)"));
   }
   if (n > UINT64_MAX / mult) {
     return absl::InvalidArgumentError(absl::StrCat("size too large (got \"", text, "\")"));
@@ -377,13 +373,12 @@ void ParseLog(Reader& r, const YAML::Node& log, Config::Log* out) {
 void ParseDynamoDb(Reader& r, const YAML::Node& d, Config::DynamoDb* out) {
   if (d) {
     const std::string p = "dynamodb";
-    r.CheckKeys(d, p, {"region", "endpoint", "call_timeout", "connect_timeout",
-                       "max_connections", "tls_verify", "ca_file", "credentials",
-                       "create_tables"});
+    r.CheckKeys(d, p,
+                {"region", "endpoint", "call_timeout", "connect_timeout", "max_connections",
+                 "tls_verify", "ca_file", "credentials", "create_tables"});
     r.String(d, p, "region", &out->region);
     r.String(d, p, "endpoint", &out->endpoint);
-    r.Duration(d, p, "call_timeout", absl::Milliseconds(100), absl::Minutes(5),
-               &out->call_timeout);
+    r.Duration(d, p, "call_timeout", absl::Milliseconds(100), absl::Minutes(5), &out->call_timeout);
     r.Duration(d, p, "connect_timeout", absl::Milliseconds(50), absl::Minutes(1),
                &out->connect_timeout);
     r.Int(d, p, "max_connections", 1, 4096, &out->max_connections);
@@ -415,8 +410,8 @@ void ParseDynamoDb(Reader& r, const YAML::Node& d, Config::DynamoDb* out) {
 }
 
 // One entry of `tables`; false (with the error recorded) stops the list.
-bool ParseTable(Reader& r, const YAML::Node& t, const std::string& p,
-                std::set<std::string>* names, TableConfig* tc) {
+bool ParseTable(Reader& r, const YAML::Node& t, const std::string& p, std::set<std::string>* names,
+                TableConfig* tc) {
   r.CheckKeys(t, p, {"name", "partition_key", "sort_key", "max_rate"});
   if (!r.ok()) return false;
   if (!r.Scalar(t["name"], p + ".name", &tc->schema.name)) {
@@ -490,8 +485,8 @@ void ParseRetry(Reader& r, const YAML::Node& rt, RetryOptions* out) {
 
 void ParseRateLimit(Reader& r, const YAML::Node& rl, RateLimiterOptions* out) {
   if (!rl) return;
-  r.CheckKeys(rl, "rate_limit", {"decrease_factor", "increase_per_second", "min_rate",
-                                 "recovery", "cubic_recovery"});
+  r.CheckKeys(rl, "rate_limit",
+              {"decrease_factor", "increase_per_second", "min_rate", "recovery", "cubic_recovery"});
   using Recovery = RateLimiterOptions::Recovery;
   std::string recovery = out->recovery == Recovery::kAdditive ? "additive" : "cubic";
   r.String(rl, "rate_limit", "recovery", &recovery);
@@ -532,9 +527,10 @@ void ParseServerTls(Reader& r, const YAML::Node& tls, Config::Server* out) {
 
 void ParseServer(Reader& r, const YAML::Node& s, Config::Server* out) {
   if (!s) return;
-  r.CheckKeys(s, "server", {"max_message_bytes", "grpc_memory_bytes", "max_ops_per_message",
-                            "max_streams", "max_unary_calls", "max_inflight_ops_per_stream",
-                            "unix_socket_mode", "tls", "allow_insecure_remote"});
+  r.CheckKeys(s, "server",
+              {"max_message_bytes", "grpc_memory_bytes", "max_ops_per_message", "max_streams",
+               "max_unary_calls", "max_inflight_ops_per_stream", "unix_socket_mode", "tls",
+               "allow_insecure_remote"});
   r.Bool(s, "server", "allow_insecure_remote", &out->allow_insecure_remote);
   r.Int(s, "server", "max_inflight_ops_per_stream", 1, 100000000,
         &out->max_inflight_ops_per_stream);
@@ -567,15 +563,13 @@ void ParseDeadLetter(Reader& r, const YAML::Node& dl, DeadLetterOptions* out) {
 
 }  // namespace
 
-absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
-                                   const std::string& source) {
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::string& source) {
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": line ", e.mark.line + 1, ", column ", e.mark.column + 1,
-        ": not valid YAML: ", e.msg));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": line ", e.mark.line + 1, ", column ",
+                                                   e.mark.column + 1, ": not valid YAML: ", e.msg));
   }
   if (!root || root.IsNull()) {
     return absl::InvalidArgumentError(
@@ -586,9 +580,8 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   Reader r(source);
   try {
     r.CheckKeys(root, "",
-                {"listen", "metrics_listen", "log", "dynamodb", "tables", "batching",
-                 "retry", "rate_limit", "buffer", "server", "drain_timeout",
-                 "dead_letter"});
+                {"listen", "metrics_listen", "log", "dynamodb", "tables", "batching", "retry",
+                 "rate_limit", "buffer", "server", "drain_timeout", "dead_letter"});
     ParseListeners(r, root, &c);
     ParseLog(r, root["log"], &c.log);
     ParseDynamoDb(r, root["dynamodb"], &c.dynamodb);
@@ -598,8 +591,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
     ParseRateLimit(r, root["rate_limit"], &c.rate_limit);
     ParseBuffer(r, root["buffer"], &c.buffer);
     ParseServer(r, root["server"], &c.server);
-    r.Duration(root, "", "drain_timeout", absl::ZeroDuration(), absl::Hours(1),
-               &c.drain_timeout);
+    r.Duration(root, "", "drain_timeout", absl::ZeroDuration(), absl::Hours(1), &c.drain_timeout);
     ParseDeadLetter(r, root["dead_letter"], &c.dead_letter);
   } catch (const YAML::Exception& e) {
     r.Fail(absl::StrCat("line ", e.mark.line + 1), e.msg);
@@ -608,8 +600,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   return c;
 }
 
-absl::Status ApplyEnvironment(Config* config,
-                              const char* (*getenv_fn)(const char*)) {
+absl::Status ApplyEnvironment(Config* config, const char* (*getenv_fn)(const char*)) {
   auto get = [&](const char* name) -> const char* {
     const char* v = getenv_fn(name);
     return (v != nullptr && *v != '\0') ? v : nullptr;
@@ -617,7 +608,8 @@ absl::Status ApplyEnvironment(Config* config,
   if (const char* v = get("DYNAMO_BATCHER_LISTEN")) {
     if (!ValidListen(v)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "environment: DYNAMO_BATCHER_LISTEN: must be host:port or unix:///path (got \"", v, "\")"));
+          "environment: DYNAMO_BATCHER_LISTEN: must be host:port or unix:///path (got \"", v,
+          "\")"));
     }
     config->listen = v;
   }
@@ -638,8 +630,7 @@ absl::Status ApplyEnvironment(Config* config,
   }
   if (const char* v = get("DYNAMO_BATCHER_REGION")) {
     if (std::string why = RegionProblem(v); !why.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("environment: DYNAMO_BATCHER_REGION: ", why));
+      return absl::InvalidArgumentError(absl::StrCat("environment: DYNAMO_BATCHER_REGION: ", why));
     }
     config->dynamodb.region = v;
   }
@@ -667,9 +658,8 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
   ss << in.rdbuf();
   auto config = ParseConfig(ss.str(), path);
   if (!config.ok()) return config.status();
-  absl::Status env = ApplyEnvironment(&*config, [](const char* n) -> const char* {
-    return std::getenv(n);
-  });
+  absl::Status env =
+      ApplyEnvironment(&*config, [](const char* n) -> const char* { return std::getenv(n); });
   if (!env.ok()) return env;
   return config;
 }

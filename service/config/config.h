@@ -20,7 +20,7 @@ struct TableConfig {
   TableSchema schema;
   // True when the key schema came from config; false: DescribeTable at start.
   bool schema_from_config = false;
-  double max_rate = 0;          // static ceiling, items/s; 0 = none
+  double max_rate = 0;  // static ceiling, items/s; 0 = none
 };
 
 // The whole configuration. Each section is the owning component's own
@@ -94,8 +94,7 @@ struct Config {
 
 // Parses and validates YAML text. Errors name `source`, the key and the rule:
 // "config.yaml: batching.max_items: must be between 1 and 25 (got 30)".
-absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
-                                   const std::string& source);
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::string& source);
 
 // Reads `path`, then ParseConfig, then ApplyEnvironment with the process env.
 absl::StatusOr<Config> LoadConfig(const std::string& path);
@@ -105,8 +104,7 @@ absl::StatusOr<Config> LoadConfig(const std::string& path);
 // keys. Also refuses the final `listen` when it is reachable from other hosts
 // without TLS and server.allow_insecure_remote is not set. `getenv` is
 // injectable for tests.
-absl::Status ApplyEnvironment(Config* config,
-                              const char* (*getenv_fn)(const char*));
+absl::Status ApplyEnvironment(Config* config, const char* (*getenv_fn)(const char*));
 
 // Whether `listen` can be reached from other hosts (not loopback, not a
 // unix socket).

@@ -51,8 +51,7 @@ std::string CreateTableJson(const TableSchema& schema) {
   auto str = [&](const std::string& s) {
     w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
   };
-  std::vector<std::pair<const KeyAttribute*, const char*>> keys = {
-      {&schema.partition_key, "HASH"}};
+  std::vector<std::pair<const KeyAttribute*, const char*>> keys = {{&schema.partition_key, "HASH"}};
   if (schema.sort_key) keys.emplace_back(&*schema.sort_key, "RANGE");
   w.StartObject();
   w.Key("TableName");
@@ -94,8 +93,8 @@ DynamoDbClient::DynamoDbClient(DynamoDbOptions options, HttpTransport* transport
   if (!absl::StrContains(ep, "://")) ep = absl::StrCat("https://", ep);
   const size_t authority_start = ep.find("://") + 3;
   const size_t slash = ep.find('/', authority_start);
-  host_ = ep.substr(authority_start, slash == std::string::npos ? std::string::npos
-                                                                : slash - authority_start);
+  host_ = ep.substr(authority_start,
+                    slash == std::string::npos ? std::string::npos : slash - authority_start);
   endpoint_ = ep.substr(0, authority_start) + host_;
   std::string path = slash == std::string::npos ? "/" : ep.substr(slash);
   url_ = endpoint_ + path;
@@ -105,9 +104,8 @@ absl::StatusOr<HttpRequest> DynamoDbClient::SignedRequest(absl::string_view acti
                                                           std::string body, absl::Time now) {
   absl::StatusOr<AwsCredentials> creds = credentials_->GetCredentials();
   if (!creds.ok()) {
-    return absl::Status(creds.status().code(),
-                        absl::StrCat("credentials (", credentials_->Name(), "): ",
-                                     creds.status().message()));
+    return absl::Status(creds.status().code(), absl::StrCat("credentials (", credentials_->Name(),
+                                                            "): ", creds.status().message()));
   }
   HttpRequest req;
   req.method = "POST";
@@ -154,14 +152,14 @@ void DynamoDbClient::BatchWriteItem(const TableSchema& schema, std::string body,
     return;
   }
   req->max_response_bytes = max_response;
-  transport_->Send(std::move(*req),
-                   [schema, done = std::move(done)](HttpResponse response) {
-                     done(ParseBatchWriteResponse(response, schema));
-                   });
+  transport_->Send(std::move(*req), [schema, done = std::move(done)](HttpResponse response) {
+    done(ParseBatchWriteResponse(response, schema));
+  });
 }
 
 absl::StatusOr<TableSchema> DynamoDbClient::DescribeTable(const std::string& table) {
-  absl::StatusOr<HttpRequest> req = SignedRequest("DescribeTable", TableNameJson(table), absl::Now());
+  absl::StatusOr<HttpRequest> req =
+      SignedRequest("DescribeTable", TableNameJson(table), absl::Now());
   if (!req.ok()) return req.status();
   return ParseDescribeTableResponse(table, transport_->SendSync(std::move(*req)));
 }
@@ -181,15 +179,16 @@ absl::Status DynamoDbClient::CreateTableIfMissing(const TableSchema& schema) {
     absl::StatusOr<HttpRequest> describe =
         SignedRequest("DescribeTable", TableNameJson(schema.name), absl::Now());
     if (!describe.ok()) return describe.status();
-    absl::StatusOr<std::string> status = ParseTableStatus(transport_->SendSync(std::move(*describe)));
+    absl::StatusOr<std::string> status =
+        ParseTableStatus(transport_->SendSync(std::move(*describe)));
     if (status.ok() && *status == "ACTIVE") return absl::OkStatus();
     last = status.ok() ? *status : status.status().ToString();
     if (absl::Now() + kCreateTablePoll > deadline) break;
     absl::SleepFor(kCreateTablePoll);
   }
-  return absl::DeadlineExceededError(absl::StrCat("CreateTable ", schema.name, ": not ACTIVE after ",
-                                                  absl::FormatDuration(kCreateTableWait),
-                                                  " (last: ", last, ")"));
+  return absl::DeadlineExceededError(
+      absl::StrCat("CreateTable ", schema.name, ": not ACTIVE after ",
+                   absl::FormatDuration(kCreateTableWait), " (last: ", last, ")"));
 }
 
 }  // namespace dynamo_batcher

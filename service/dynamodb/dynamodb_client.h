@@ -49,8 +49,8 @@ class DynamoDbClient : public BatchWriter {
   absl::Status CreateTableIfMissing(const TableSchema& schema);
 
   // Builds the signed request for `action` (exposed for tests).
-  absl::StatusOr<HttpRequest> SignedRequest(absl::string_view action,
-                                            std::string body, absl::Time now);
+  absl::StatusOr<HttpRequest> SignedRequest(absl::string_view action, std::string body,
+                                            absl::Time now);
 
  private:
   DynamoDbOptions options_;

@@ -96,7 +96,8 @@ BatchWriteResponse ParseSuccess(const HttpResponse& response, const TableSchema&
   rapidjson::Document doc;
   doc.Parse<kParseFlags>(response.body.data(), response.body.size());
   if (doc.HasParseError() || !doc.IsObject()) {
-    return Malformed(std::move(out), "BatchWriteItem answered 200 with a body that is not a JSON object");
+    return Malformed(std::move(out),
+                     "BatchWriteItem answered 200 with a body that is not a JSON object");
   }
   if (const rapidjson::Value* cc = Member(doc, "ConsumedCapacity")) {
     if (cc->IsArray()) {
@@ -142,15 +143,16 @@ BatchWriteResponse ParseSuccess(const HttpResponse& response, const TableSchema&
 
 ErrorClass ClassifyError(long http_status, absl::string_view error_type, bool transport_error) {
   static const auto* const kThrottling = new absl::flat_hash_set<absl::string_view>{
-      "ProvisionedThroughputExceededException", "ThrottlingException",
-      "RequestLimitExceeded", "Throttling", "TooManyRequestsException"};
+      "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+      "Throttling", "TooManyRequestsException"};
   // Retryable without being throttling. ExpiredTokenException: the next
   // attempt signs with refreshed credentials. RequestExpired: clock skew /
   // late send; the next attempt is signed anew.
   static const auto* const kTransient = new absl::flat_hash_set<absl::string_view>{
-      "InternalServerError", "InternalFailure", "ServiceUnavailable",
-      "ServiceUnavailableException", "ExpiredTokenException", "RequestExpired",
-      "RequestTimeout", "RequestTimeoutException"};
+      "InternalServerError",   "InternalFailure",
+      "ServiceUnavailable",    "ServiceUnavailableException",
+      "ExpiredTokenException", "RequestExpired",
+      "RequestTimeout",        "RequestTimeoutException"};
   constexpr ErrorClass kThrottled{Kind::kRetryable, /*throttled=*/true};
   if (transport_error) return {Kind::kRetryable};
   if (kThrottling->contains(error_type)) return kThrottled;
@@ -212,7 +214,7 @@ BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
   r.kind = cls.kind;
   r.throttled = cls.throttled;
   if (!r.throttled) r.throttle_reasons.clear();
-  r.error_code = !type.empty() ? type
+  r.error_code = !type.empty()            ? type
                  : response.status == 413 ? "RequestEntityTooLarge"
                                           : absl::StrCat("Http", response.status);
   if (message.empty()) {
@@ -220,7 +222,8 @@ BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
     if (!response.body.empty() && type.empty()) {
       // A short, printable excerpt helps diagnose proxies answering HTML.
       std::string excerpt = response.body.substr(0, 200);
-      for (char& c : excerpt) if (!absl::ascii_isprint(static_cast<unsigned char>(c))) c = '?';
+      for (char& c : excerpt)
+        if (!absl::ascii_isprint(static_cast<unsigned char>(c))) c = '?';
       absl::StrAppend(&message, ": ", excerpt);
     }
   }
@@ -233,7 +236,8 @@ std::string ErrorTypeOf(const HttpResponse& response) {
   rapidjson::Document doc;
   doc.Parse<kParseFlags>(response.body.data(), response.body.size());
   std::string type;
-  if (!doc.HasParseError() && doc.IsObject()) type = ShortErrorType(StringOf(Member(doc, "__type")));
+  if (!doc.HasParseError() && doc.IsObject())
+    type = ShortErrorType(StringOf(Member(doc, "__type")));
   if (type.empty()) {
     if (const std::string* h = response.Header("x-amzn-errortype")) type = ShortErrorType(*h);
   }
@@ -256,9 +260,9 @@ absl::Status StatusFromErrorResponse(absl::string_view operation, const HttpResp
     if (message.empty()) message = std::string(StringOf(Member(doc, "Message")));
   }
   type = ErrorTypeOf(response);
-  const std::string text = absl::StrCat(operation, ": HTTP ", response.status,
-                                        type.empty() ? "" : " ", type,
-                                        message.empty() ? "" : ": ", message);
+  const std::string text =
+      absl::StrCat(operation, ": HTTP ", response.status, type.empty() ? "" : " ", type,
+                   message.empty() ? "" : ": ", message);
   const ErrorClass cls = ClassifyError(response.status, type, false);
   switch (cls.kind) {
     case Kind::kRetryable:
@@ -272,8 +276,7 @@ absl::Status StatusFromErrorResponse(absl::string_view operation, const HttpResp
   if (type == "AccessDeniedException" || type == "UnrecognizedClientException" ||
       type == "InvalidSignatureException" || type == "MissingAuthenticationToken" ||
       type == "MissingAuthenticationTokenException" || type == "IncompleteSignature" ||
-      type == "IncompleteSignatureException" || response.status == 401 ||
-      response.status == 403) {
+      type == "IncompleteSignatureException" || response.status == 401 || response.status == 403) {
     return absl::PermissionDeniedError(text);
   }
   return absl::FailedPreconditionError(text);
@@ -290,7 +293,8 @@ absl::StatusOr<std::string> ParseTableStatus(const HttpResponse& response) {
   }
   const rapidjson::Value* desc = Member(doc, "Table");
   const absl::string_view status = desc ? StringOf(Member(*desc, "TableStatus")) : "";
-  if (status.empty()) return absl::InternalError("DescribeTable: malformed answer: no Table.TableStatus");
+  if (status.empty())
+    return absl::InternalError("DescribeTable: malformed answer: no Table.TableStatus");
   return std::string(status);
 }
 

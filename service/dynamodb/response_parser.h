@@ -31,8 +31,7 @@ ErrorClass ClassifyError(long http_status, absl::string_view error_type, bool tr
 
 // Parses an HTTP answer to BatchWriteItem for `schema`'s table (pure).
 // UnprocessedItems are mapped back to canonical keys.
-BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response,
-                                           const TableSchema& schema);
+BatchWriteResponse ParseBatchWriteResponse(const HttpResponse& response, const TableSchema& schema);
 
 // Parses a DescribeTable answer into a TableSchema (pure).
 absl::StatusOr<TableSchema> ParseDescribeTableResponse(absl::string_view table,
@@ -47,8 +46,7 @@ std::string ErrorTypeOf(const HttpResponse& response);
 // UNAVAILABLE, ValidationException -> INVALID_ARGUMENT, ResourceNotFound ->
 // NOT_FOUND, credential/permission errors -> PERMISSION_DENIED, other 4xx ->
 // FAILED_PRECONDITION. `operation` prefixes the message ("DescribeTable t").
-absl::Status StatusFromErrorResponse(absl::string_view operation,
-                                     const HttpResponse& response);
+absl::Status StatusFromErrorResponse(absl::string_view operation, const HttpResponse& response);
 
 // Table.TableStatus of a 200 DescribeTable answer ("ACTIVE", "CREATING", ...).
 absl::StatusOr<std::string> ParseTableStatus(const HttpResponse& response);

@@ -29,8 +29,7 @@ std::string DirectoryOf(const std::string& path) {
 
 }  // namespace
 
-DeadLetterWriter::DeadLetterWriter(DeadLetterOptions options)
-    : options_(std::move(options)) {}
+DeadLetterWriter::DeadLetterWriter(DeadLetterOptions options) : options_(std::move(options)) {}
 
 DeadLetterWriter::~DeadLetterWriter() {
   if (file_ != nullptr) {
@@ -44,8 +43,8 @@ absl::Status DeadLetterWriter::Open() {
   // The file holds whole items: readable by the sidecar's user only. A
   // symlink planted at the path is refused rather than followed, and a file
   // someone else created there is not written to.
-  const int fd = open(options_.path.c_str(),
-                      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  const int fd =
+      open(options_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     const int err = errno;
     return absl::UnavailableError(absl::StrCat(
@@ -55,9 +54,9 @@ absl::Status DeadLetterWriter::Open() {
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
     close(fd);
-    return absl::UnavailableError(absl::StrCat(
-        "dead_letter.path: ", options_.path,
-        " must be a regular file owned by the sidecar's user"));
+    return absl::UnavailableError(
+        absl::StrCat("dead_letter.path: ", options_.path,
+                     " must be a regular file owned by the sidecar's user"));
   }
   if ((st.st_mode & 077) != 0) {
     // Left by an older version or another tool: tighten it before writing.
@@ -84,8 +83,8 @@ absl::Status DeadLetterWriter::Open() {
   if (file_ == nullptr) {
     const int err = errno;
     close(fd);
-    return absl::UnavailableError(absl::StrCat("dead_letter.path: cannot open ",
-                                               options_.path, ": ", strerror(err)));
+    return absl::UnavailableError(
+        absl::StrCat("dead_letter.path: cannot open ", options_.path, ": ", strerror(err)));
   }
   fseek(file_, 0, SEEK_END);
   size_ = static_cast<uint64_t>(ftell(file_));
@@ -116,7 +115,8 @@ absl::Status DeadLetterWriter::Append(const std::string& table, const OpResult& 
   const std::string& req = result.op.write.request_json;
   absl::string_view prefix = result.op.write.is_delete ? kDeletePrefix : kPutPrefix;
   absl::string_view body;
-  if (req.size() >= prefix.size() + 2 && absl::string_view(req).substr(0, prefix.size()) == prefix) {
+  if (req.size() >= prefix.size() + 2 &&
+      absl::string_view(req).substr(0, prefix.size()) == prefix) {
     body = absl::string_view(req).substr(prefix.size(), req.size() - prefix.size() - 2);
   }
   std::string line = "{\"table\":";
@@ -134,8 +134,8 @@ absl::Status DeadLetterWriter::Append(const std::string& table, const OpResult& 
     if (!s.ok()) return s;
   }
   if (fwrite(line.data(), 1, line.size(), file_) != line.size()) {
-    return absl::UnavailableError(absl::StrCat("dead-letter write to ", options_.path,
-                                               " failed: ", strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("dead-letter write to ", options_.path, " failed: ", strerror(errno)));
   }
   size_ += line.size();
   dirty_ = true;

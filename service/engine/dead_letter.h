@@ -11,9 +11,9 @@
 namespace dynamo_batcher {
 
 struct DeadLetterOptions {
-  std::string path;                  // empty: disabled
-  uint64_t max_bytes = 256ull << 20; // rotate beyond this
-  int max_files = 3;                 // path, path.1 .. path.(max_files-1)
+  std::string path;                   // empty: disabled
+  uint64_t max_bytes = 256ull << 20;  // rotate beyond this
+  int max_files = 3;                  // path, path.1 .. path.(max_files-1)
   absl::Duration fsync_interval = absl::Milliseconds(200);
 };
 
@@ -37,8 +37,8 @@ class DeadLetterWriter {
   bool enabled() const { return !options_.path.empty(); }
   absl::Status Open();
   // `first_seen` is wall-clock time of arrival.
-  absl::Status Append(const std::string& table, const OpResult& result,
-                      absl::Time first_seen, absl::Time now);
+  absl::Status Append(const std::string& table, const OpResult& result, absl::Time first_seen,
+                      absl::Time now);
   // fsyncs if anything was written since the last sync.
   void Sync();
   // fsyncs if the interval has passed.

@@ -48,8 +48,8 @@ Engine::Engine(std::vector<EngineTable> tables, EngineOptions options, BatchWrit
     t->batcher->set_backoff_observer(
         [backoff](absl::Duration d) { backoff->Observe(absl::ToDoubleSeconds(d)); });
     t->m->queue_budget_bytes->Set(static_cast<double>(options_.max_table_buffer_bytes));
-    t->op_latency = std::make_unique<LocalHistogram>(t->m->op_latency_seconds,
-                                                     Metrics::OpLatencyBuckets());
+    t->op_latency =
+        std::make_unique<LocalHistogram>(t->m->op_latency_seconds, Metrics::OpLatencyBuckets());
     index_[t->schema.name] = static_cast<int>(i);
     tables_.push_back(std::move(t));
   }
@@ -332,7 +332,8 @@ void Engine::HandleCompletion(Completion c, absl::Time now) {
     if (!r.result.unprocessed_keys.empty()) {
       metrics_->ThrottleEvents(t.schema.name, "UnprocessedItems").Increment();
       LogRateLimited(LogLevel::kInfo, absl::StrCat("unprocessed/", t.schema.name),
-                     absl::Seconds(10), "DynamoDB returned unprocessed items; retrying with backoff",
+                     absl::Seconds(10),
+                     "DynamoDB returned unprocessed items; retrying with backoff",
                      {{"table", t.schema.name},
                       {"unprocessed", absl::StrCat(r.result.unprocessed_keys.size())},
                       {"sent", absl::StrCat(sent)}});
@@ -344,7 +345,8 @@ void Engine::HandleCompletion(Completion c, absl::Time now) {
                    "BatchWriteItem throttled; retrying with backoff",
                    {{"table", t.schema.name}, {"error_code", r.result.error_code}});
   } else if (r.result.kind != BatchResult::Kind::kSuccess) {
-    LogRateLimited(LogLevel::kWarn, absl::StrCat("callerr/", t.schema.name, "/", r.result.error_code),
+    LogRateLimited(LogLevel::kWarn,
+                   absl::StrCat("callerr/", t.schema.name, "/", r.result.error_code),
                    absl::Seconds(10), "BatchWriteItem call failed",
                    {{"table", t.schema.name},
                     {"error_code", r.result.error_code},
@@ -361,7 +363,8 @@ void Engine::HandleCompletion(Completion c, absl::Time now) {
   if (fail_now) {
     t.batcher->FailQueued("ShuttingDown",
                           absl::StrCat("the sidecar shut down before this write was accepted; "
-                                       "last error: ", r.result.error_code, " ", r.result.message),
+                                       "last error: ",
+                                       r.result.error_code, " ", r.result.message),
                           &results);
   }
   DeliverResults(c.table, &results, now);
@@ -406,7 +409,8 @@ void Engine::DeliverResults(int table, std::vector<OpResult>* results, absl::Tim
                         {"message", r.message},
                         {"attempts", absl::StrCat(r.op.attempts)}});
         if (dead_letter_.enabled()) {
-          absl::Status st = dead_letter_.Append(t.schema.name, r, wall - (now - r.op.arrival), wall);
+          absl::Status st =
+              dead_letter_.Append(t.schema.name, r, wall - (now - r.op.arrival), wall);
           if (st.ok()) {
             t.m->dead_lettered->Increment();
           } else {

@@ -220,7 +220,7 @@ class Engine {
     std::shared_ptr<ResultSink> sink;
     std::vector<OpResult> results;
   };
-  std::vector<Delivery> deliveries_;  // this round's results, by sink
+  std::vector<Delivery> deliveries_;                               // this round's results, by sink
   absl::flat_hash_map<const ResultSink*, size_t> delivery_index_;  // into deliveries_
   uint64_t undelivered_ = 0;  // results in deliveries_ (still in pending_ops_)
 

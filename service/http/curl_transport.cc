@@ -51,8 +51,8 @@ HttpResponse TransportError(std::string what) {
 
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
-  if (size * n > t->request.max_response_bytes - std::min(t->request.max_response_bytes,
-                                                          t->response.body.size())) {
+  if (size * n > t->request.max_response_bytes -
+                     std::min(t->request.max_response_bytes, t->response.body.size())) {
     t->too_large = true;
     return 0;  // curl aborts the transfer (CURLE_WRITE_ERROR)
   }
@@ -76,8 +76,9 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   }
   const size_t colon = line.find(':');
   if (colon != absl::string_view::npos) {
-    t->response.headers.emplace_back(absl::AsciiStrToLower(line.substr(0, colon)),
-                                     std::string(absl::StripAsciiWhitespace(line.substr(colon + 1))));
+    t->response.headers.emplace_back(
+        absl::AsciiStrToLower(line.substr(0, colon)),
+        std::string(absl::StripAsciiWhitespace(line.substr(colon + 1))));
   }
   return size * n;
 }
@@ -105,7 +106,8 @@ bool IsTlsError(CURLcode code) {
 }
 
 std::string Describe(CURLcode code, const char* detail) {
-  const std::string more = (detail != nullptr && *detail != '\0') ? detail : curl_easy_strerror(code);
+  const std::string more =
+      (detail != nullptr && *detail != '\0') ? detail : curl_easy_strerror(code);
   switch (code) {
     case CURLE_OPERATION_TIMEDOUT:
       return "timeout";
@@ -231,8 +233,9 @@ class CurlTransport : public HttpTransport {
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
     if (req.timeout > absl::ZeroDuration() && req.timeout != absl::InfiniteDuration()) {
-      curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
-                       static_cast<long>(std::max<int64_t>(1, absl::ToInt64Milliseconds(req.timeout))));
+      curl_easy_setopt(
+          easy, CURLOPT_TIMEOUT_MS,
+          static_cast<long>(std::max<int64_t>(1, absl::ToInt64Milliseconds(req.timeout))));
     }
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, options_.tls.verify ? 1L : 0L);
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, options_.tls.verify ? 2L : 0L);
@@ -255,7 +258,8 @@ class CurlTransport : public HttpTransport {
     } else {
       if (req.method != "POST") curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req.method.c_str());
       if (req.method == "POST" || !req.body.empty()) {
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                         static_cast<curl_off_t>(req.body.size()));
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req.body.data());
       }
     }
@@ -303,12 +307,12 @@ class CurlTransport : public HttpTransport {
       r.not_sent = code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST ||
                    code == CURLE_COULDNT_RESOLVE_PROXY || IsTlsError(code);
       if (t->too_large || code == CURLE_FILESIZE_EXCEEDED) {
-        r.transport_error = absl::StrCat(
-            "response too large: more than ",
-            t->header_bytes > kMaxResponseHeaderBytes ? kMaxResponseHeaderBytes
-                                                      : t->request.max_response_bytes,
-            t->header_bytes > kMaxResponseHeaderBytes ? " bytes of headers" : " bytes",
-            " (the limit for this kind of answer); aborted");
+        r.transport_error =
+            absl::StrCat("response too large: more than ",
+                         t->header_bytes > kMaxResponseHeaderBytes ? kMaxResponseHeaderBytes
+                                                                   : t->request.max_response_bytes,
+                         t->header_bytes > kMaxResponseHeaderBytes ? " bytes of headers" : " bytes",
+                         " (the limit for this kind of answer); aborted");
       } else {
         r.transport_error = Describe(code, t->error);
       }

@@ -29,7 +29,7 @@ struct HttpRequest {
 // An HTTP answer. Any status code is a value (404 and 500 included); only
 // transport failures set `transport_error`.
 struct HttpResponse {
-  long status = 0;                 // 0 when transport_error is set
+  long status = 0;                                           // 0 when transport_error is set
   std::vector<std::pair<std::string, std::string>> headers;  // lower-cased names
   std::string body;
   // Empty on success; else a short description ("connection refused",
@@ -43,14 +43,15 @@ struct HttpResponse {
   absl::Duration elapsed;
 
   const std::string* Header(const std::string& lower_name) const {
-    for (const auto& [k, v] : headers) if (k == lower_name) return &v;
+    for (const auto& [k, v] : headers)
+      if (k == lower_name) return &v;
     return nullptr;
   }
 };
 
 struct TlsOptions {
-  bool verify = true;       // verify peer certificate and host name
-  std::string ca_file;      // empty: system CA store
+  bool verify = true;   // verify peer certificate and host name
+  std::string ca_file;  // empty: system CA store
 };
 
 // Asynchronous HTTP client with a keep-alive connection pool.
@@ -72,7 +73,7 @@ class HttpTransport {
 
 struct CurlTransportOptions {
   TlsOptions tls;
-  long max_connections = 64;          // total pool size
+  long max_connections = 64;  // total pool size
   long max_connections_per_host = 32;
   absl::Duration connect_timeout = absl::Seconds(3);
 };

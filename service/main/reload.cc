@@ -154,14 +154,14 @@ Config MergeLiveKeys(const Config& running, const Config& next) {
   return merged;
 }
 
-ConfigReloader::ConfigReloader(std::string path, Config running, Engine* engine,
-                               Metrics* metrics)
+ConfigReloader::ConfigReloader(std::string path, Config running, Engine* engine, Metrics* metrics)
     : path_(std::move(path)), running_(std::move(running)), engine_(engine), metrics_(metrics) {
   auto text = ReadText(path_);
   hash_ = text.ok() ? ShortHash(*text) : "unknown";
   metrics_->SetConfigHash(hash_);
   metrics_->config_reload_success().Set(1);
-  metrics_->config_last_reload_timestamp().Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+  metrics_->config_last_reload_timestamp().Set(
+      absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
 }
 
 absl::Status ConfigReloader::Reload() {
@@ -171,9 +171,8 @@ absl::Status ConfigReloader::Reload() {
   if (text.ok()) {
     next = ParseConfig(*text, path_);
     if (next.ok()) {
-      absl::Status env = ApplyEnvironment(&*next, [](const char* n) -> const char* {
-        return std::getenv(n);
-      });
+      absl::Status env =
+          ApplyEnvironment(&*next, [](const char* n) -> const char* { return std::getenv(n); });
       if (!env.ok()) next = env;
     }
   } else {

@@ -27,8 +27,8 @@
 #include "service/common/clock.h"
 #include "service/common/log.h"
 #include "service/dynamodb/dynamodb_client.h"
-#include "service/http/http_transport.h"
 #include "service/engine/engine.h"
+#include "service/http/http_transport.h"
 #include "service/lifecycle/health.h"
 #include "service/lifecycle/readiness.h"
 #include "service/lifecycle/shutdown.h"
@@ -122,8 +122,8 @@ bool IsUnixSocket(const std::string& listen) { return listen.rfind("unix:", 0) =
 // reflection, within gRPC's own memory quota. nullptr when it cannot listen.
 std::unique_ptr<grpc::Server> StartGrpcServer(const Config& config,
                                               std::shared_ptr<grpc::ServerCredentials> creds,
-                                              grpc::Service* service,
-                                              grpc::ResourceQuota* quota, int* bound_port) {
+                                              grpc::Service* service, grpc::ResourceQuota* quota,
+                                              int* bound_port) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -209,7 +209,8 @@ void LogListening(const Config& config, int bound_port, int http_port,
   std::string metrics_addr = absl::StrCat(
       config.metrics_listen.substr(0, config.metrics_listen.rfind(':')), ":", http_port);
   Log(LogLevel::kInfo, "dynamo-batcher listening",
-      {{"grpc", grpc_addr}, {"metrics", absl::StrCat("http://", metrics_addr, "/metrics")},
+      {{"grpc", grpc_addr},
+       {"metrics", absl::StrCat("http://", metrics_addr, "/metrics")},
        {"dynamodb", endpoint}});
 }
 
@@ -292,8 +293,7 @@ int RunSidecar(Config config, const std::string& config_path) {
       &config.tables, startup, &checker, [](absl::Duration d) { absl::SleepFor(d); },
       [&signals] { return signals.StopPending(); });
   if (!reached.ok()) {
-    return reached.status().code() == absl::StatusCode::kCancelled ? kExitLost
-                                                                    : kExitStartFailed;
+    return reached.status().code() == absl::StatusCode::kCancelled ? kExitLost : kExitStartFailed;
   }
   const bool reached_dynamodb = *reached;
 
@@ -314,7 +314,7 @@ int RunSidecar(Config config, const std::string& config_path) {
   if (!started.ok()) {
     engine.Stop();
     return started.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadConfig
-                                                                          : kExitStartFailed;
+                                                                         : kExitStartFailed;
   }
   std::unique_ptr<grpc::Server> server = *std::move(started);
 

@@ -30,13 +30,13 @@ const std::vector<double>& BatchSizeBuckets() {
   return b;
 }
 const std::vector<double>& CallSecondsBuckets() {
-  static const std::vector<double> b = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                        0.1,   0.25,   0.5,   1,    2.5,   5, 10};
+  static const std::vector<double> b = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                        0.25,  0.5,    1,     2.5,  5,     10};
   return b;
 }
 const std::vector<double>& BackoffBuckets() {
-  static const std::vector<double> b = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                        0.25,  0.5,   1,    2.5,   5,    10, 30};
+  static const std::vector<double> b = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                        0.5,   1,     2.5,  5,     10,   30};
   return b;
 }
 
@@ -61,15 +61,15 @@ const std::vector<std::string>& Metrics::KnownRejectReasons() {
 // The sidecar's own reasons, then DynamoDB's non-retryable errors.
 const std::vector<std::string>& Metrics::KnownFailReasons() {
   static const std::vector<std::string> v = {
-      "RetriesExhausted",          "DeadlineExceeded",      "ShuttingDown",
-      "CredentialsUnavailable",    "ValidationException",   "ResourceNotFoundException",
-      "AccessDeniedException",     "UnrecognizedClientException"};
+      "RetriesExhausted",       "DeadlineExceeded",           "ShuttingDown",
+      "CredentialsUnavailable", "ValidationException",        "ResourceNotFoundException",
+      "AccessDeniedException",  "UnrecognizedClientException"};
   return v;
 }
 const std::vector<std::string>& Metrics::KnownThrottleErrors() {
-  static const std::vector<std::string> v = {
-      "UnprocessedItems", "ProvisionedThroughputExceededException", "ThrottlingException",
-      "RequestLimitExceeded"};
+  static const std::vector<std::string> v = {"UnprocessedItems",
+                                             "ProvisionedThroughputExceededException",
+                                             "ThrottlingException", "RequestLimitExceeded"};
   return v;
 }
 const std::vector<std::string>& Metrics::KnownHttpErrorClasses() {
@@ -80,90 +80,154 @@ const std::vector<std::string>& Metrics::KnownHttpErrorClasses() {
 Metrics::Metrics(const std::vector<std::string>& tables)
     : registry_(std::make_shared<prometheus::Registry>()) {
   auto& r = *registry_;
-  received_ = &BuildCounter().Name("dynamo_batcher_ops_received_total")
-                   .Help("Ops received over gRPC, before validation.").Register(r);
-  coalesced_ = &BuildCounter().Name("dynamo_batcher_ops_coalesced_total")
+  received_ = &BuildCounter()
+                   .Name("dynamo_batcher_ops_received_total")
+                   .Help("Ops received over gRPC, before validation.")
+                   .Register(r);
+  coalesced_ = &BuildCounter()
+                    .Name("dynamo_batcher_ops_coalesced_total")
                     .Help("Ops replaced by a later op on the same key before being sent.")
                     .Register(r);
-  rejected_ = &BuildCounter().Name("dynamo_batcher_ops_rejected_total")
-                   .Help("Ops refused as invalid input, by rule.").Register(r);
-  written_ = &BuildCounter().Name("dynamo_batcher_ops_written_total")
-                  .Help("Ops DynamoDB accepted.").Register(r);
-  failed_ = &BuildCounter().Name("dynamo_batcher_ops_failed_total")
+  rejected_ = &BuildCounter()
+                   .Name("dynamo_batcher_ops_rejected_total")
+                   .Help("Ops refused as invalid input, by rule.")
+                   .Register(r);
+  written_ = &BuildCounter()
+                  .Name("dynamo_batcher_ops_written_total")
+                  .Help("Ops DynamoDB accepted.")
+                  .Register(r);
+  failed_ = &BuildCounter()
+                 .Name("dynamo_batcher_ops_failed_total")
                  .Help("Ops that ended FAILED, by reason (DynamoDB error or retry limit).")
                  .Register(r);
-  batches_ = &BuildCounter().Name("dynamo_batcher_batches_sent_total")
-                  .Help("BatchWriteItem calls sent.").Register(r);
-  unprocessed_ = &BuildCounter().Name("dynamo_batcher_unprocessed_items_total")
-                      .Help("Items DynamoDB returned in UnprocessedItems.").Register(r);
-  throttle_ = &BuildCounter().Name("dynamo_batcher_throttle_events_total")
-                   .Help("Throttling signals: whole-call throttling errors and partial "
-                         "UnprocessedItems (error=\"UnprocessedItems\").")
+  batches_ = &BuildCounter()
+                  .Name("dynamo_batcher_batches_sent_total")
+                  .Help("BatchWriteItem calls sent.")
+                  .Register(r);
+  unprocessed_ = &BuildCounter()
+                      .Name("dynamo_batcher_unprocessed_items_total")
+                      .Help("Items DynamoDB returned in UnprocessedItems.")
+                      .Register(r);
+  throttle_ = &BuildCounter()
+                   .Name("dynamo_batcher_throttle_events_total")
+                   .Help(
+                       "Throttling signals: whole-call throttling errors and partial "
+                       "UnprocessedItems (error=\"UnprocessedItems\").")
                    .Register(r);
-  throttle_reasons_ = &BuildCounter().Name("dynamo_batcher_throttle_reasons_total")
-                           .Help("Throttled calls by DynamoDB's ThrottlingReasons (one count per "
-                                 "reason given; \"Unspecified\" when none was, \"Other\" for "
-                                 "an unknown one).")
+  throttle_reasons_ = &BuildCounter()
+                           .Name("dynamo_batcher_throttle_reasons_total")
+                           .Help(
+                               "Throttled calls by DynamoDB's ThrottlingReasons (one count per "
+                               "reason given; \"Unspecified\" when none was, \"Other\" for "
+                               "an unknown one).")
                            .Register(r);
-  retries_ = &BuildCounter().Name("dynamo_batcher_retries_total")
+  retries_ = &BuildCounter()
+                  .Name("dynamo_batcher_retries_total")
                   .Help("Op re-sends scheduled after unprocessed items or retryable errors.")
                   .Register(r);
-  dead_lettered_ = &BuildCounter().Name("dynamo_batcher_dead_lettered_total")
-                        .Help("FAILED ops appended to the dead-letter file.").Register(r);
-  wcu_ = &BuildCounter().Name("dynamo_batcher_consumed_wcu_total")
-              .Help("Write capacity units DynamoDB reported as consumed.").Register(r);
-  http_errors_ = &BuildCounter().Name("dynamo_batcher_http_errors_total")
+  dead_lettered_ = &BuildCounter()
+                        .Name("dynamo_batcher_dead_lettered_total")
+                        .Help("FAILED ops appended to the dead-letter file.")
+                        .Register(r);
+  wcu_ = &BuildCounter()
+              .Name("dynamo_batcher_consumed_wcu_total")
+              .Help("Write capacity units DynamoDB reported as consumed.")
+              .Register(r);
+  http_errors_ = &BuildCounter()
+                      .Name("dynamo_batcher_http_errors_total")
                       .Help("Failed DynamoDB HTTP calls by class (4xx, 5xx, timeout, connection).")
                       .Register(r);
-  batch_size_ = &BuildHistogram().Name("dynamo_batcher_batch_size")
-                     .Help("Items per BatchWriteItem call.").Register(r);
-  batch_seconds_ = &BuildHistogram().Name("dynamo_batcher_batch_write_seconds")
-                        .Help("Duration of one BatchWriteItem call.").Register(r);
-  op_latency_ = &BuildHistogram().Name("dynamo_batcher_op_latency_seconds")
-                     .Help("From an op's arrival to its result.").Register(r);
-  backoff_ = &BuildHistogram().Name("dynamo_batcher_backoff_seconds")
-                  .Help("Backoff delays scheduled before retries.").Register(r);
-  queue_items_ = &BuildGauge().Name("dynamo_batcher_queue_items")
-                      .Help("Ops buffered and not yet answered, in flight excluded.").Register(r);
-  queue_bytes_ = &BuildGauge().Name("dynamo_batcher_queue_bytes")
-                      .Help("Bytes held by unanswered ops (in flight included).").Register(r);
-  queue_budget_ = &BuildGauge().Name("dynamo_batcher_queue_budget_bytes")
+  batch_size_ = &BuildHistogram()
+                     .Name("dynamo_batcher_batch_size")
+                     .Help("Items per BatchWriteItem call.")
+                     .Register(r);
+  batch_seconds_ = &BuildHistogram()
+                        .Name("dynamo_batcher_batch_write_seconds")
+                        .Help("Duration of one BatchWriteItem call.")
+                        .Register(r);
+  op_latency_ = &BuildHistogram()
+                     .Name("dynamo_batcher_op_latency_seconds")
+                     .Help("From an op's arrival to its result.")
+                     .Register(r);
+  backoff_ = &BuildHistogram()
+                  .Name("dynamo_batcher_backoff_seconds")
+                  .Help("Backoff delays scheduled before retries.")
+                  .Register(r);
+  queue_items_ = &BuildGauge()
+                      .Name("dynamo_batcher_queue_items")
+                      .Help("Ops buffered and not yet answered, in flight excluded.")
+                      .Register(r);
+  queue_bytes_ = &BuildGauge()
+                      .Name("dynamo_batcher_queue_bytes")
+                      .Help("Bytes held by unanswered ops (in flight included).")
+                      .Register(r);
+  queue_budget_ = &BuildGauge()
+                       .Name("dynamo_batcher_queue_budget_bytes")
                        .Help("Configured buffer budget per table, for alerting on queue_bytes.")
                        .Register(r);
-  rate_ = &BuildGauge().Name("dynamo_batcher_send_rate_limit")
-               .Help("Current adaptive send rate limit, items/s.").Register(r);
-  paced_keys_ = &BuildGauge().Name("dynamo_batcher_paced_keys")
-                     .Help("Partition-key values paced on their own because DynamoDB throttles "
-                           "them (hot partitions); the table rate is not lowered for them.")
+  rate_ = &BuildGauge()
+               .Name("dynamo_batcher_send_rate_limit")
+               .Help("Current adaptive send rate limit, items/s.")
+               .Register(r);
+  paced_keys_ = &BuildGauge()
+                     .Name("dynamo_batcher_paced_keys")
+                     .Help(
+                         "Partition-key values paced on their own because DynamoDB throttles "
+                         "them (hot partitions); the table rate is not lowered for them.")
                      .Register(r);
-  build_info_ = &BuildGauge().Name("dynamo_batcher_build_info")
-                     .Help("Always 1; the version label says which build runs.").Register(r);
-  credentials_ = &BuildGauge().Name("dynamo_batcher_credentials_provider")
-                      .Help("1 for the AWS credentials provider in use.").Register(r);
-  inflight_requests_ = &BuildGauge().Name("dynamo_batcher_inflight_requests")
-                            .Help("BatchWriteItem calls in flight.").Register(r).Add({});
-  active_streams_ = &BuildGauge().Name("dynamo_batcher_active_streams")
-                         .Help("Open Write streams.").Register(r).Add({});
-  ready_ = &BuildGauge().Name("dynamo_batcher_ready")
+  build_info_ = &BuildGauge()
+                     .Name("dynamo_batcher_build_info")
+                     .Help("Always 1; the version label says which build runs.")
+                     .Register(r);
+  credentials_ = &BuildGauge()
+                      .Name("dynamo_batcher_credentials_provider")
+                      .Help("1 for the AWS credentials provider in use.")
+                      .Register(r);
+  inflight_requests_ = &BuildGauge()
+                            .Name("dynamo_batcher_inflight_requests")
+                            .Help("BatchWriteItem calls in flight.")
+                            .Register(r)
+                            .Add({});
+  active_streams_ = &BuildGauge()
+                         .Name("dynamo_batcher_active_streams")
+                         .Help("Open Write streams.")
+                         .Register(r)
+                         .Add({});
+  ready_ = &BuildGauge()
+                .Name("dynamo_batcher_ready")
                 .Help("1 when the sidecar has reached DynamoDB and serves traffic.")
-                .Register(r).Add({});
+                .Register(r)
+                .Add({});
 
-  refresh_failures_ = &BuildCounter().Name("dynamo_batcher_credentials_refresh_failures_total")
-                           .Help("Failed refreshes of the AWS credentials in use (the previous "
-                                 "credentials stay in use until they expire).")
-                           .Register(r).Add({});
-  config_hash_ = &BuildGauge().Name("dynamo_batcher_config_hash")
-                      .Help("1 for the configuration in use; the hash label is the "
-                            "SHA-256 (first 16 hex digits) of its file.").Register(r);
-  config_reload_success_ = &BuildGauge().Name("dynamo_batcher_config_reload_success")
-                                .Help("1 if the last configuration load (start-up or SIGHUP) "
-                                      "succeeded, 0 if the last reload was refused.")
-                                .Register(r).Add({});
-  config_reload_time_ = &BuildGauge().Name("dynamo_batcher_config_last_reload_timestamp_seconds")
+  refresh_failures_ = &BuildCounter()
+                           .Name("dynamo_batcher_credentials_refresh_failures_total")
+                           .Help(
+                               "Failed refreshes of the AWS credentials in use (the previous "
+                               "credentials stay in use until they expire).")
+                           .Register(r)
+                           .Add({});
+  config_hash_ = &BuildGauge()
+                      .Name("dynamo_batcher_config_hash")
+                      .Help(
+                          "1 for the configuration in use; the hash label is the "
+                          "SHA-256 (first 16 hex digits) of its file.")
+                      .Register(r);
+  config_reload_success_ = &BuildGauge()
+                                .Name("dynamo_batcher_config_reload_success")
+                                .Help(
+                                    "1 if the last configuration load (start-up or SIGHUP) "
+                                    "succeeded, 0 if the last reload was refused.")
+                                .Register(r)
+                                .Add({});
+  config_reload_time_ = &BuildGauge()
+                             .Name("dynamo_batcher_config_last_reload_timestamp_seconds")
                              .Help("Unix time of the last successful configuration load.")
-                             .Register(r).Add({});
-  config_reloads_ = &BuildCounter().Name("dynamo_batcher_config_reloads_total")
-                         .Help("SIGHUP reloads by result (success, failure).").Register(r);
+                             .Register(r)
+                             .Add({});
+  config_reloads_ = &BuildCounter()
+                         .Name("dynamo_batcher_config_reloads_total")
+                         .Help("SIGHUP reloads by result (success, failure).")
+                         .Register(r);
   for (const auto& t : tables) {
     Table m;
     m.received_put = &received_->Add({{"table", t}, {"op", "put"}});
@@ -281,10 +345,11 @@ absl::StatusOr<std::string> ListeningPort(const std::string& listen) {
   if (rc != 0 || res == nullptr) {
     in6_addr v6{};
     if (!ipv6 && inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "metrics_listen: ", listen, " is an IPv6 address, and the HTTP server library "
-          "(civetweb) of this build has no IPv6 support; use an IPv4 address such as "
-          "0.0.0.0 or 127.0.0.1"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("metrics_listen: ", listen,
+                       " is an IPv6 address, and the HTTP server library "
+                       "(civetweb) of this build has no IPv6 support; use an IPv4 address such as "
+                       "0.0.0.0 or 127.0.0.1"));
     }
     return absl::InvalidArgumentError(
         absl::StrCat("metrics_listen: cannot resolve ", listen, ": ", gai_strerror(rc)));
@@ -314,8 +379,8 @@ void SendResponse(mg_connection* conn, int status, const char* content_type,
 }  // namespace
 
 MetricsHttpServer::MetricsHttpServer(std::shared_ptr<prometheus::Registry> registry,
-                                     std::function<bool()> ready,
-                                     std::function<bool()> live, Options options)
+                                     std::function<bool()> ready, std::function<bool()> live,
+                                     Options options)
     : registry_(std::move(registry)),
       ready_(std::move(ready)),
       live_(std::move(live)),
@@ -340,14 +405,22 @@ absl::Status MetricsHttpServer::Start(const std::string& listen) {
   // a precise 431 from Handle(); beyond it civetweb answers 400 and closes.
   const std::string max_request = std::to_string(2 * options_.max_request_bytes);
   // No document_root: civetweb serves no files. One request per connection.
-  const char* config[] = {"listening_ports",    ports->c_str(),
-                          "num_threads",        threads.c_str(),
-                          "connection_queue",   queue.c_str(),
-                          "listen_backlog",     "128",
-                          "request_timeout_ms", timeout.c_str(),
-                          "max_request_size",   max_request.c_str(),
-                          "enable_keep_alive",  "no",
-                          "linger_timeout_ms",  "500",
+  const char* config[] = {"listening_ports",
+                          ports->c_str(),
+                          "num_threads",
+                          threads.c_str(),
+                          "connection_queue",
+                          queue.c_str(),
+                          "listen_backlog",
+                          "128",
+                          "request_timeout_ms",
+                          timeout.c_str(),
+                          "max_request_size",
+                          max_request.c_str(),
+                          "enable_keep_alive",
+                          "no",
+                          "linger_timeout_ms",
+                          "500",
                           nullptr};
   mg_callbacks callbacks{};
   callbacks.begin_request = &MetricsHttpServer::OnRequest;

@@ -175,11 +175,10 @@ class MetricsHttpServer {
     int max_request_bytes = 8192;
   };
 
-  MetricsHttpServer(std::shared_ptr<prometheus::Registry> registry,
-                    std::function<bool()> ready, std::function<bool()> live,
-                    Options options);
-  MetricsHttpServer(std::shared_ptr<prometheus::Registry> registry,
-                    std::function<bool()> ready, std::function<bool()> live)
+  MetricsHttpServer(std::shared_ptr<prometheus::Registry> registry, std::function<bool()> ready,
+                    std::function<bool()> live, Options options);
+  MetricsHttpServer(std::shared_ptr<prometheus::Registry> registry, std::function<bool()> ready,
+                    std::function<bool()> live)
       : MetricsHttpServer(std::move(registry), std::move(ready), std::move(live), Options()) {}
   ~MetricsHttpServer();
   MetricsHttpServer(const MetricsHttpServer&) = delete;

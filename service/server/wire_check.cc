@@ -9,16 +9,16 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/stubs/common.h"
 #include "google/protobuf/stubs/logging.h"
-#include "service/common/log.h"
 #include "google/protobuf/wire_format_lite.h"
+#include "service/common/log.h"
 
 namespace dynamo_batcher {
 namespace {
 
 using google::protobuf::Descriptor;
 using google::protobuf::FieldDescriptor;
-using google::protobuf::io::CodedInputStream;
 using google::protobuf::internal::WireFormatLite;
+using google::protobuf::io::CodedInputStream;
 
 // protobuf's default recursion limit is 100 nested messages; reporting a bit
 // below it keeps the diagnosis on the safe side of the parser's own count.
@@ -100,7 +100,8 @@ bool Walk(const Descriptor* type, CodedInputStream* in, int depth, const std::st
           }
           if (!google::protobuf::internal::IsStructurallyValidUTF8(s.data(),
                                                                    static_cast<int>(s.size()))) {
-            *why = absl::StrCat(at, ": invalid UTF-8 in a string field (use valid UTF-8; "
+            *why = absl::StrCat(at,
+                                ": invalid UTF-8 in a string field (use valid UTF-8; "
                                 "binary data belongs in a bytes field)");
             return false;
           }
@@ -145,12 +146,11 @@ std::string DiagnoseParseFailure(const Descriptor* type, absl::string_view bytes
   return "malformed protobuf wire data";
 }
 
-bool ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* out,
-                  std::string* why) {
+bool ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* out, std::string* why) {
   const std::string bytes = Flatten(raw);
   if (out->ParseFromString(bytes)) return true;
-  *why = absl::StrCat(out->GetDescriptor()->name(), " does not parse: ",
-                      DiagnoseParseFailure(out->GetDescriptor(), bytes));
+  *why = absl::StrCat(out->GetDescriptor()->name(),
+                      " does not parse: ", DiagnoseParseFailure(out->GetDescriptor(), bytes));
   return false;
 }
 
@@ -179,8 +179,8 @@ void RouteProtobufLogs() {
   google::protobuf::SetLogHandler([](google::protobuf::LogLevel level, const char* filename,
                                      int line, const std::string& message) {
     LogRateLimited(level >= google::protobuf::LOGLEVEL_ERROR ? LogLevel::kWarn : LogLevel::kInfo,
-                   absl::StrCat("protobuf/", filename, ":", line), absl::Seconds(10),
-                   "protobuf", {{"message", message}});
+                   absl::StrCat("protobuf/", filename, ":", line), absl::Seconds(10), "protobuf",
+                   {{"message", message}});
   });
 }
 

@@ -17,15 +17,13 @@ namespace dynamo_batcher {
 //
 // Returns true with `*out` filled, or false with `*why` set, e.g.
 // `ops[3].put.attributes[0].value.s: invalid UTF-8 in a string field`.
-bool ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* out,
-                  std::string* why);
+bool ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* out, std::string* why);
 
 // Explains why `bytes` does not parse as `type`: the path of the first field
 // that breaks a rule protobuf's parser enforces (invalid UTF-8 in a string
 // field, nesting deeper than the parser's recursion limit, malformed wire
 // data). Returns a generic description when no rule is found. Pure function.
-std::string DiagnoseParseFailure(const google::protobuf::Descriptor* type,
-                                 absl::string_view bytes);
+std::string DiagnoseParseFailure(const google::protobuf::Descriptor* type, absl::string_view bytes);
 
 // `s` made safe to echo in an error message: at most `max_bytes` bytes of it
 // (cut on a UTF-8 boundary, with the full length noted), control characters,

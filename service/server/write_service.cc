@@ -10,10 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "prometheus/counter.h"
 #include "service/codec/codec.h"
 #include "service/common/log.h"
 #include "service/server/wire_check.h"
-#include "prometheus/counter.h"
 
 namespace dynamo_batcher {
 namespace v1 = ::dynamobatcher::v1;
@@ -21,10 +21,18 @@ namespace v1 = ::dynamobatcher::v1;
 void ToProto(const OpResult& r, v1::WriteResult* out) {
   out->set_id(r.op.id);
   switch (r.outcome) {
-    case Outcome::kWritten: out->set_outcome(v1::WRITTEN); break;
-    case Outcome::kCoalesced: out->set_outcome(v1::COALESCED); break;
-    case Outcome::kFailed: out->set_outcome(v1::FAILED); break;
-    case Outcome::kRejected: out->set_outcome(v1::REJECTED); break;
+    case Outcome::kWritten:
+      out->set_outcome(v1::WRITTEN);
+      break;
+    case Outcome::kCoalesced:
+      out->set_outcome(v1::COALESCED);
+      break;
+    case Outcome::kFailed:
+      out->set_outcome(v1::FAILED);
+      break;
+    case Outcome::kRejected:
+      out->set_outcome(v1::REJECTED);
+      break;
   }
   if (!r.error_code.empty()) out->set_error_code(r.error_code);
   if (!r.message.empty()) out->set_message(r.message);
@@ -49,11 +57,10 @@ void Reject(v1::WriteResult* out, const v1::WriteOp& op, const std::string& code
 // and every op it submitted holds one (as its ResultSink) until answered, so
 // late results never touch freed memory. Ops still waiting for budget when
 // the stream ends are dropped (never submitted), so they hold no reference.
-class WriteReactor final
-    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
-      public ResultSink,
-      public WriteBatcherService::DrainListener,
-      public std::enable_shared_from_this<WriteReactor> {
+class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+                           public ResultSink,
+                           public WriteBatcherService::DrainListener,
+                           public std::enable_shared_from_this<WriteReactor> {
  public:
   WriteReactor(WriteBatcherService* service, grpc::CallbackServerContext* context)
       : service_(service), context_(context) {}
@@ -89,8 +96,7 @@ class WriteReactor final
       service_->CountInvalidMessage("Write");
       {
         absl::MutexLock lock(&mu_);
-        invalid_ = absl::StrCat("WriteRequest message ", messages_read_,
-                                " of this stream: ", why,
+        invalid_ = absl::StrCat("WriteRequest message ", messages_read_, " of this stream: ", why,
                                 "; earlier messages were answered, later ones not read");
       }
       StopReading();
@@ -221,8 +227,9 @@ class WriteReactor final
       for (const auto& op : request_.ops()) {
         rejected.emplace_back();
         Reject(&rejected.back(), op, "TooManyOps", msg);
-        service_->metrics()->Rejected(engine->TableIndex(op.table()) >= 0 ? op.table() : "",
-                                      "TooManyOps").Increment();
+        service_->metrics()
+            ->Rejected(engine->TableIndex(op.table()) >= 0 ? op.table() : "", "TooManyOps")
+            .Increment();
       }
     } else {
       const std::shared_ptr<WriteReactor> self = shared_from_this();
@@ -285,10 +292,10 @@ class WriteReactor final
     }
     for (int t : wait) {
       std::weak_ptr<WriteReactor> weak = weak_from_this();
-      auto ticket = engine->ReserveAsync(t, group_bytes[t], absl::InfiniteFuture(),
-                                         [weak, t](bool ok) {
-                                           if (auto self = weak.lock()) self->OnReserved(t, ok);
-                                         });
+      auto ticket =
+          engine->ReserveAsync(t, group_bytes[t], absl::InfiniteFuture(), [weak, t](bool ok) {
+            if (auto self = weak.lock()) self->OnReserved(t, ok);
+          });
       absl::MutexLock lock(&mu_);
       // Once every group was reserved, the next message may already be in
       // waiting_: its groups are not this ticket's.
@@ -508,16 +515,14 @@ class WriteReactor final
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class RefusingReactor final
-    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+class RefusingReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   explicit RefusingReactor(grpc::Status status) { Finish(std::move(status)); }
   void OnDone() override { delete this; }
 };
 
 // Finishes a unary call and counts it out of WriteBatcherService::idle().
-void FinishUnary(grpc::ServerUnaryReactor* reactor, std::atomic<int>* calls,
-                 grpc::Status status) {
+void FinishUnary(grpc::ServerUnaryReactor* reactor, std::atomic<int>* calls, grpc::Status status) {
   reactor->Finish(std::move(status));
   calls->fetch_sub(1);
 }
@@ -525,8 +530,7 @@ void FinishUnary(grpc::ServerUnaryReactor* reactor, std::atomic<int>* calls,
 // Answers one unary Put/Delete once its result arrives.
 class UnarySink final : public ResultSink {
  public:
-  UnarySink(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* response,
-            std::atomic<int>* calls)
+  UnarySink(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* response, std::atomic<int>* calls)
       : reactor_(reactor), response_(response), calls_(calls) {}
   void Deliver(OpResult result) override {
     v1::WriteResult out;
@@ -547,9 +551,10 @@ WriteBatcherService::WriteBatcherService(Engine* engine, Metrics* metrics, Servi
     : engine_(engine), metrics_(metrics), limits_(limits) {
   invalid_messages_ = &prometheus::BuildCounter()
                            .Name("dynamo_batcher_invalid_messages_total")
-                           .Help("gRPC request messages that did not parse (invalid UTF-8, "
-                                 "nesting too deep, malformed); the stream or call ends "
-                                 "with INVALID_ARGUMENT")
+                           .Help(
+                               "gRPC request messages that did not parse (invalid UTF-8, "
+                               "nesting too deep, malformed); the stream or call ends "
+                               "with INVALID_ARGUMENT")
                            .Register(*metrics_->registry());
   for (const char* rpc : {"Write", "Put", "Delete", "Flush"}) {
     invalid_messages_->Add({{"rpc", rpc}});
@@ -613,8 +618,8 @@ bool WriteBatcherService::PrepareOp(const v1::WriteOp& wire, absl::Time now, int
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* WriteBatcherService::Write(
     grpc::CallbackServerContext* context) {
   if (draining_.load()) {
-    return new RefusingReactor(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                            "dynamo-batcher is draining (shutting down)"));
+    return new RefusingReactor(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "dynamo-batcher is draining (shutting down)"));
   }
   if (active_streams_.fetch_add(1) >= limits_.max_streams) {
     active_streams_.fetch_sub(1);
@@ -626,8 +631,8 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* WriteBatcherService
   auto reactor = std::make_shared<WriteReactor>(this, context);
   if (!AddStream(reactor)) {  // the drain began since the check above
     active_streams_.fetch_sub(1);
-    return new RefusingReactor(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                            "dynamo-batcher is draining (shutting down)"));
+    return new RefusingReactor(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "dynamo-batcher is draining (shutting down)"));
   }
   reactor->Begin();
   // A BeginDrain between AddStream and Begin found no read to abandon.
@@ -637,16 +642,16 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* WriteBatcherService
 
 bool WriteBatcherService::AdmitUnary(grpc::ServerUnaryReactor* reactor) {
   if (draining_.load()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                 "dynamo-batcher is draining (shutting down)"));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "dynamo-batcher is draining (shutting down)"));
     return false;
   }
   if (unary_calls_.fetch_add(1) >= limits_.max_unary_calls) {
     unary_calls_.fetch_sub(1);
-    reactor->Finish(grpc::Status(
-        grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("too many concurrent unary calls (server.max_unary_calls = ",
-                     limits_.max_unary_calls, "); use a Write stream for many ops")));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     absl::StrCat("too many concurrent unary calls (server.max_unary_calls = ",
+                                  limits_.max_unary_calls, "); use a Write stream for many ops")));
     return false;
   }
   return true;
@@ -735,10 +740,10 @@ grpc::ServerUnaryReactor* WriteBatcherService::Flush(grpc::CallbackServerContext
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (unary_calls_.fetch_add(1) >= limits_.max_unary_calls) {
     unary_calls_.fetch_sub(1);
-    reactor->Finish(grpc::Status(
-        grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("too many concurrent unary calls (server.max_unary_calls = ",
-                     limits_.max_unary_calls, ")")));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     absl::StrCat("too many concurrent unary calls (server.max_unary_calls = ",
+                                  limits_.max_unary_calls, ")")));
     return reactor;
   }
   v1::FlushRequest flush;
@@ -752,11 +757,11 @@ grpc::ServerUnaryReactor* WriteBatcherService::Flush(grpc::CallbackServerContext
   if (!flush.table().empty()) {
     table = engine_->TableIndex(flush.table());
     if (table < 0) {
-      FinishUnary(reactor, &unary_calls_,
-                  grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                               absl::StrCat("FlushRequest.table: \"",
-                                            EscapeForMessage(flush.table()),
-                                            "\" is not a configured table of this sidecar")));
+      FinishUnary(
+          reactor, &unary_calls_,
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       absl::StrCat("FlushRequest.table: \"", EscapeForMessage(flush.table()),
+                                    "\" is not a configured table of this sidecar")));
       return reactor;
     }
   }

@@ -17,9 +17,9 @@ namespace dynamo_batcher {
 // The WriteBatcher gRPC service on the callback (reactor) API: no thread is
 // held by a slow stream. Requests arrive as raw bytes and are parsed here, so
 // a message that does not parse ends its stream (or call) with
-// INVALID_ARGUMENT naming the field, instead of looking like a half-close. Each op is validated and encoded on arrival (bad ops
-// get REJECTED at once, the others go on), then handed to the Engine; results
-// flow back on the same stream in any order.
+// INVALID_ARGUMENT naming the field, instead of looking like a half-close. Each op is validated and
+// encoded on arrival (bad ops get REJECTED at once, the others go on), then handed to the Engine;
+// results flow back on the same stream in any order.
 //
 // Backpressure: when the buffer budget is full, a stream stops reading (gRPC
 // flow control pushes back on the client) and a unary call waits up to its
@@ -104,8 +104,8 @@ class WriteBatcherService final : public RawWriteBatcherService {
  private:
   // `reactor` is the call's DefaultReactor (which may be taken only once).
   grpc::ServerUnaryReactor* Single(grpc::CallbackServerContext* context,
-                                   grpc::ServerUnaryReactor* reactor,
-                                   dynamobatcher::v1::WriteOp op, grpc::ByteBuffer* response);
+                                   grpc::ServerUnaryReactor* reactor, dynamobatcher::v1::WriteOp op,
+                                   grpc::ByteBuffer* response);
   // Admits a unary call under max_unary_calls; false: `reactor` was finished.
   bool AdmitUnary(grpc::ServerUnaryReactor* reactor);
 

@@ -63,7 +63,8 @@ int PortAfter(const std::string& line, const std::string& key) {
   auto colon = line.find("127.0.0.1:", k);
   if (colon == std::string::npos) return 0;
   std::string digits;
-  for (size_t i = colon + 10; i < line.size() && isdigit(static_cast<unsigned char>(line[i])); ++i) {
+  for (size_t i = colon + 10; i < line.size() && isdigit(static_cast<unsigned char>(line[i]));
+       ++i) {
     digits += line[i];
   }
   int port = 0;
@@ -172,15 +173,31 @@ TEST_F(ImageTest, RunsAsNonRootWritesAnswersHealthAndDrainsOnSigterm) {
   // The image's baked-in config (/etc/dynamo-batcher/config.yaml): table
   // `events`, dead-letter file on the volume. Only what differs on a shared
   // host network comes from the environment: loopback, free ports, dynalite.
-  std::vector<std::string> argv = {
-      "buildah", "run", "--isolation", "chroot", "--network", "host", "--user", "65532:65532",
-      "--env", "DYNAMO_BATCHER_LISTEN=127.0.0.1:0",
-      "--env", "DYNAMO_BATCHER_METRICS_LISTEN=127.0.0.1:0",
-      "--env", absl::StrCat("DYNAMO_BATCHER_ENDPOINT=", ddb->endpoint()),
-      "--env", "DYNAMO_BATCHER_REGION=us-east-1",
-      "--env", "AWS_ACCESS_KEY_ID=local", "--env", "AWS_SECRET_ACCESS_KEY=local",
-      container_, "--", "/usr/local/bin/dynamo-batcher", "--config",
-      "/etc/dynamo-batcher/config.yaml"};
+  std::vector<std::string> argv = {"buildah",
+                                   "run",
+                                   "--isolation",
+                                   "chroot",
+                                   "--network",
+                                   "host",
+                                   "--user",
+                                   "65532:65532",
+                                   "--env",
+                                   "DYNAMO_BATCHER_LISTEN=127.0.0.1:0",
+                                   "--env",
+                                   "DYNAMO_BATCHER_METRICS_LISTEN=127.0.0.1:0",
+                                   "--env",
+                                   absl::StrCat("DYNAMO_BATCHER_ENDPOINT=", ddb->endpoint()),
+                                   "--env",
+                                   "DYNAMO_BATCHER_REGION=us-east-1",
+                                   "--env",
+                                   "AWS_ACCESS_KEY_ID=local",
+                                   "--env",
+                                   "AWS_SECRET_ACCESS_KEY=local",
+                                   container_,
+                                   "--",
+                                   "/usr/local/bin/dynamo-batcher",
+                                   "--config",
+                                   "/etc/dynamo-batcher/config.yaml"};
   ChildProcess run(argv, dir + "/image-sidecar.log");
   auto log = run.WaitForLog("dynamo-batcher listening", absl::Seconds(60));
   ASSERT_TRUE(log.ok()) << log.status() << "\n" << run.ReadLog();
@@ -224,7 +241,8 @@ TEST_F(ImageTest, RunsAsNonRootWritesAnswersHealthAndDrainsOnSigterm) {
     v1::WriteResponse resp;
     while (stream->Read(&resp)) {
       for (const auto& r : resp.results()) {
-        EXPECT_EQ(r.outcome(), v1::WRITTEN) << r.id() << " " << r.error_code() << " " << r.message();
+        EXPECT_EQ(r.outcome(), v1::WRITTEN)
+            << r.id() << " " << r.error_code() << " " << r.message();
         written.insert(r.id());
       }
     }
@@ -251,7 +269,8 @@ TEST_F(ImageTest, RunsAsNonRootWritesAnswersHealthAndDrainsOnSigterm) {
     v1::WriteResponse resp;
     while (stream->Read(&resp)) {
       for (const auto& r : resp.results()) {
-        EXPECT_EQ(r.outcome(), v1::WRITTEN) << r.id() << " " << r.error_code() << " " << r.message();
+        EXPECT_EQ(r.outcome(), v1::WRITTEN)
+            << r.id() << " " << r.error_code() << " " << r.message();
         if (r.outcome() == v1::WRITTEN) written_late.insert(r.id());
       }
     }

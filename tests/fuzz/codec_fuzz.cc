@@ -51,8 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Check(!out.key.empty());
       Check(!out.request_json.empty());
       Check(out.item_size <= dynamo_batcher::kMaxItemBytes);
-      Check(out.item_size == dynamo_batcher::ItemSize(
-                                 out.is_delete ? op.delete_key() : op.put()));
+      Check(out.item_size == dynamo_batcher::ItemSize(out.is_delete ? op.delete_key() : op.put()));
       std::string body;
       dynamo_batcher::BuildBatchWriteBody("events", {&out.request_json}, &body);
       Check(body.size() > out.request_json.size());
@@ -66,8 +65,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<std::string> canonical = dynamo_batcher::CanonicalNumber(raw);
   if (canonical.ok()) {
     // Canonical form is a fixed point.
-    absl::StatusOr<std::string> again =
-        dynamo_batcher::CanonicalNumber(*canonical);
+    absl::StatusOr<std::string> again = dynamo_batcher::CanonicalNumber(*canonical);
     Check(again.ok() && *again == *canonical);
   }
 

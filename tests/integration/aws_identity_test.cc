@@ -97,21 +97,27 @@ class AwsIdentityTest : public ::testing::Test {
 
   // The sidecar's config; `credentials` is a YAML line or "".
   std::string Config(const std::string& credentials) const {
-    return absl::StrCat(
-        "dynamodb:\n  region: us-east-1\n  endpoint: ", moto_.url(), "\n", credentials,
-        "tables:\n  - name: events\n    partition_key: {name: pk, type: S}\n"
-        "batching:\n  linger: 5ms\n"
-        "retry:\n  base: 10ms\n  cap: 200ms\n  max_attempts: 5\n");
+    return absl::StrCat("dynamodb:\n  region: us-east-1\n  endpoint: ", moto_.url(), "\n",
+                        credentials,
+                        "tables:\n  - name: events\n    partition_key: {name: pk, type: S}\n"
+                        "batching:\n  linger: 5ms\n"
+                        "retry:\n  base: 10ms\n  cap: 200ms\n  max_attempts: 5\n");
   }
 
   // Environment that hides the machine's own AWS settings from the sidecar
   // (and keeps it away from the real link-local IMDS address).
   std::vector<std::string> BaseEnv() const {
-    return {"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=",
-            "AWS_ROLE_ARN=", "AWS_WEB_IDENTITY_TOKEN_FILE=",
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI=", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=",
-            "AWS_PROFILE=", "AWS_SHARED_CREDENTIALS_FILE=" + dir_ + "/none",
-            "AWS_CONFIG_FILE=" + dir_ + "/none", "HOME=" + dir_,
+    return {"AWS_ACCESS_KEY_ID=",
+            "AWS_SECRET_ACCESS_KEY=",
+            "AWS_SESSION_TOKEN=",
+            "AWS_ROLE_ARN=",
+            "AWS_WEB_IDENTITY_TOKEN_FILE=",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI=",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=",
+            "AWS_PROFILE=",
+            "AWS_SHARED_CREDENTIALS_FILE=" + dir_ + "/none",
+            "AWS_CONFIG_FILE=" + dir_ + "/none",
+            "HOME=" + dir_,
             "AWS_EC2_METADATA_DISABLED=true"};
   }
 
@@ -143,8 +149,8 @@ class AwsIdentityTest : public ::testing::Test {
   std::vector<std::string> Scan() {
     const std::string out_path = dir_ + "/scan.out";
     const std::string cmd =
-        absl::StrCat(Python(), " ", Standins(), " scan --endpoint ", moto_.url(), " --creds ",
-                     dir_, "/moto.json --table events > ", out_path, " 2>&1");
+        absl::StrCat(Python(), " ", Standins(), " scan --endpoint ", moto_.url(), " --creds ", dir_,
+                     "/moto.json --table events > ", out_path, " 2>&1");
     EXPECT_EQ(std::system(cmd.c_str()), 0) << ReadFile(out_path);
     std::vector<std::string> items;
     std::ifstream in(out_path);
@@ -172,22 +178,20 @@ class AwsIdentityTest : public ::testing::Test {
 };
 
 TEST_F(AwsIdentityTest, ConfigKeysAreVerifiedAndWritesSucceed) {
-  auto sidecar = StartSidecar(
-      dir_,
-      Config(absl::StrCat("  credentials: {access_key_id: ", key_id_, ", secret_access_key: \"",
-                          secret_, "\"}\n")),
-      BaseEnv());
+  auto sidecar = StartSidecar(dir_,
+                              Config(absl::StrCat("  credentials: {access_key_id: ", key_id_,
+                                                  ", secret_access_key: \"", secret_, "\"}\n")),
+                              BaseEnv());
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   ExpectWrittenAndReadBack(*sidecar, "config-");
   EXPECT_THAT(ReadFile(sidecar->process->log_path()), HasSubstr("\"credentials\":\"config\""));
 }
 
 TEST_F(AwsIdentityTest, WrongSecretFailsFastWithTheServicesError) {
-  auto sidecar = StartSidecar(
-      dir_,
-      Config(absl::StrCat("  credentials: {access_key_id: ", key_id_,
-                          ", secret_access_key: wrong-secret}\n")),
-      BaseEnv());
+  auto sidecar = StartSidecar(dir_,
+                              Config(absl::StrCat("  credentials: {access_key_id: ", key_id_,
+                                                  ", secret_access_key: wrong-secret}\n")),
+                              BaseEnv());
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   const absl::Time start = absl::Now();
   auto results = PutItems(*sidecar, 2, "bad-");
@@ -234,9 +238,9 @@ TEST_F(AwsIdentityTest, WebIdentityAssumesTheRoleThroughStsThenWrites) {
 }
 
 TEST_F(AwsIdentityTest, ContainerCredentialsEndpointWithTokenFile) {
-  auto container = StartStandin(dir_, "container",
-                                {"container", "--creds", dir_ + "/moto.json", "--auth-token",
-                                 "Bearer pod-identity-token"});
+  auto container = StartStandin(
+      dir_, "container",
+      {"container", "--creds", dir_ + "/moto.json", "--auth-token", "Bearer pod-identity-token"});
   ASSERT_TRUE(container.ok()) << container.status();
   std::ofstream(dir_ + "/auth-token") << "Bearer pod-identity-token\n";
   std::vector<std::string> env = BaseEnv();
@@ -261,7 +265,8 @@ TEST_F(AwsIdentityTest, ImdsV2TokenFlowThenWrites) {
   ExpectWrittenAndReadBack(*sidecar, "imds-");
   const std::string log = imds->process->ReadLog();
   EXPECT_THAT(log, HasSubstr("PUT /latest/api/token ttl=21600"));
-  EXPECT_THAT(log, HasSubstr("GET /latest/meta-data/iam/security-credentials/writer-role token=ok"));
+  EXPECT_THAT(log,
+              HasSubstr("GET /latest/meta-data/iam/security-credentials/writer-role token=ok"));
   EXPECT_THAT(log, ::testing::Not(HasSubstr("token=missing")));
 }
 
@@ -294,9 +299,8 @@ TEST_F(AwsIdentityTest, FailingStsNeverDowngradesToAWeakerIdentity) {
   // the sidecar must keep to web identity, stay NOT_SERVING and write
   // nothing, rather than start as the profile.
   std::ofstream(dir_ + "/jwt") << "eyJhbGciOiJSUzI1NiJ9.test.token\n";
-  std::ofstream(dir_ + "/credentials")
-      << "[default]\naws_access_key_id = " << key_id_ << "\naws_secret_access_key = " << secret_
-      << "\n";
+  std::ofstream(dir_ + "/credentials") << "[default]\naws_access_key_id = " << key_id_
+                                       << "\naws_secret_access_key = " << secret_ << "\n";
   std::vector<std::string> env = BaseEnv();
   env.push_back("AWS_SHARED_CREDENTIALS_FILE=" + dir_ + "/credentials");
   env.push_back("AWS_ROLE_ARN=" + role_arn_);
@@ -315,7 +319,8 @@ TEST_F(AwsIdentityTest, FailingStsNeverDowngradesToAWeakerIdentity) {
   EXPECT_EQ(results[0].outcome(), v1::FAILED);
   EXPECT_THAT(results[0].message(), HasSubstr("CredentialsUnavailable"));
   long status = 0;
-  auto ready = HttpGet(absl::StrCat("http://127.0.0.1:", sidecar->metrics_port, "/readyz"), &status);
+  auto ready =
+      HttpGet(absl::StrCat("http://127.0.0.1:", sidecar->metrics_port, "/readyz"), &status);
   EXPECT_NE(status, 200) << (ready.ok() ? *ready : ready.status().ToString());
   EXPECT_TRUE(Scan().empty()) << "nothing written with the profile's keys";
   EXPECT_THAT(moto_.process->ReadLog(), ::testing::Not(HasSubstr("BatchWriteItem auth=on")));
@@ -324,9 +329,8 @@ TEST_F(AwsIdentityTest, FailingStsNeverDowngradesToAWeakerIdentity) {
 TEST_F(AwsIdentityTest, InvalidContainerCredentialsUriStopsStartUp) {
   // Formerly skipped (and the chain moved on); a name that merely starts
   // with "127." is not loopback.
-  std::ofstream(dir_ + "/credentials")
-      << "[default]\naws_access_key_id = " << key_id_ << "\naws_secret_access_key = " << secret_
-      << "\n";
+  std::ofstream(dir_ + "/credentials") << "[default]\naws_access_key_id = " << key_id_
+                                       << "\naws_secret_access_key = " << secret_ << "\n";
   const std::string config_path = dir_ + "/c.yaml";
   std::ofstream(config_path) << "listen: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n" << Config("");
   std::vector<std::string> env = BaseEnv();

@@ -71,8 +71,8 @@ std::map<std::string, double> StatsRow(const std::string& output, const std::str
 class Batchctl : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = TestDir(absl::StrCat(
-        "batchctl-", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    dir_ = TestDir(
+        absl::StrCat("batchctl-", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
     auto d = StartDynalite(dir_);
     ASSERT_TRUE(d.ok()) << d.status();
     dynalite_ = std::move(*d);
@@ -140,8 +140,8 @@ TEST_F(Batchctl, LoadOfFiftyThousandLinesLeavesLastWritePerKey) {
         absl::StrAppend(&file, R"({"table":"users","delete":{"id":{"S":")", id, "\"}}}\n");
         want_users.erase(id);
       } else {
-        absl::StrAppend(&file, R"({"table":"users","put":{"id":{"S":")", id,
-                        R"("},"v":{"S":")", value, R"("},"tags":{"SS":["a","b"]}}})", "\n");
+        absl::StrAppend(&file, R"({"table":"users","put":{"id":{"S":")", id, R"("},"v":{"S":")",
+                        value, R"("},"tags":{"SS":["a","b"]}}})", "\n");
         want_users[id] = value;
       }
     }
@@ -200,13 +200,17 @@ TEST_F(Batchctl, ReplayOfDeadLetterFileWritesTheRows) {
 }
 
 TEST_F(Batchctl, LoadExitsOneWhenSomeOpsAreRejected) {
-  const std::string file =
-      R"({"table":"users","put":{"id":{"S":"good-1"},"v":{"S":"a"}}})" "\n"
-      R"({"table":"no_such_table","put":{"id":{"S":"x"}}})" "\n"
-      R"({"table":"users","put":{"id":{"N":"5"},"v":{"S":"wrong key type"}}})" "\n"
-      R"({"table":"events","put":{"pk":{"S":"no sort key"}}})" "\n"
-      "this line is not JSON\n"
-      R"({"table":"users","put":{"id":{"S":"good-2"},"v":{"S":"b"}}})" "\n";
+  const std::string file = R"({"table":"users","put":{"id":{"S":"good-1"},"v":{"S":"a"}}})"
+                           "\n"
+                           R"({"table":"no_such_table","put":{"id":{"S":"x"}}})"
+                           "\n"
+                           R"({"table":"users","put":{"id":{"N":"5"},"v":{"S":"wrong key type"}}})"
+                           "\n"
+                           R"({"table":"events","put":{"pk":{"S":"no sort key"}}})"
+                           "\n"
+                           "this line is not JSON\n"
+                           R"({"table":"users","put":{"id":{"S":"good-2"},"v":{"S":"b"}}})"
+                           "\n";
   const std::string path = WriteFile("mixed.jsonl", file);
   Run run = RunBatchctl({"load", "--quiet", path}, "load");
   EXPECT_EQ(run.exit_code, 1) << run.output;
@@ -224,10 +228,11 @@ TEST_F(Batchctl, LoadExitsOneWhenSomeOpsAreRejected) {
   EXPECT_EQ(*users, (std::map<std::string, std::string>{{"good-1", "a"}, {"good-2", "b"}}));
 
   // A clean file exits 0; `put` of a rejected item exits 1 too.
-  Run clean = RunBatchctl(
-      {"load", "--quiet",
-       WriteFile("clean.jsonl", R"({"table":"users","put":{"id":{"S":"good-3"}}})" "\n")},
-      "clean");
+  Run clean =
+      RunBatchctl({"load", "--quiet",
+                   WriteFile("clean.jsonl", R"({"table":"users","put":{"id":{"S":"good-3"}}})"
+                                            "\n")},
+                  "clean");
   EXPECT_EQ(clean.exit_code, 0) << clean.output;
   Run bad_put = RunBatchctl({"put", "users", "id:N=3"}, "bad_put");
   EXPECT_EQ(bad_put.exit_code, 1) << bad_put.output;
@@ -237,8 +242,8 @@ TEST_F(Batchctl, LoadExitsOneWhenSomeOpsAreRejected) {
 TEST_F(Batchctl, StatsPrintsPerTableNumbersOfTheLiveSidecar) {
   std::string file;
   for (int i = 0; i < 40; ++i) {
-    absl::StrAppend(&file, R"({"table":"events","put":{"pk":{"S":"p)", i,
-                    R"("},"sk":{"N":"0"}}})", "\n");
+    absl::StrAppend(&file, R"({"table":"events","put":{"pk":{"S":"p)", i, R"("},"sk":{"N":"0"}}})",
+                    "\n");
   }
   for (int i = 0; i < 20; ++i) {
     absl::StrAppend(&file, R"({"table":"users","put":{"id":{"S":"u)", i, R"("}}})", "\n");

@@ -32,8 +32,11 @@ using ::testing::HasSubstr;
 // until a Flush (or 25 items of one table are buffered).
 std::string Config(const std::string& endpoint, const std::string& linger,
                    const std::string& listen = "") {
-  return SidecarConfig(endpoint).Listen(listen).Table("events", "pk").Table("users", "id").Linger(
-      linger);
+  return SidecarConfig(endpoint)
+      .Listen(listen)
+      .Table("events", "pk")
+      .Table("users", "id")
+      .Linger(linger);
 }
 
 // Table contents as key -> value of attribute `v` (S), or "<no v>".
@@ -50,8 +53,7 @@ absl::StatusOr<std::map<std::string, std::string>> ReadTable(const std::string& 
       return absl::InternalError(absl::StrCat("bad scan line: ", line));
     }
     std::string key = d[key_attr.c_str()]["S"].GetString();
-    std::string v = d.HasMember("v") && d["v"].HasMember("S") ? d["v"]["S"].GetString()
-                                                              : "<no v>";
+    std::string v = d.HasMember("v") && d["v"].HasMember("S") ? d["v"]["S"].GetString() : "<no v>";
     out[key] = v;
   }
   return out;
@@ -64,8 +66,8 @@ bool Ready(std::future<WriteOutcome>& f, absl::Duration wait = absl::ZeroDuratio
 class ClientIntegration : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = TestDir(absl::StrCat("client-",
-                                ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    dir_ = TestDir(
+        absl::StrCat("client-", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
     auto d = StartDynalite(dir_);
     ASSERT_TRUE(d.ok()) << d.status();
     dynalite_ = std::move(*d);
@@ -339,10 +341,9 @@ TEST_F(ClientIntegration, SidecarRestartMidFlightLosesNothingAndDoublesNothing) 
   Client::Stats s = client->stats();
   EXPECT_GE(s.reconnects, 1u);
   EXPECT_EQ(s.ops_resolved, static_cast<uint64_t>(kOps));
-  std::cout << "killed after " << before.ops_resolved << " resolved / "
-            << before.ops_submitted << " submitted; " << submitted_while_down
-            << " submitted while down; re-sent " << s.ops_resent << ", reconnects "
-            << s.reconnects << "\n";
+  std::cout << "killed after " << before.ops_resolved << " resolved / " << before.ops_submitted
+            << " submitted; " << submitted_while_down << " submitted while down; re-sent "
+            << s.ops_resent << ", reconnects " << s.reconnects << "\n";
 
   // Last write per key, in call order; a re-sent old write never shadows a
   // newer one.
@@ -464,7 +465,8 @@ TEST_F(ClientIntegration, UnparseableOpFailsWithInvalidArgumentInsteadOfBeingRes
   item.Set("deep", deep);
   const absl::Time start = absl::Now();
   auto bad = client->Put("events", std::move(item));
-  ASSERT_TRUE(Ready(bad, absl::Seconds(10))) << "the op must fail, not be re-sent until its deadline";
+  ASSERT_TRUE(Ready(bad, absl::Seconds(10)))
+      << "the op must fail, not be re-sent until its deadline";
   WriteOutcome o = bad.get();
   EXPECT_EQ(o.status.code(), absl::StatusCode::kInvalidArgument) << o.DebugString();
   EXPECT_THAT(o.status.message(), HasSubstr("nested more than")) << o.DebugString();

@@ -66,8 +66,8 @@ absl::StatusOr<int> HealthStatus(const std::shared_ptr<grpc::Channel>& channel,
                  [&done](grpc::Status s) { done.set_value(std::move(s)); });
   grpc::Status s = done.get_future().get();
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat("health Check(\"", service, "\"): ",
-                                               s.error_code(), " ", s.error_message()));
+    return absl::UnavailableError(
+        absl::StrCat("health Check(\"", service, "\"): ", s.error_code(), " ", s.error_message()));
   }
   std::vector<grpc::Slice> slices;
   if (!resp.Dump(&slices).ok()) return absl::InternalError("bad health answer");
@@ -267,11 +267,13 @@ class Drain : public ::testing::Test {
 };
 
 TEST_F(Drain, SigtermUnderFullLoadAnswersEveryReadOpExactlyOnceAndExitsZero) {
-  auto sidecar = StartSidecar(dir_, Config(dynalite_.endpoint(), absl::StrCat(R"(
+  auto sidecar =
+      StartSidecar(dir_, Config(dynalite_.endpoint(), absl::StrCat(R"(
 drain_timeout: 10s
 server:
   max_inflight_ops_per_stream: 2000
-dead_letter: {path: )", dir_, "/dead.jsonl}\n")));
+dead_letter: {path: )",
+                                                                   dir_, "/dead.jsonl}\n")));
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   ASSERT_TRUE(WaitFor([&] { return ReadyzStatus(*sidecar) == 200; }, absl::Seconds(10)));
 
@@ -313,8 +315,8 @@ dead_letter: {path: )", dir_, "/dead.jsonl}\n")));
     EXPECT_GT(prefix, 0u);
     for (const auto& [id, r] : c->results()) {
       EXPECT_TRUE(r.outcome() == v1::WRITTEN)
-          << "op " << id << ": " << v1::Outcome_Name(r.outcome()) << " " << r.error_code()
-          << " " << r.message();
+          << "op " << id << ": " << v1::Outcome_Name(r.outcome()) << " " << r.error_code() << " "
+          << r.message();
       if (r.outcome() == v1::WRITTEN) written_keys.insert(StreamClient::Key(id));
     }
     answered += c->results().size();
@@ -342,7 +344,8 @@ TEST_F(Drain, SlowDynamoDbLeftoversFailShuttingDownAreDeadLetteredAndExitIsOne) 
 drain_timeout: 1s
 server:
   max_inflight_ops_per_stream: 500
-dead_letter: {path: )", dead_path, "}\n")));
+dead_letter: {path: )",
+                                                                           dead_path, "}\n")));
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   ASSERT_TRUE(WaitFor([&] { return ReadyzStatus(*sidecar) == 200; }, absl::Seconds(10)));
   ASSERT_TRUE(ConfigureProxy(*proxy, R"({"latency_ms": 3000})").ok());
@@ -566,7 +569,8 @@ TEST_F(Drain, NotServingUntilDynamoDbIsReachableThenServing) {
   ASSERT_GT(port, 0);
   const std::string endpoint = absl::StrCat("http://127.0.0.1:", port);
   // Key schema in the config and no create_tables: start-up needs no call.
-  std::string config = absl::StrReplaceAll(Config(endpoint, ""), {{"create_tables: true", "create_tables: false"}});
+  std::string config =
+      absl::StrReplaceAll(Config(endpoint, ""), {{"create_tables: true", "create_tables: false"}});
   auto sidecar = StartSidecar(dir_, config);
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   auto channel = sidecar->Channel();

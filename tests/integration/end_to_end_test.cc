@@ -168,8 +168,8 @@ TEST_F(EndToEnd, FourStreamsTwoTablesTableHoldsLastWritePerKey) {
       const auto& r = results[s][g.id];
       ++outcomes[r.outcome()];
       EXPECT_TRUE(r.outcome() == v1::WRITTEN || r.outcome() == v1::COALESCED)
-          << "op " << g.id << ": " << v1::Outcome_Name(r.outcome()) << " " << r.error_code()
-          << " " << r.message();
+          << "op " << g.id << ": " << v1::Outcome_Name(r.outcome()) << " " << r.error_code() << " "
+          << r.message();
     }
   }
 
@@ -177,7 +177,8 @@ TEST_F(EndToEnd, FourStreamsTwoTablesTableHoldsLastWritePerKey) {
   std::map<std::string, std::string> expected;  // "table/key/sk" -> value ("" = deleted)
   for (int s = 0; s < kStreams; ++s) {
     for (const auto& g : work[s]) {
-      std::string k = g.users ? absl::StrCat("users/", g.key) : absl::StrCat("events/", g.key, "/", g.sk);
+      std::string k =
+          g.users ? absl::StrCat("users/", g.key) : absl::StrCat("events/", g.key, "/", g.sk);
       expected[k] = g.is_delete ? "" : g.value;
     }
   }
@@ -189,10 +190,10 @@ TEST_F(EndToEnd, FourStreamsTwoTablesTableHoldsLastWritePerKey) {
       rapidjson::Document d;
       d.Parse(line.c_str());
       ASSERT_FALSE(d.HasParseError()) << line;
-      std::string k = std::string(table) == "users"
-                          ? absl::StrCat("users/", d["id"]["S"].GetString())
-                          : absl::StrCat("events/", d["pk"]["S"].GetString(), "/",
-                                         d["sk"]["N"].GetString());
+      std::string k =
+          std::string(table) == "users"
+              ? absl::StrCat("users/", d["id"]["S"].GetString())
+              : absl::StrCat("events/", d["pk"]["S"].GetString(), "/", d["sk"]["N"].GetString());
       actual[k] = d["v"]["S"].GetString();
     }
   }
@@ -200,7 +201,8 @@ TEST_F(EndToEnd, FourStreamsTwoTablesTableHoldsLastWritePerKey) {
   for (const auto& [k, v] : expected) {
     auto it = actual.find(k);
     if (v.empty()) {
-      if (it != actual.end() && ++mismatches <= 5) ADD_FAILURE() << k << " should be deleted, holds " << it->second;
+      if (it != actual.end() && ++mismatches <= 5)
+        ADD_FAILURE() << k << " should be deleted, holds " << it->second;
     } else if (it == actual.end()) {
       if (++mismatches <= 5) ADD_FAILURE() << k << " missing, expected " << v;
     } else if (it->second != v) {
@@ -252,43 +254,57 @@ TEST_F(EndToEnd, EachRejectionRuleThroughGrpcLeavesOtherOpsUntouched) {
   };
   std::vector<Case> cases = {
       {"", [&](v1::WriteOp* op) { key(op, "good-1"); }},
-      {"UnknownTable", [&](v1::WriteOp* op) { key(op, "x"); op->set_table("nope"); }},
-      {"KeyMissing", [&](v1::WriteOp* op) {
+      {"UnknownTable",
+       [&](v1::WriteOp* op) {
+         key(op, "x");
+         op->set_table("nope");
+       }},
+      {"KeyMissing",
+       [&](v1::WriteOp* op) {
          op->set_table("events");
          (*op->mutable_put()->mutable_attributes())["pk"] = S("x");
        }},
-      {"KeyTypeMismatch", [&](v1::WriteOp* op) {
+      {"KeyTypeMismatch",
+       [&](v1::WriteOp* op) {
          key(op, "x");
          (*op->mutable_put()->mutable_attributes())["sk"] = S("notanumber");
        }},
-      {"EmptyAttributeValue", [&](v1::WriteOp* op) {
+      {"EmptyAttributeValue",
+       [&](v1::WriteOp* op) {
          key(op, "x");
          (*op->mutable_put()->mutable_attributes())["a"] = v1::AttributeValue();
        }},
-      {"EmptySet", [&](v1::WriteOp* op) {
+      {"EmptySet",
+       [&](v1::WriteOp* op) {
          key(op, "x");
          (*op->mutable_put()->mutable_attributes())["a"].mutable_ss();
        }},
-      {"DuplicateSetMember", [&](v1::WriteOp* op) {
+      {"DuplicateSetMember",
+       [&](v1::WriteOp* op) {
          key(op, "x");
          auto* ns = (*op->mutable_put()->mutable_attributes())["a"].mutable_ns();
          ns->add_values("1");
          ns->add_values("1.0");
        }},
-      {"InvalidNumber", [&](v1::WriteOp* op) {
+      {"InvalidNumber",
+       [&](v1::WriteOp* op) {
          key(op, "x");
          (*op->mutable_put()->mutable_attributes())["a"] = N("1e200");
        }},
-      {"InvalidNumber", [&](v1::WriteOp* op) {
+      {"InvalidNumber",
+       [&](v1::WriteOp* op) {
          key(op, "x");
-         (*op->mutable_put()->mutable_attributes())["a"] = N("12345678901234567890123456789012345678901");
+         (*op->mutable_put()->mutable_attributes())["a"] =
+             N("12345678901234567890123456789012345678901");
        }},
       {"EmptyKeyValue", [&](v1::WriteOp* op) { key(op, ""); }},
-      {"ItemTooLarge", [&](v1::WriteOp* op) {
+      {"ItemTooLarge",
+       [&](v1::WriteOp* op) {
          key(op, "x");
          (*op->mutable_put()->mutable_attributes())["big"] = S(std::string(401 * 1024, 'z'));
        }},
-      {"NestingTooDeep", [&](v1::WriteOp* op) {
+      {"NestingTooDeep",
+       [&](v1::WriteOp* op) {
          key(op, "x");
          v1::AttributeValue* v = &(*op->mutable_put()->mutable_attributes())["deep"];
          for (int i = 0; i < 40; ++i) v = v->mutable_l()->add_values();
@@ -425,7 +441,8 @@ TEST_F(EndToEnd, KeySchemaFromDescribeTableWhenNotInConfig) {
   ASSERT_TRUE(CreateTable(dynalite_.endpoint(), "orders", "customer:S", "seq:N").ok());
   auto sidecar = StartSidecar(dir_, absl::StrCat(R"(
 dynamodb:
-  endpoint: )", dynalite_.endpoint(), R"(
+  endpoint: )",
+                                                 dynalite_.endpoint(), R"(
   credentials: {access_key_id: local, secret_access_key: local}
 tables:
   - name: orders
@@ -452,9 +469,7 @@ tables:
 
 TEST_F(EndToEnd, BadConfigExitsNonZeroNamingFileKeyAndReason) {
   std::string path = dir_ + "/bad.yaml";
-  {
-    std::ofstream(path) << "tables:\n  - name: events\n    partition_key: {name: pk, type: Q}\n";
-  }
+  { std::ofstream(path) << "tables:\n  - name: events\n    partition_key: {name: pk, type: Q}\n"; }
   ChildProcess p({SidecarBinary(), "--config", path}, dir_ + "/bad.log");
   EXPECT_EQ(p.Wait(absl::Seconds(10)), 2);
   std::string log = p.ReadLog();

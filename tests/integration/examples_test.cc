@@ -53,14 +53,15 @@ absl::StatusOr<std::map<std::string, std::string>> ReadRows(const std::string& e
 class Examples : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = TestDir(absl::StrCat(
-        "examples-", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    dir_ = TestDir(
+        absl::StrCat("examples-", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
     auto d = StartDynalite(dir_);
     ASSERT_TRUE(d.ok()) << d.status();
     dynalite_ = std::move(*d);
     auto s = StartSidecar(dir_, absl::StrCat(R"(dynamodb:
   region: us-east-1
-  endpoint: )", dynalite_.endpoint(), R"(
+  endpoint: )",
+                                             dynalite_.endpoint(), R"(
   credentials: {access_key_id: local, secret_access_key: local}
   create_tables: true
 tables:
@@ -89,10 +90,10 @@ TEST_F(Examples, PythonExampleExitsZeroAndItsRowsLand) {
                                       << "python3-grpc-tools)";
   std::string output;
   // Stubs are generated into this test's directory, not the source tree.
-  const int rc = RunExample({kPython, SourceDir() + "/client/python/example.py", "--target",
-                             sidecar_.target(), "--table", "events", "--prefix", "pytest",
-                             "--items", "100", "--gen-dir", dir_ + "/pygen"},
-                            "python", &output);
+  const int rc = RunExample(
+      {kPython, SourceDir() + "/client/python/example.py", "--target", sidecar_.target(), "--table",
+       "events", "--prefix", "pytest", "--items", "100", "--gen-dir", dir_ + "/pygen"},
+      "python", &output);
   ASSERT_EQ(rc, 0) << output;
   EXPECT_THAT(output, HasSubstr("python example: 110 ops"));
   EXPECT_THAT(output, HasSubstr("0 unexpected"));
@@ -103,10 +104,10 @@ TEST_F(Examples, PythonExampleExitsZeroAndItsRowsLand) {
 
 TEST_F(Examples, NodeExampleExitsZeroAndItsRowsLand) {
   std::string output;
-  const int rc = RunExample({"node", SourceDir() + "/client/node/example.js", "--target",
-                             sidecar_.target(), "--table", "events", "--prefix", "nodetest",
-                             "--items", "100"},
-                            "node", &output);
+  const int rc =
+      RunExample({"node", SourceDir() + "/client/node/example.js", "--target", sidecar_.target(),
+                  "--table", "events", "--prefix", "nodetest", "--items", "100"},
+                 "node", &output);
   ASSERT_EQ(rc, 0) << output;
   EXPECT_THAT(output, HasSubstr("node example: 110 ops"));
   EXPECT_THAT(output, HasSubstr("0 unexpected"));
@@ -118,14 +119,14 @@ TEST_F(Examples, NodeExampleExitsZeroAndItsRowsLand) {
 TEST_F(Examples, BothExamplesExitOneWhenTheSidecarRejectsTheirOps) {
   // A table the sidecar does not know: every op is REJECTED.
   std::string output;
-  int rc = RunExample({kPython, SourceDir() + "/client/python/example.py", "--target",
-                       sidecar_.target(), "--table", "unknown", "--items", "10", "--gen-dir",
-                       dir_ + "/pygen"},
-                      "python-rejected", &output);
+  int rc =
+      RunExample({kPython, SourceDir() + "/client/python/example.py", "--target", sidecar_.target(),
+                  "--table", "unknown", "--items", "10", "--gen-dir", dir_ + "/pygen"},
+                 "python-rejected", &output);
   EXPECT_EQ(rc, 1) << output;
   EXPECT_THAT(output, HasSubstr("REJECTED"));
-  rc = RunExample({"node", SourceDir() + "/client/node/example.js", "--target",
-                   sidecar_.target(), "--table", "unknown", "--items", "10"},
+  rc = RunExample({"node", SourceDir() + "/client/node/example.js", "--target", sidecar_.target(),
+                   "--table", "unknown", "--items", "10"},
                   "node-rejected", &output);
   EXPECT_EQ(rc, 1) << output;
   EXPECT_THAT(output, HasSubstr("REJECTED"));

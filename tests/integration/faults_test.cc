@@ -28,8 +28,7 @@ namespace {
 namespace v1 = ::dynamobatcher::v1;
 using ::testing::HasSubstr;
 
-std::string Config(const std::string& endpoint, const std::string& dir,
-                   const std::string& retry) {
+std::string Config(const std::string& endpoint, const std::string& dir, const std::string& retry) {
   return SidecarConfig(endpoint)
       .CallTimeout("5s")
       .Table("events", "pk")
@@ -126,7 +125,8 @@ rate_limit:
                           "ThrottlingException": 0.03, "RequestLimitExceeded": 0.03},
     "error_500_fraction": 0.02,
     "reset_fraction": 0.01
-  })").ok());
+  })")
+                  .ok());
 
   constexpr int kStreams = 4;
   constexpr int kOpsPerStream = 25000;
@@ -214,7 +214,8 @@ rate_limit:
   for (const auto& [k, v] : expected) {
     auto it = actual.find(k);
     const std::string got = it == actual.end() ? "" : it->second;
-    if (got != v && ++bad <= 5) ADD_FAILURE() << k << ": table has \"" << got << "\", expected \"" << v << "\"";
+    if (got != v && ++bad <= 5)
+      ADD_FAILURE() << k << ": table has \"" << got << "\", expected \"" << v << "\"";
   }
   EXPECT_EQ(bad, 0);
   EXPECT_EQ(actual.size(), std::count_if(expected.begin(), expected.end(),
@@ -228,8 +229,8 @@ rate_limit:
   ASSERT_FALSE(st.HasParseError());
   auto m = ScrapeMetrics(*sidecar);
   ASSERT_TRUE(m.ok());
-  for (const char* err : {"ProvisionedThroughputExceededException", "ThrottlingException",
-                          "RequestLimitExceeded"}) {
+  for (const char* err :
+       {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}) {
     const double injected = StatNumber(st, "throttles_injected", err);
     EXPECT_GT(injected, 0) << err;
     EXPECT_EQ(MetricSum(*m, "dynamo_batcher_throttle_events_total", {{"error", err}}), injected)
@@ -242,7 +243,8 @@ rate_limit:
             StatNumber(st, "unprocessed_injected_calls"));
   EXPECT_EQ(MetricSum(*m, "dynamo_batcher_http_errors_total", {{"class", "5xx"}}),
             StatNumber(st, "errors_500"));
-  const double resets = StatNumber(st, "resets_before_forward") + StatNumber(st, "resets_after_forward");
+  const double resets =
+      StatNumber(st, "resets_before_forward") + StatNumber(st, "resets_after_forward");
   EXPECT_GT(resets, 0);
   // libcurl silently re-sends a request whose reused connection died before
   // any answer, so some resets never reach the sidecar as errors.
@@ -267,18 +269,21 @@ TEST_P(Capacity, RateAdaptsToTableCapacityAndOtherTableKeepsItsThroughput) {
   const std::string recovery = GetParam();
   auto proxy = StartFaultProxy(dir_, dynalite_.endpoint(), R"({"seed": 11})");
   ASSERT_TRUE(proxy.ok()) << proxy.status();
-  auto sidecar = StartSidecar(dir_, Config(proxy->endpoint(), dir_, absl::StrCat(R"(
+  auto sidecar = StartSidecar(dir_, Config(proxy->endpoint(), dir_,
+                                           absl::StrCat(R"(
 retry:
   base: 10ms
   cap: 1s
   max_attempts: 1000
   op_deadline: 600s
 rate_limit:
-  recovery: )", recovery, "\n")));
+  recovery: )",
+                                                        recovery, "\n")));
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   constexpr double kCapacity = 2000;  // WCU/s for events; items are < 1 KB
   ASSERT_TRUE(ConfigureProxy(*proxy, R"({"capacity": {"events": {"wcu_per_second": 2000,
-                                                                  "burst_seconds": 1}}})").ok());
+                                                                  "burst_seconds": 1}}})")
+                  .ok());
   // Offered: events at 3x capacity, users (uncapped) at 2000/s, for 8 s, as
   // messages of 60 ops every 10 ms on each stream.
   constexpr int kSeconds = 8;
@@ -337,10 +342,12 @@ rate_limit:
   };
   const double calls = d("dynamo_batcher_batches_sent_total", {{"table", "events"}});
   const double throttled_calls = d("dynamo_batcher_throttle_events_total", {{"table", "events"}});
-  const double users_throttled = MetricSum(*m2, "dynamo_batcher_throttle_events_total", {{"table", "users"}});
+  const double users_throttled =
+      MetricSum(*m2, "dynamo_batcher_throttle_events_total", {{"table", "users"}});
   const double rate_limit = MetricSum(*m2, "dynamo_batcher_send_rate_limit", {{"table", "events"}});
   std::printf(
-      "[figures] recovery=%s: capacity %.0f WCU/s, offered 6000/s: goodput %.0f items/s (%.0f%%), %.0f calls, "
+      "[figures] recovery=%s: capacity %.0f WCU/s, offered 6000/s: goodput %.0f items/s (%.0f%%), "
+      "%.0f calls, "
       "%.0f throttled (%.1f%%), send_rate_limit %.0f/s; users (uncapped, offered 2000/s): %.0f "
       "items/s, %.0f throttle events\n",
       recovery.c_str(), kCapacity, goodput, 100 * goodput / kCapacity, calls, throttled_calls,
@@ -382,7 +389,8 @@ TEST_F(Faults, PoisonItemIsIsolatedDeadLetteredAndReplayedAfterFix) {
     v1::WriteOp* op = req.add_ops();
     op->set_id(i + 1);
     op->set_table("events");
-    (*op->mutable_put()->mutable_attributes())["pk"] = S(i == 13 ? "poison" : absl::StrCat("good-", i));
+    (*op->mutable_put()->mutable_attributes())["pk"] =
+        S(i == 13 ? "poison" : absl::StrCat("good-", i));
     (*op->mutable_put()->mutable_attributes())["v"] = S("x");
   }
   StreamRun run = RunStream(*sidecar, {req});
@@ -402,7 +410,8 @@ TEST_F(Faults, PoisonItemIsIsolatedDeadLetteredAndReplayedAfterFix) {
   EXPECT_EQ(items->size(), 24u);
   auto m = ScrapeMetrics(*sidecar);
   ASSERT_TRUE(m.ok());
-  EXPECT_EQ(MetricSum(*m, "dynamo_batcher_ops_failed_total", {{"reason", "ValidationException"}}), 1);
+  EXPECT_EQ(MetricSum(*m, "dynamo_batcher_ops_failed_total", {{"reason", "ValidationException"}}),
+            1);
   EXPECT_EQ(MetricSum(*m, "dynamo_batcher_dead_lettered_total"), 1);
   EXPECT_THAT(sidecar->process->ReadLog(), HasSubstr("write FAILED"));
 
@@ -431,9 +440,7 @@ TEST_F(Faults, PoisonItemIsIsolatedDeadLetteredAndReplayedAfterFix) {
   // Fix the item up, replay: written.
   std::string fixed = absl::StrReplaceAll(line, {{"\"poison\"", "\"poison-fixed\""}});
   std::string fixed_path = dir_ + "/fixed.jsonl";
-  {
-    std::ofstream(fixed_path) << fixed << "\n";
-  }
+  { std::ofstream(fixed_path) << fixed << "\n"; }
   ChildProcess replay({BatchctlBinary(), "--target", sidecar->target(), "replay", fixed_path},
                       dir_ + "/replay2.log");
   EXPECT_EQ(replay.Wait(absl::Seconds(30)), 0) << replay.ReadLog();
@@ -449,7 +456,8 @@ TEST_F(Faults, NonRetryableErrorFailsFastWithServiceMessage) {
   // A table the sidecar is configured for but DynamoDB does not have.
   auto sidecar = StartSidecar(dir_, absl::StrCat(R"(
 dynamodb:
-  endpoint: )", dynalite_.endpoint(), R"(
+  endpoint: )",
+                                                 dynalite_.endpoint(), R"(
   credentials: {access_key_id: local, secret_access_key: local}
 tables:
   - name: missing_table

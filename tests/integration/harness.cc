@@ -92,9 +92,8 @@ absl::StatusOr<std::string> ChildProcess::WaitForLog(const std::string& needle,
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  return absl::DeadlineExceededError(
-      absl::StrCat("no \"", needle, "\" within ", absl::FormatDuration(timeout), "; log:\n",
-                   ReadLog()));
+  return absl::DeadlineExceededError(absl::StrCat(
+      "no \"", needle, "\" within ", absl::FormatDuration(timeout), "; log:\n", ReadLog()));
 }
 
 void ChildProcess::Signal(int sig) {
@@ -204,9 +203,7 @@ absl::StatusOr<Dynalite> StartDynalite(const std::string& dir) {
 absl::StatusOr<FaultProxy> StartFaultProxy(const std::string& dir, const std::string& target,
                                            const std::string& config_json) {
   std::string cfg = dir + "/proxy.json";
-  {
-    std::ofstream(cfg) << config_json;
-  }
+  { std::ofstream(cfg) << config_json; }
   FaultProxy p;
   p.process = std::make_unique<ChildProcess>(
       std::vector<std::string>{"node", SourceDir() + "/tests/tools/fault_proxy.js", "--port", "0",
@@ -237,8 +234,8 @@ std::shared_ptr<grpc::Channel> Sidecar::Channel() const {
 }
 
 SidecarConfig& SidecarConfig::Table(const std::string& name, const std::string& partition_key,
-                                    const std::string& partition_type,
-                                    const std::string& sort_key, const std::string& sort_type) {
+                                    const std::string& partition_type, const std::string& sort_key,
+                                    const std::string& sort_type) {
   absl::StrAppend(&tables_, "  - name: ", name, "\n    partition_key: {name: ", partition_key,
                   ", type: ", partition_type, "}\n");
   if (!sort_key.empty()) {
@@ -260,9 +257,9 @@ std::string SidecarConfig::Yaml() const {
   if (!call_timeout_.empty()) absl::StrAppend(&y, "  call_timeout: ", call_timeout_, "\n");
   absl::StrAppend(&y, "  credentials: {access_key_id: local, secret_access_key: local}\n",
                   "  create_tables: ", create_tables_ ? "true" : "false", "\n");
-  absl::StrAppend(&y, "tables:\n",
-                  tables_.empty() ? "  - name: events\n    partition_key: {name: pk, type: S}\n"
-                                  : tables_);
+  absl::StrAppend(
+      &y, "tables:\n",
+      tables_.empty() ? "  - name: events\n    partition_key: {name: pk, type: S}\n" : tables_);
   absl::StrAppend(&y, "batching:\n  linger: ", linger_, "\n  max_items: ", max_items_,
                   "\n  max_inflight_calls: 8\n");
   return y + extra_;
@@ -277,15 +274,14 @@ absl::StatusOr<Sidecar> StartSidecar(const std::string& dir, const std::string& 
     yaml = "listen: 127.0.0.1:0\n" + yaml;
   }
   if (!absl::StrContains(yaml, "metrics_listen:")) yaml = "metrics_listen: 127.0.0.1:0\n" + yaml;
-  {
-    std::ofstream(s.config_path) << yaml;
-  }
+  { std::ofstream(s.config_path) << yaml; }
   s.process = std::make_unique<ChildProcess>(
-      std::vector<std::string>{SidecarBinary(), "--config", s.config_path},
-      dir + "/sidecar.log", std::move(env));
+      std::vector<std::string>{SidecarBinary(), "--config", s.config_path}, dir + "/sidecar.log",
+      std::move(env));
   auto log = s.process->WaitForLog("dynamo-batcher listening", absl::Seconds(30));
   if (!log.ok()) return log.status();
-  // {"...","msg":"dynamo-batcher listening","grpc":"127.0.0.1:NNN","metrics":"http://127.0.0.1:MMM/metrics",...}
+  // {"...","msg":"dynamo-batcher
+  // listening","grpc":"127.0.0.1:NNN","metrics":"http://127.0.0.1:MMM/metrics",...}
   auto line_start = log->find("dynamo-batcher listening");
   std::string line = log->substr(line_start, log->find('\n', line_start) - line_start);
   auto grab_port = [&](const std::string& key, const std::string& after) -> int {

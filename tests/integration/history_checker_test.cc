@@ -124,9 +124,9 @@ namespace v1 = ::dynamobatcher::v1;
 // Options.
 
 const std::vector<std::string>& Scenarios() {
-  static const std::vector<std::string> kAll = {"cancel",    "slow_reader", "non_reader",
-                                                "hot_keys",  "big_items",   "library",
-                                                "faults",    "timeouts",    "kill"};
+  static const std::vector<std::string> kAll = {"cancel",   "slow_reader", "non_reader",
+                                                "hot_keys", "big_items",   "library",
+                                                "faults",   "timeouts",    "kill"};
   return kAll;
 }
 
@@ -291,9 +291,7 @@ class History {
     return op;
   }
   Op& Get(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return ops[id - 1]; }
-  bool Valid(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return id >= 1 && id <= ops.size();
-  }
+  bool Valid(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return id >= 1 && id <= ops.size(); }
 
   bool CrashBetween(int64_t t1, int64_t t2) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     for (int64_t k : kills) {
@@ -334,19 +332,20 @@ class History {
       if (st.cancelled) {
         absl::StrAppend(&s, absl::StrFormat("cancelled by client at +%.3fs]", Rel(st.t_end)));
       } else if (st.done) {
-        absl::StrAppend(&s, absl::StrFormat("ended %d at +%.3fs]", static_cast<int>(st.code),
-                                            Rel(st.t_end)));
+        absl::StrAppend(
+            &s, absl::StrFormat("ended %d at +%.3fs]", static_cast<int>(st.code), Rel(st.t_end)));
       } else {
         absl::StrAppend(&s, "open]");
       }
     }
-    if (op.lib >= 0) absl::StrAppend(&s, absl::StrFormat(" [library %d seq %d]", op.lib, op.lib_seq));
+    if (op.lib >= 0)
+      absl::StrAppend(&s, absl::StrFormat(" [library %d seq %d]", op.lib, op.lib_seq));
     if (op.final_round) absl::StrAppend(&s, " [final round]");
     if (op.results.empty() && op.client_status.ok()) absl::StrAppend(&s, " -> no result");
     for (const Result& r : op.results) {
-      absl::StrAppend(&s, absl::StrFormat(" -> %s%s at +%.3fs", v1::Outcome_Name(r.outcome),
-                                          r.error_code.empty() ? "" : "(" + r.error_code + ")",
-                                          Rel(r.t)));
+      absl::StrAppend(
+          &s, absl::StrFormat(" -> %s%s at +%.3fs", v1::Outcome_Name(r.outcome),
+                              r.error_code.empty() ? "" : "(" + r.error_code + ")", Rel(r.t)));
     }
     if (!op.client_status.ok()) {
       absl::StrAppend(&s, absl::StrFormat(" -> client gave up: %s at +%.3fs",
@@ -397,13 +396,12 @@ absl::StatusOr<std::string> DdbCall(const std::string& endpoint, const std::stri
 }
 
 // Scans one table; returns key -> v (0 when `v` is missing or not a number).
-absl::StatusOr<std::map<std::string, uint64_t>> ScanKeys(const std::string& endpoint,
-                                                         int table) {
+absl::StatusOr<std::map<std::string, uint64_t>> ScanKeys(const std::string& endpoint, int table) {
   std::map<std::string, uint64_t> out;
   std::string start_key;
   for (int page = 0; page < 100; ++page) {
-    std::string body = absl::StrCat(R"({"TableName":")", kTables[table].name,
-                                    R"(","ConsistentRead":true)");
+    std::string body =
+        absl::StrCat(R"({"TableName":")", kTables[table].name, R"(","ConsistentRead":true)");
     if (!start_key.empty()) absl::StrAppend(&body, R"(,"ExclusiveStartKey":)", start_key);
     body += "}";
     auto r = DdbCall(endpoint, "Scan", body);
@@ -470,16 +468,18 @@ class HistoryRun {
   std::string SidecarYaml(int grpc_port, int metrics_port) const {
     std::string listen;
     if (grpc_port != 0) {
-      listen = absl::StrCat("listen: 127.0.0.1:", grpc_port, "\nmetrics_listen: 127.0.0.1:",
-                            metrics_port, "\n");
+      listen = absl::StrCat("listen: 127.0.0.1:", grpc_port,
+                            "\nmetrics_listen: 127.0.0.1:", metrics_port, "\n");
     }
     return absl::StrCat(listen, R"(log:
   level: info
 dynamodb:
-  endpoint: )", proxy_.endpoint(), R"(
+  endpoint: )",
+                        proxy_.endpoint(), R"(
   credentials: {access_key_id: local, secret_access_key: local}
   create_tables: false
-  call_timeout: )", kCallTimeoutMs, R"(ms
+  call_timeout: )",
+                        kCallTimeoutMs, R"(ms
   connect_timeout: 1s
 tables:
   - name: events
@@ -498,15 +498,20 @@ retry:
   max_attempts: 12
   op_deadline: 15s
 buffer:
-  max_bytes: )", kMaxBytes, R"(
-  max_table_bytes: )", kMaxTableBytes, R"(
+  max_bytes: )",
+                        kMaxBytes, R"(
+  max_table_bytes: )",
+                        kMaxTableBytes, R"(
 server:
   max_inflight_ops_per_stream: 20000
-  max_message_bytes: )", kMaxMessageBytes, R"(
-  grpc_memory_bytes: )", kGrpcMemoryBytes, R"(
+  max_message_bytes: )",
+                        kMaxMessageBytes, R"(
+  grpc_memory_bytes: )",
+                        kGrpcMemoryBytes, R"(
 drain_timeout: 2s
 dead_letter:
-  path: )", dir_, "/dead-letter.jsonl\n");
+  path: )",
+                        dir_, "/dead-letter.jsonl\n");
   }
 
   void Start() {
@@ -525,16 +530,16 @@ dead_letter:
     // any poll could see them.
     write_log_ = dir_ + "/writes.jsonl";
     proxy_.process = std::make_unique<ChildProcess>(
-        std::vector<std::string>{"node", SourceDir() + "/tests/tools/fault_proxy.js", "--port",
-                                 "0", "--target", dynalite_.endpoint(), "--seed", "1",
-                                 "--write-log", write_log_},
+        std::vector<std::string>{"node", SourceDir() + "/tests/tools/fault_proxy.js", "--port", "0",
+                                 "--target", dynalite_.endpoint(), "--seed", "1", "--write-log",
+                                 write_log_},
         dir_ + "/proxy.log");
     auto ready = proxy_.process->WaitForLog("READY port=", absl::Seconds(20));
     ASSERT_TRUE(ready.ok()) << ready.status();
-    ASSERT_TRUE(absl::SimpleAtoi(
-        ready->substr(ready->find("READY port=") + 11,
-                      ready->find('\n', ready->find("READY port=")) - ready->find("READY port=") - 11),
-        &proxy_.port));
+    ASSERT_TRUE(absl::SimpleAtoi(ready->substr(ready->find("READY port=") + 11,
+                                               ready->find('\n', ready->find("READY port=")) -
+                                                   ready->find("READY port=") - 11),
+                                 &proxy_.port));
     auto s = StartSidecar(dir_, SidecarYaml(0, 0));
     ASSERT_TRUE(s.ok()) << s.status();
     grpc_port_ = s->grpc_port;
@@ -702,8 +707,7 @@ dead_letter:
     std::thread reader;
     if (mode != "non_reader") {
       reader = std::thread([&, sid, slow = mode == "slow_reader" || mode == "hot_burst",
-                            hot_reader = mode == "hot_burst",
-                            seed = rng()]() {
+                            hot_reader = mode == "hot_burst", seed = rng()]() {
         std::mt19937_64 rrng(seed);
         // Slow for the first seconds (results pile up in the sidecar), then
         // reading normally so the stream can end.
@@ -744,8 +748,8 @@ dead_letter:
     int msgs = hot ? 250 : 1 + static_cast<int>(rng() % 12);
     int cancel_after = mode == "cancel" ? static_cast<int>(rng() % (msgs + 1)) : -1;
     if (held) msgs = cancel_after = 2;
-    int64_t stop_at = mode == "non_reader" ? NowNs() + (2 + static_cast<int64_t>(rng() % 5)) * kSec
-                                           : kNever;
+    int64_t stop_at =
+        mode == "non_reader" ? NowNs() + (2 + static_cast<int64_t>(rng() % 5)) * kSec : kNever;
     std::atomic<bool> cancelled{false};
     auto cancel = [&] {
       if (cancelled.exchange(true)) return;
@@ -798,9 +802,9 @@ dead_letter:
         for (int i = 0; i < n; ++i) {
           Op* op;
           // Hot bursts: deletes only (small), a flood of COALESCED results.
-          *req.add_ops() = MakeOp(rng, h.streams[sid].worker, sid, seq++, hot,
-                                  /*allow_big=*/!hot && mode != "non_reader", &op, -1, -1,
-                                  hot ? 1 : -1);
+          *req.add_ops() =
+              MakeOp(rng, h.streams[sid].worker, sid, seq++, hot,
+                     /*allow_big=*/!hot && mode != "non_reader", &op, -1, -1, hot ? 1 : -1);
           h.streams[sid].ops.push_back(op->id);
         }
         h.streams[sid].messages++;
@@ -1052,7 +1056,8 @@ dead_letter:
       } else {
         Note("proxy config failed: " + st.ToString());
       }
-      int64_t until = std::min(t_end_chaos_, NowNs() + (1 + static_cast<int64_t>(rng() % 4)) * kSec);
+      int64_t until =
+          std::min(t_end_chaos_, NowNs() + (1 + static_cast<int64_t>(rng() % 4)) * kSec);
       while (NowNs() < until) {
         if (next_kill < kill_at.size() && NowNs() >= kill_at[next_kill]) {
           ++next_kill;
@@ -1234,9 +1239,9 @@ dead_letter:
   absl::Mutex notes_mu_;
   std::vector<std::string> notes_;
   std::vector<std::pair<int64_t, std::string>> mix_log_;  // proxy config changes
-  int64_t peak_stream_bytes_ = 0;  // see PeakStreamMessageBytes
-  int64_t max_rss_kib_ = 0;        // VmRSS at the largest growth
-  int64_t max_rss_start_kib_ = 0;  // that process's VmRSS once ready
+  int64_t peak_stream_bytes_ = 0;                         // see PeakStreamMessageBytes
+  int64_t max_rss_kib_ = 0;                               // VmRSS at the largest growth
+  int64_t max_rss_start_kib_ = 0;                         // that process's VmRSS once ready
   int64_t max_growth_kib_ = 0;
   std::map<pid_t, int64_t> start_rss_kib_;
   int64_t max_rss_at_ = 0;
@@ -1358,8 +1363,9 @@ std::vector<Violation> HistoryRun::Check() {
       if (ap.v == 0) continue;
       if (!h.Valid(ap.v) || h.Get(ap.v).key != ap.key) {
         if (phantom.insert(ap.v).second) {
-          out.push_back({"phantom", ap.key, ap.v, 0, ap.t0,
-                         absl::StrCat("dynalite applied v=", ap.v, ", which no op on this key wrote")});
+          out.push_back(
+              {"phantom", ap.key, ap.v, 0, ap.t0,
+               absl::StrCat("dynalite applied v=", ap.v, ", which no op on this key wrote")});
         }
         continue;
       }
@@ -1393,20 +1399,19 @@ std::vector<Violation> HistoryRun::Check() {
       }
       if (found) continue;
       const auto& wl = written[ap.key];
-      auto wfrom = std::lower_bound(wl.begin(), wl.end(), a.t_send, [](const Op* x, int64_t t) {
-        return x->FirstResult() <= t;
-      });
+      auto wfrom = std::lower_bound(wl.begin(), wl.end(), a.t_send,
+                                    [](const Op* x, int64_t t) { return x->FirstResult() <= t; });
       for (auto it = wfrom; it != wl.end(); ++it) {
         const Op* b = *it;
         if (b->FirstResult() >= ap.t0) break;
         if (seen.count({a.id, b->id}) || !h.Precedes(a, *b)) continue;
         seen.insert({a.id, b->id});
-        out.push_back({"late-apply", ap.key, a.id, b->id, ap.t0,
-                       absl::StrFormat("op %d was applied by dynalite (call forwarded at +%.3fs, "
-                                       "answered +%.3fs) after the newer op %d was answered "
-                                       "WRITTEN at +%.3fs",
-                                       a.id, h.Rel(ap.t0), h.Rel(ap.t1), b->id,
-                                       h.Rel(b->FirstResult()))});
+        out.push_back(
+            {"late-apply", ap.key, a.id, b->id, ap.t0,
+             absl::StrFormat("op %d was applied by dynalite (call forwarded at +%.3fs, "
+                             "answered +%.3fs) after the newer op %d was answered "
+                             "WRITTEN at +%.3fs",
+                             a.id, h.Rel(ap.t0), h.Rel(ap.t1), b->id, h.Rel(b->FirstResult()))});
         break;
       }
     }
@@ -1427,15 +1432,15 @@ std::vector<Violation> HistoryRun::Check() {
         const Op& op = h.Get(id);
         if (op.results.empty()) {
           out.push_back({"exactly-once", op.key, id, 0, s.t_end,
-                         absl::StrCat("stream ", s.index, " (", s.mode,
-                                      ") ended OK but op ", id, " got no result")});
+                         absl::StrCat("stream ", s.index, " (", s.mode, ") ended OK but op ", id,
+                                      " got no result")});
         }
       }
     }
     if (s.done && !s.cancelled && s.code != grpc::StatusCode::OK && !killed_during) {
       out.push_back({"stream-broken", "", 0, 0, s.t_end,
-                     absl::StrCat("stream ", s.index, " (", s.mode, ", ", s.messages,
-                                  " messages, ", s.ops.size(), " ops) ended with status ",
+                     absl::StrCat("stream ", s.index, " (", s.mode, ", ", s.messages, " messages, ",
+                                  s.ops.size(), " ops) ended with status ",
                                   static_cast<int>(s.code), ": ", s.message)});
     }
   }
@@ -1467,9 +1472,9 @@ std::vector<Violation> HistoryRun::Check() {
   for (const Observation& obs : h.observations) {
     if (!h.Valid(obs.v) || h.Get(obs.v).key != obs.key) {
       if (phantoms.insert({obs.key, obs.v}).second) {
-        out.push_back({"phantom", obs.key, obs.v, 0, obs.t_start,
-                       absl::StrCat("the table holds v=", obs.v,
-                                    ", which no op on this key wrote")});
+        out.push_back(
+            {"phantom", obs.key, obs.v, 0, obs.t_start,
+             absl::StrCat("the table holds v=", obs.v, ", which no op on this key wrote")});
       }
       continue;
     }
@@ -1480,9 +1485,8 @@ std::vector<Violation> HistoryRun::Check() {
                      absl::StrCat("op ", obs.v, " was REJECTED but is in the table")});
     }
     const auto& al = answered[obs.key];
-    auto afrom = std::lower_bound(al.begin(), al.end(), a.t_send, [](const Op* x, int64_t t) {
-      return x->FirstResult() <= t;
-    });
+    auto afrom = std::lower_bound(al.begin(), al.end(), a.t_send,
+                                  [](const Op* x, int64_t t) { return x->FirstResult() <= t; });
     for (auto it = afrom; it != al.end(); ++it) {
       const Op* b = *it;
       if (b->FirstResult() >= obs.t_start) break;
@@ -1538,12 +1542,12 @@ std::vector<Violation> HistoryRun::Check() {
     absl::MutexLock nl(&notes_mu_);
     const int64_t bound_kib = RssGrowthBoundKiB();
     if (max_growth_kib_ > bound_kib) {
-      out.push_back({"rss", "", 0, 0, max_rss_at_,
-                     absl::StrFormat("sidecar VmRSS reached %.1f MiB at +%.3fs, %.1f MiB over its "
-                                     "%.1f MiB once ready; bound: %s",
-                                     max_rss_kib_ / 1024.0, h.Rel(max_rss_at_),
-                                     max_growth_kib_ / 1024.0, max_rss_start_kib_ / 1024.0,
-                                     RssBoundText())});
+      out.push_back(
+          {"rss", "", 0, 0, max_rss_at_,
+           absl::StrFormat("sidecar VmRSS reached %.1f MiB at +%.3fs, %.1f MiB over its "
+                           "%.1f MiB once ready; bound: %s",
+                           max_rss_kib_ / 1024.0, h.Rel(max_rss_at_), max_growth_kib_ / 1024.0,
+                           max_rss_start_kib_ / 1024.0, RssBoundText())});
     }
   }
   return out;
@@ -1551,8 +1555,8 @@ std::vector<Violation> HistoryRun::Check() {
 
 std::string HistoryRun::Explain(const Violation& v) {
   absl::MutexLock l(&h.mu);
-  std::string s = absl::StrCat("[", v.check, "] ", v.key.empty() ? "" : v.key + ": ", v.detail,
-                               "\n");
+  std::string s =
+      absl::StrCat("[", v.check, "] ", v.key.empty() ? "" : v.key + ": ", v.detail, "\n");
   if (v.key.empty() || !h.Valid(v.older)) return s;
   // The key's history, shrunk to the ops from the older to the newer one.
   const Op& a = h.Get(v.older);
@@ -1632,14 +1636,13 @@ std::string HistoryRun::Summary() {
       "applied over 250 ms after the cancel (e.g. %s)\n"
       "  final state: %d keys checked, %d skipped (final write not WRITTEN or order unknown)\n"
       "  sidecar max VmRSS %.1f MiB, %.1f MiB over its %.1f MiB once ready (bound: %s)\n",
-      Opts().seed, Opts().seconds, absl::StrJoin(Opts().disabled, ","), h.ops.size(),
-      bytes / 1e6, keys.size(), h.streams.size(),
-      absl::StrJoin(modes, " ", absl::PairFormatter("=")), cancelled,
-      static_cast<int64_t>(h.ops.size()) - ops_sent_raw, absl::StrJoin(outcomes, " ", absl::PairFormatter("=")),
-      unresolved, kills_, absl::StrJoin(mixes_, " ", absl::PairFormatter("=")), polls_,
-      h.observations.size(), applied_, late_after_cancel_, absl::StrJoin(late_examples_, "; "),
-      final_checked_, final_skipped_, max_rss_kib_ / 1024.0, max_growth_kib_ / 1024.0,
-      max_rss_start_kib_ / 1024.0, RssBoundText());
+      Opts().seed, Opts().seconds, absl::StrJoin(Opts().disabled, ","), h.ops.size(), bytes / 1e6,
+      keys.size(), h.streams.size(), absl::StrJoin(modes, " ", absl::PairFormatter("=")), cancelled,
+      static_cast<int64_t>(h.ops.size()) - ops_sent_raw,
+      absl::StrJoin(outcomes, " ", absl::PairFormatter("=")), unresolved, kills_,
+      absl::StrJoin(mixes_, " ", absl::PairFormatter("=")), polls_, h.observations.size(), applied_,
+      late_after_cancel_, absl::StrJoin(late_examples_, "; "), final_checked_, final_skipped_,
+      max_rss_kib_ / 1024.0, max_growth_kib_ / 1024.0, max_rss_start_kib_ / 1024.0, RssBoundText());
   absl::MutexLock nl(&notes_mu_);
   for (const auto& n : notes_) absl::StrAppend(&s, "  note ", n, "\n");
   return s;
@@ -1674,12 +1677,12 @@ TEST(HistoryChecker, RandomHostileHistoriesKeepEveryWriteGuarantee) {
   }
   const std::string dump = TestDir("history_checker_dump") + "/history.txt";
   run.DumpHistory(dump);
-  EXPECT_TRUE(violations.empty())
-      << violations.size() << " violations ("
-      << absl::StrJoin(by_check, " ", absl::PairFormatter("=")) << "), seed " << Opts().seed
-      << " (rerun: --seed=" << Opts().seed << " --seconds=" << Opts().seconds
-      << "); full history in " << dump << "\n"
-      << report;
+  EXPECT_TRUE(violations.empty()) << violations.size() << " violations ("
+                                  << absl::StrJoin(by_check, " ", absl::PairFormatter("="))
+                                  << "), seed " << Opts().seed << " (rerun: --seed=" << Opts().seed
+                                  << " --seconds=" << Opts().seconds << "); full history in "
+                                  << dump << "\n"
+                                  << report;
 }
 
 }  // namespace
@@ -1698,8 +1701,10 @@ int main(int argc, char** argv) {
       o.disabled.insert(std::string(s));
     }
   };
-  if (!env("HISTORY_CHECKER_SEED").empty()) (void)absl::SimpleAtoi(env("HISTORY_CHECKER_SEED"), &o.seed);
-  if (!env("HISTORY_CHECKER_SECONDS").empty()) (void)absl::SimpleAtod(env("HISTORY_CHECKER_SECONDS"), &o.seconds);
+  if (!env("HISTORY_CHECKER_SEED").empty())
+    (void)absl::SimpleAtoi(env("HISTORY_CHECKER_SEED"), &o.seed);
+  if (!env("HISTORY_CHECKER_SECONDS").empty())
+    (void)absl::SimpleAtod(env("HISTORY_CHECKER_SECONDS"), &o.seconds);
   if (!env("HISTORY_CHECKER_MINUTES").empty()) {
     double m = 0;
     if (absl::SimpleAtod(env("HISTORY_CHECKER_MINUTES"), &m)) o.seconds = m * 60;

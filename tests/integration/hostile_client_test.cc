@@ -9,9 +9,9 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -81,8 +81,8 @@ int64_t RssBytes(pid_t pid) {
 class HostileClient : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = TestDir(absl::StrCat("hostile-",
-                                ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    dir_ = TestDir(
+        absl::StrCat("hostile-", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
     auto d = StartDynalite(dir_);
     ASSERT_TRUE(d.ok()) << d.status();
     dynalite_ = std::move(*d);
@@ -262,8 +262,8 @@ server:
   const int64_t limit = (8 << 20) + (16 << 20) + 3 * largest_message.load() + (32 << 20);
   EXPECT_LT(peak - base, limit) << "RSS grew from " << base << " to " << peak << " after "
                                 << sent.load() << " ops sent and no result read";
-  std::cerr << "non-reading client: " << sent.load() << " ops sent; RSS " << base << " -> "
-            << peak << " (+" << (peak - base) / (1 << 20) << " MiB)\n";
+  std::cerr << "non-reading client: " << sent.load() << " ops sent; RSS " << base << " -> " << peak
+            << " (+" << (peak - base) / (1 << 20) << " MiB)\n";
   // The sidecar stopped reading the stream: the client could not send
   // unboundedly many ops.
   EXPECT_LT(sent.load(), 2000000);
@@ -344,7 +344,10 @@ TEST_F(HostileClient, UnparseableMessagesEndTheStreamWithInvalidArgument) {
   std::string bad_utf8 = ValidMessage(2, "k2");
   v1::WriteRequest probe;
   *probe.add_ops() = PutOp(2, "events", "pk", "k2", "ok");
-  bad_utf8 = absl::StrReplaceAll(bad_utf8, {{"\x12\x06" "events", "\x12\x06" "ev\xff\xfets"}});
+  bad_utf8 = absl::StrReplaceAll(bad_utf8, {{"\x12\x06"
+                                             "events",
+                                             "\x12\x06"
+                                             "ev\xff\xfets"}});
   ASSERT_FALSE(probe.ParseFromString(bad_utf8));
 
   struct Case {
@@ -376,8 +379,7 @@ TEST_F(HostileClient, UnparseableMessagesEndTheStreamWithInvalidArgument) {
     put.set_id(9);
     put.set_table("events");
     (*put.mutable_item()->mutable_attributes())["pk"].set_s("u1");
-    std::string bytes =
-        absl::StrReplaceAll(put.SerializeAsString(), {{"events", "ev\xff\xfets"}});
+    std::string bytes = absl::StrReplaceAll(put.SerializeAsString(), {{"events", "ev\xff\xfets"}});
     grpc::GenericStub stub(sidecar->Channel());
     grpc::ClientContext ctx;
     grpc::Slice slice(bytes);
@@ -396,7 +398,8 @@ TEST_F(HostileClient, UnparseableMessagesEndTheStreamWithInvalidArgument) {
     std::unique_lock<std::mutex> lock(mu);
     ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return done; }));
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_THAT(status.error_message(), HasSubstr("PutRequest does not parse: table: invalid UTF-8"));
+    EXPECT_THAT(status.error_message(),
+                HasSubstr("PutRequest does not parse: table: invalid UTF-8"));
   }
 
   auto m = ScrapeMetrics(*sidecar);

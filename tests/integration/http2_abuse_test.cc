@@ -75,10 +75,10 @@ TEST(Http2AbuseTest, RapidResetFloodLeavesServiceAndMemoryIntact) {
   const int64_t rss_before = RssKiB(sidecar.process->pid());
 
   // The flood.
-  ChildProcess flood({kPython, SourceDir() + "/tests/tools/h2_rapid_reset.py", "--target",
-                      sidecar.target(), "--seconds", std::to_string(kFloodSeconds),
-                      "--connections", "4"},
-                     dir + "/flood.log");
+  ChildProcess flood(
+      {kPython, SourceDir() + "/tests/tools/h2_rapid_reset.py", "--target", sidecar.target(),
+       "--seconds", std::to_string(kFloodSeconds), "--connections", "4"},
+      dir + "/flood.log");
 
   // A normal client: one stream, 10 ops per message, 20 messages a second.
   std::atomic<bool> stop{false};

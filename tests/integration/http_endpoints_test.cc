@@ -174,7 +174,8 @@ TEST_F(HttpEndpointsTest, IdleConnectionsAndTricklerDoNotStarveHealthz) {
   std::atomic<bool> trickler_cut{false};
   absl::Duration trickler_lived;
   std::thread trickler([&] {
-    const std::string request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: aaaaaaaa\r\n\r\n";
+    const std::string request =
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: aaaaaaaa\r\n\r\n";
     const absl::Time start = absl::Now();
     int fd = Connect(port);
     if (fd < 0) return;
@@ -225,8 +226,7 @@ TEST_F(HttpEndpointsTest, IdleConnectionsAndTricklerDoNotStarveHealthz) {
   stop = true;
   trickler.join();
   idler.join();
-  EXPECT_TRUE(trickler_cut.load()) << "the server let a trickling request live "
-                                   << trickler_lived;
+  EXPECT_TRUE(trickler_cut.load()) << "the server let a trickling request live " << trickler_lived;
   EXPECT_LT(trickler_lived, absl::Seconds(5));
   // Idle connections are dropped by the same deadline (and were re-opened).
   EXPECT_GT(reopened.load(), 0);
@@ -248,8 +248,8 @@ TEST_F(HttpEndpointsTest, IdleConnectionsAndTricklerDoNotStarveHealthz) {
 TEST_F(HttpEndpointsTest, OversizedHeadersGet431) {
   const int port = sidecar_.metrics_port;
   auto with_header = [](size_t bytes) {
-    return absl::StrCat("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ",
-                        std::string(bytes, 'a'), "\r\n\r\n");
+    return absl::StrCat(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ", std::string(bytes, 'a'), "\r\n\r\n");
   };
   RawResponse big = RawRequest(port, with_header(12 * 1024), absl::Seconds(2));
   EXPECT_EQ(big.status, 431) << big.text;
@@ -321,14 +321,15 @@ TEST_F(HttpEndpointsTest, FreshSidecarExportsKnownLabelValuesAtZero) {
     }
     for (const char* reason :
          {"DeleteKeyNotKeyOnly", "DuplicateSetMember", "EmptyAttributeName", "EmptyAttributeValue",
-          "EmptyKeyValue", "EmptySet", "InvalidNull", "InvalidNumber", "InvalidUtf8", "ItemTooLarge",
-          "KeyMissing", "KeyTooLarge", "KeyTypeMismatch", "NestingTooDeep", "NoOperation",
-          "TooManyOps"}) {
-      expect_zero(absl::StrCat("dynamo_batcher_ops_rejected_total{reason=\"", reason, "\",", t, "}"));
+          "EmptyKeyValue", "EmptySet", "InvalidNull", "InvalidNumber", "InvalidUtf8",
+          "ItemTooLarge", "KeyMissing", "KeyTooLarge", "KeyTypeMismatch", "NestingTooDeep",
+          "NoOperation", "TooManyOps"}) {
+      expect_zero(
+          absl::StrCat("dynamo_batcher_ops_rejected_total{reason=\"", reason, "\",", t, "}"));
     }
-    for (const char* reason : {"RetriesExhausted", "DeadlineExceeded", "ShuttingDown",
-                               "CredentialsUnavailable", "ValidationException",
-                               "ResourceNotFoundException", "AccessDeniedException"}) {
+    for (const char* reason :
+         {"RetriesExhausted", "DeadlineExceeded", "ShuttingDown", "CredentialsUnavailable",
+          "ValidationException", "ResourceNotFoundException", "AccessDeniedException"}) {
       expect_zero(absl::StrCat("dynamo_batcher_ops_failed_total{reason=\"", reason, "\",", t, "}"));
     }
     for (const char* error : {"UnprocessedItems", "ProvisionedThroughputExceededException",

@@ -99,8 +99,7 @@ class LanguageClients : public ::testing::TestWithParam<std::string> {
       ASSERT_EQ(access(DYNAMO_BATCHER_JAVA_CLASSPATH, R_OK), 0)
           << "the Java client was not built (Debian default-jdk, libgrpc-java, see ./dev)";
     }
-    name_ = absl::StrCat("lang-",
-                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    name_ = absl::StrCat("lang-", ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::replace(name_.begin(), name_.end(), '/', '-');  // "Test/go"
     dir_ = TestDir(name_);
     auto d = StartDynalite(dir_);
@@ -143,9 +142,8 @@ TEST_P(LanguageClients, ThreadsWritingSharedKeysLeaveTheLastWritePerKey) {
   const std::string lang = GetParam();
   const std::string expect = dir_ + "/expected.tsv";
   std::string output;
-  ASSERT_EQ(Run({"--target", sidecar_.target(), "--mode", "stress", "--prefix", lang,
-                 "--workers", "8", "--keys", "60", "--ops", "6000", "--seed", "7",
-                 "--expect-out", expect},
+  ASSERT_EQ(Run({"--target", sidecar_.target(), "--mode", "stress", "--prefix", lang, "--workers",
+                 "8", "--keys", "60", "--ops", "6000", "--seed", "7", "--expect-out", expect},
                 "stress", &output),
             0)
       << output;
@@ -178,11 +176,10 @@ TEST_P(LanguageClients, SidecarKilledMidStreamLosesNothing) {
   const std::string expect = dir_ + "/expected.tsv";
   const std::string target = sidecar_.target();
   // ~4 s of paced writes; the sidecar dies about a third of the way in.
-  ChildProcess client(
-      Command(lang, {"--target", target, "--mode", "stress", "--prefix", lang, "--workers", "8",
-                     "--keys", "300", "--ops", "6000", "--rate", "1500", "--seed", "11",
-                     "--expect-out", expect}),
-      dir_ + "/client.log");
+  ChildProcess client(Command(lang, {"--target", target, "--mode", "stress", "--prefix", lang,
+                                     "--workers", "8", "--keys", "300", "--ops", "6000", "--rate",
+                                     "1500", "--seed", "11", "--expect-out", expect}),
+                      dir_ + "/client.log");
   double received = 0;
   const absl::Time until = absl::Now() + absl::Seconds(60);
   while (received < 1000 && absl::Now() < until && client.running()) {

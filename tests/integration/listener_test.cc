@@ -60,9 +60,9 @@ class Listener : public ::testing::Test {
 
 TEST_F(Listener, UnixSocketWithFileMode) {
   const std::string sock = dir_ + "/grpc.sock";
-  auto sidecar = StartSidecar(dir_, absl::StrCat("listen: unix://", sock, "\n",
-                                                 Base(dynalite_.endpoint()),
-                                                 "server:\n  unix_socket_mode: \"0600\"\n"));
+  auto sidecar =
+      StartSidecar(dir_, absl::StrCat("listen: unix://", sock, "\n", Base(dynalite_.endpoint()),
+                                      "server:\n  unix_socket_mode: \"0600\"\n"));
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   struct stat st;
   ASSERT_EQ(stat(sock.c_str(), &st), 0);
@@ -78,22 +78,30 @@ TEST_F(Listener, MutualTlsAcceptsOnlyClientsWithACertificateFromTheClientCa) {
   const std::string d = dir_;
   // CA, server cert for 127.0.0.1, client cert from the same CA, and a
   // client cert from an unrelated CA.
-  std::string cmd = absl::StrCat(
-      "cd '", d, "' && set -e && ",
-      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>/dev/null && ",
-      "openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days 2 -subj /CN=other-ca 2>/dev/null && ",
-      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null && ",
-      "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && ",
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null && ",
-      "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=client 2>/dev/null && ",
-      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 2>/dev/null && ",
-      "openssl req -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.csr -subj /CN=rogue 2>/dev/null && ",
-      "openssl x509 -req -in rogue.csr -CA other.pem -CAkey other.key -CAcreateserial -out rogue.pem -days 2 2>/dev/null");
+  std::string cmd =
+      absl::StrCat("cd '", d, "' && set -e && ",
+                   "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+                   "-subj /CN=test-ca 2>/dev/null && ",
+                   "openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem "
+                   "-days 2 -subj /CN=other-ca 2>/dev/null && ",
+                   "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "
+                   "/CN=127.0.0.1 2>/dev/null && ",
+                   "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && ",
+                   "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
+                   "server.pem -days 2 -extfile san.ext 2>/dev/null && ",
+                   "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj "
+                   "/CN=client 2>/dev/null && ",
+                   "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
+                   "client.pem -days 2 2>/dev/null && ",
+                   "openssl req -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.csr -subj "
+                   "/CN=rogue 2>/dev/null && ",
+                   "openssl x509 -req -in rogue.csr -CA other.pem -CAkey other.key -CAcreateserial "
+                   "-out rogue.pem -days 2 2>/dev/null");
   ASSERT_EQ(system(cmd.c_str()), 0) << "openssl failed";
-  auto sidecar = StartSidecar(dir_, absl::StrCat(Base(dynalite_.endpoint()), "server:\n  tls:\n",
-                                                 "    cert_file: ", d, "/server.pem\n",
-                                                 "    key_file: ", d, "/server.key\n",
-                                                 "    client_ca_file: ", d, "/ca.pem\n"));
+  auto sidecar =
+      StartSidecar(dir_, absl::StrCat(Base(dynalite_.endpoint()), "server:\n  tls:\n",
+                                      "    cert_file: ", d, "/server.pem\n", "    key_file: ", d,
+                                      "/server.key\n", "    client_ca_file: ", d, "/ca.pem\n"));
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
 
   auto channel_with = [&](const std::string& key, const std::string& cert) {
@@ -156,8 +164,8 @@ TEST_F(Listener, StreamStopsBeingReadAtItsInflightCap) {
 }
 
 TEST_F(Listener, StreamsBeyondMaxStreamsAreRefused) {
-  auto sidecar = StartSidecar(dir_, absl::StrCat(Base(dynalite_.endpoint()),
-                                                 "server:\n  max_streams: 2\n"));
+  auto sidecar =
+      StartSidecar(dir_, absl::StrCat(Base(dynalite_.endpoint()), "server:\n  max_streams: 2\n"));
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   auto stub = v1::WriteBatcher::NewStub(sidecar->Channel());
   grpc::ClientContext c1, c2, c3;

@@ -186,17 +186,18 @@ class PrometheusTest : public ::testing::Test {
   scrape_timeout: 900ms
   evaluation_interval: 1s
 scrape_configs:
-  - job_name: )", kJob, R"(
+  - job_name: )",
+                                          kJob, R"(
     static_configs:
-      - targets: ['127.0.0.1:)", sidecar_.metrics_port, R"(']
+      - targets: ['127.0.0.1:)",
+                                          sidecar_.metrics_port, R"(']
 )");
     auto [rc, out] = Shell(absl::StrCat(kPromtool, " check config ", config));
     ASSERT_EQ(rc, 0) << out;
     prometheus_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{kPrometheus, "--config.file=" + config,
-                                 "--storage.tsdb.path=" + dir_ + "/tsdb",
-                                 absl::StrCat("--web.listen-address=127.0.0.1:", prom_port_),
-                                 "--log.level=warn"},
+        std::vector<std::string>{
+            kPrometheus, "--config.file=" + config, "--storage.tsdb.path=" + dir_ + "/tsdb",
+            absl::StrCat("--web.listen-address=127.0.0.1:", prom_port_), "--log.level=warn"},
         dir_ + "/prometheus.log");
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
     long status = 0;
@@ -316,8 +317,8 @@ TEST_F(PrometheusTest, PromtoolAcceptsARealScrape) {
   // One REJECTED and one FAILED op, so those families have series too.
   ASSERT_TRUE(ConfigureProxy(proxy_, R"({"validation_error_keys": ["poison"]})").ok());
   auto stub = v1::WriteBatcher::NewStub(sidecar_.Channel());
-  for (const auto& [table, key, outcome] :
-       {std::make_tuple("nope", "k", v1::REJECTED), std::make_tuple("events", "poison", v1::FAILED)}) {
+  for (const auto& [table, key, outcome] : {std::make_tuple("nope", "k", v1::REJECTED),
+                                            std::make_tuple("events", "poison", v1::FAILED)}) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
     v1::PutRequest req;

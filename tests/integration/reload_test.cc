@@ -156,7 +156,8 @@ TEST(Reload, SighupAppliesLingerAndMaxItemsKeepsOldConfigOnErrorAndNamesRestartO
   EXPECT_EQ(written.size(), 10u);
   EXPECT_EQ(Metric(*sidecar, "dynamo_batcher_batch_size_count", events), 4);
   EXPECT_EQ(Metric(*sidecar, "dynamo_batcher_batch_size_sum", events), 10);
-  ASSERT_TRUE(WaitForLogCount(*sidecar, "\"msg\":\"config reloaded\"", 1)) << sidecar->process->ReadLog();
+  ASSERT_TRUE(WaitForLogCount(*sidecar, "\"msg\":\"config reloaded\"", 1))
+      << sidecar->process->ReadLog();
   EXPECT_EQ(Metric(*sidecar, "dynamo_batcher_config_reload_success"), 1);
   EXPECT_EQ(Metric(*sidecar, "dynamo_batcher_config_reloads_total", {{"result", "success"}}), 1);
   const std::string hash1 = ConfigHash(*sidecar);

@@ -11,9 +11,9 @@
 //     in the suite; 32 by hand (DISABLED_, run with
 //     --gtest_also_run_disabled_tests --gtest_filter='*FleetOf32*').
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
-#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,12 +37,14 @@ std::string Config(const std::string& endpoint, const std::string& tables,
                    const std::string& extra = "") {
   return absl::StrCat(R"(
 dynamodb:
-  endpoint: )", endpoint, R"(
+  endpoint: )",
+                      endpoint, R"(
   credentials: {access_key_id: local, secret_access_key: local}
   create_tables: true
   call_timeout: 5s
 tables:
-)", tables, extra);
+)",
+                      tables, extra);
 }
 
 // Results of one stream, with the time each arrived.
@@ -136,7 +138,8 @@ TEST_F(Throttling, RateIndependentLossNeverCollapsesAndBeatsBoto3TenTimes) {
     "throttle_fraction": {"ProvisionedThroughputExceededException": 0.04,
                           "ThrottlingException": 0.03, "RequestLimitExceeded": 0.03},
     "error_500_fraction": 0.02
-  })").ok());
+  })")
+                  .ok());
 
   constexpr int kOps = 10000;
   constexpr int kKeys = 3000;  // heavy key reuse
@@ -206,9 +209,9 @@ TEST_F(Throttling, RateIndependentLossNeverCollapsesAndBeatsBoto3TenTimes) {
 
   // boto3's batch_writer, same mix, same proxy, same run (fewer ops: it is
   // slow; ops/s is what is compared). Same key reuse ratio.
-  const std::string boto = Capture(absl::StrCat(
-      "python3 ", SourceDir(), "/tests/tools/boto3_faults.py --endpoint ", proxy->endpoint(),
-      " --table boto --ops 2000 --keys 600 2>&1 | tail -1"));
+  const std::string boto = Capture(
+      absl::StrCat("python3 ", SourceDir(), "/tests/tools/boto3_faults.py --endpoint ",
+                   proxy->endpoint(), " --table boto --ops 2000 --keys 600 2>&1 | tail -1"));
   rapidjson::Document b;
   b.Parse(boto.c_str());
   ASSERT_FALSE(b.HasParseError()) << boto;
@@ -245,7 +248,8 @@ TEST_F(Throttling, HotPartitionKeyIsPacedAndOtherKeysKeepTheirRate) {
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   constexpr double kKeyCap = 200;  // WCU/s per partition-key value (items < 1 KB)
   ASSERT_TRUE(ConfigureProxy(*proxy, R"({"key_capacity": {"events": {"wcu_per_second": 200,
-                                                                      "burst_seconds": 1}}})").ok());
+                                                                      "burst_seconds": 1}}})")
+                  .ok());
   // Every 10 ms: 4 items of the hot key (400/s, 2x its cap) and 12 of other
   // keys (1,200/s, each key far under its cap), for 10 s.
   constexpr int kSeconds = 10;
@@ -329,15 +333,18 @@ void RunFleet(const std::string& dir, const Dynalite& dynalite, int n, int secon
   constexpr double kCapacity = 1600;  // WCU/s for the table; items are < 1 KB
   std::vector<Sidecar> fleet;
   for (int i = 0; i < n; ++i) {
-    auto s = StartSidecar(TestDir(absl::StrCat("Fleet", n, "-s", i)), Config(proxy->endpoint(), R"(
+    auto s = StartSidecar(TestDir(absl::StrCat("Fleet", n, "-s", i)),
+                          Config(proxy->endpoint(), R"(
   - name: events
     partition_key: {name: pk, type: S}
-)", "retry:\n  op_deadline: 600s\n  max_attempts: 1000\n"));
+)",
+                                 "retry:\n  op_deadline: 600s\n  max_attempts: 1000\n"));
     ASSERT_TRUE(s.ok()) << s.status();
     fleet.push_back(std::move(*s));
   }
   ASSERT_TRUE(ConfigureProxy(*proxy, absl::StrCat(R"({"capacity": {"events": {"wcu_per_second": )",
-                                                  kCapacity, R"(, "burst_seconds": 1}}})")).ok());
+                                                  kCapacity, R"(, "burst_seconds": 1}}})"))
+                  .ok());
   // Each sidecar: 2.4 * capacity / n items/s, as messages every 20 ms.
   const double per = 2.4 * kCapacity / n;
   const int per_msg = std::max(1, static_cast<int>(per / 50));
@@ -377,7 +384,8 @@ void RunFleet(const std::string& dir, const Dynalite& dynalite, int n, int secon
     }
   });
   for (int s = 0; s < n; ++s) {
-    threads.emplace_back([&, s] { RunStream(fleet[s], msgs[s], absl::Milliseconds(20), runs[s].get()); });
+    threads.emplace_back(
+        [&, s] { RunStream(fleet[s], msgs[s], absl::Milliseconds(20), runs[s].get()); });
   }
   // Measure over [50%, 100%) of the offering period, from each sidecar's
   // own counters.

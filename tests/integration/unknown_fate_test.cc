@@ -59,7 +59,8 @@ TEST(UnknownFate, LateLandingOfAResetCallNeverOverwritesANewerWrittenWrite) {
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto sidecar = StartSidecar(dir, absl::StrCat(R"(
 dynamodb:
-  endpoint: )", proxy->endpoint(), R"(
+  endpoint: )",
+                                                proxy->endpoint(), R"(
   credentials: {access_key_id: local, secret_access_key: local}
   create_tables: true
   call_timeout: 5s
@@ -78,7 +79,8 @@ retry:
   ASSERT_TRUE(sidecar.ok()) << sidecar.status();
   // Every BatchWriteItem: reset the sidecar's connection, apply it 1.5 s later.
   ASSERT_TRUE(ConfigureProxy(*proxy, R"({"reset_fraction": 1, "reset_after_forward_share": 1,
-                                         "reset_late_forward_ms": 1500})").ok());
+                                         "reset_late_forward_ms": 1500})")
+                  .ok());
 
   auto stub = v1::WriteBatcher::NewStub(sidecar->Channel());  // gRPC's default limits
   grpc::ClientContext ctx;
@@ -103,8 +105,8 @@ retry:
   ASSERT_TRUE(WaitFor(
       [&] {
         auto m = ScrapeMetrics(*sidecar);
-        return m.ok() && MetricSum(*m, "dynamo_batcher_http_errors_total",
-                                   {{"class", "connection"}}) >= 1;
+        return m.ok() &&
+               MetricSum(*m, "dynamo_batcher_http_errors_total", {{"class", "connection"}}) >= 1;
       },
       absl::Seconds(10)));
   ASSERT_TRUE(ConfigureProxy(*proxy, R"({"reset_fraction": 0})").ok());
@@ -141,10 +143,10 @@ retry:
   ASSERT_FALSE(d.HasParseError());
   EXPECT_STREQ(d["v"]["S"].GetString(), "new")
       << "the reset call's write landed after the newer write was answered WRITTEN";
-  std::printf("[figures] late forwards %.0f; newer write answered %.2f s after it was sent "
-              "(hold 3 s from the reset, late landing 1.5 s after it)\n",
-              StatNumber(*stats, "late_forwards"),
-              absl::ToDoubleSeconds(answered_at[2] - sent_new));
+  std::printf(
+      "[figures] late forwards %.0f; newer write answered %.2f s after it was sent "
+      "(hold 3 s from the reset, late landing 1.5 s after it)\n",
+      StatNumber(*stats, "late_forwards"), absl::ToDoubleSeconds(answered_at[2] - sent_new));
 }
 
 }  // namespace

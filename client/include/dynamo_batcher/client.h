@@ -102,8 +102,8 @@ struct WriteOutcome {
 
   // WRITTEN or COALESCED: the key holds this write or a newer one.
   bool ok() const {
-    return status.ok() && (outcome == dynamobatcher::v1::WRITTEN ||
-                           outcome == dynamobatcher::v1::COALESCED);
+    return status.ok() &&
+           (outcome == dynamobatcher::v1::WRITTEN || outcome == dynamobatcher::v1::COALESCED);
   }
   std::string DebugString() const;
 };
@@ -113,18 +113,18 @@ class Client {
   using Callback = std::function<void(WriteOutcome)>;
 
   struct Stats {
-    uint64_t ops_submitted = 0;   // Put/Delete calls
-    uint64_t ops_resolved = 0;    // outcomes delivered (all kinds)
+    uint64_t ops_submitted = 0;  // Put/Delete calls
+    uint64_t ops_resolved = 0;   // outcomes delivered (all kinds)
     uint64_t written = 0;
     uint64_t coalesced = 0;
     uint64_t failed = 0;
     uint64_t rejected = 0;
-    uint64_t client_errors = 0;   // resolved with a non-OK status
-    uint64_t messages_sent = 0;   // WriteRequests
-    uint64_t ops_sent = 0;        // ops in WriteRequests, re-sends included
-    uint64_t ops_resent = 0;      // ops sent again after a stream broke
-    uint64_t reconnects = 0;      // streams opened after the first per slot
-    uint64_t inflight = 0;        // accepted, not yet resolved
+    uint64_t client_errors = 0;  // resolved with a non-OK status
+    uint64_t messages_sent = 0;  // WriteRequests
+    uint64_t ops_sent = 0;       // ops in WriteRequests, re-sends included
+    uint64_t ops_resent = 0;     // ops sent again after a stream broke
+    uint64_t reconnects = 0;     // streams opened after the first per slot
+    uint64_t inflight = 0;       // accepted, not yet resolved
   };
 
   // Validates options and starts the stream threads. Does not wait for the
@@ -151,8 +151,7 @@ class Client {
   // flush (`table` or, when empty, all tables) and waits until every op
   // submitted before the call (for that table) is resolved.
   // DEADLINE_EXCEEDED after `timeout`; the sidecar's status if its Flush fails.
-  absl::Status Flush(std::string table = "",
-                     absl::Duration timeout = absl::Seconds(30));
+  absl::Status Flush(std::string table = "", absl::Duration timeout = absl::Seconds(30));
 
   // Refuses new ops (they resolve with FAILED_PRECONDITION), flushes for up to
   // `timeout`, then shuts the streams down; ops still unresolved then get

@@ -41,8 +41,7 @@ struct Value {
   // does not validate it; the sidecar rejects malformed numbers.
   static v1::AttributeValue N(absl::string_view decimal);
   template <typename T,
-            std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>,
-                             int> = 0>
+            std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
   static v1::AttributeValue N(T v) {
     char buf[32];
     auto r = std::to_chars(buf, buf + sizeof(buf), v);
@@ -70,20 +69,16 @@ class Item {
 
   // Each setter has an lvalue form (returns Item&) and an rvalue form
   // (returns Item&&) so `Item().S(..).N(..)` builds without copies.
-#define DYNAMO_BATCHER_ITEM_SETTER(Name, Params, Args)                \
-  Item& Name Params& {                                               \
-    return Set(name, Value::Name Args);                               \
-  }                                                                   \
+#define DYNAMO_BATCHER_ITEM_SETTER(Name, Params, Args)       \
+  Item& Name Params& { return Set(name, Value::Name Args); } \
   Item&& Name Params&& { return std::move(Set(name, Value::Name Args)); }
 
   DYNAMO_BATCHER_ITEM_SETTER(S, (absl::string_view name, absl::string_view s), (s))
-  DYNAMO_BATCHER_ITEM_SETTER(N, (absl::string_view name, absl::string_view decimal),
-                             (decimal))
+  DYNAMO_BATCHER_ITEM_SETTER(N, (absl::string_view name, absl::string_view decimal), (decimal))
   DYNAMO_BATCHER_ITEM_SETTER(N, (absl::string_view name, const char* decimal),
                              (absl::string_view(decimal)))
   DYNAMO_BATCHER_ITEM_SETTER(N, (absl::string_view name, double v), (v))
-  DYNAMO_BATCHER_ITEM_SETTER(B, (absl::string_view name, absl::string_view bytes),
-                             (bytes))
+  DYNAMO_BATCHER_ITEM_SETTER(B, (absl::string_view name, absl::string_view bytes), (bytes))
   DYNAMO_BATCHER_ITEM_SETTER(Bool, (absl::string_view name, bool v), (v))
   DYNAMO_BATCHER_ITEM_SETTER(Null, (absl::string_view name), ())
   DYNAMO_BATCHER_ITEM_SETTER(SS, (absl::string_view name, std::vector<std::string> v),
@@ -92,24 +87,19 @@ class Item {
                              (std::move(v)))
   DYNAMO_BATCHER_ITEM_SETTER(BS, (absl::string_view name, std::vector<std::string> v),
                              (std::move(v)))
-  DYNAMO_BATCHER_ITEM_SETTER(M, (absl::string_view name, Item fields),
-                             (std::move(fields)))
-  DYNAMO_BATCHER_ITEM_SETTER(L,
-                             (absl::string_view name,
-                              std::vector<v1::AttributeValue> values),
+  DYNAMO_BATCHER_ITEM_SETTER(M, (absl::string_view name, Item fields), (std::move(fields)))
+  DYNAMO_BATCHER_ITEM_SETTER(L, (absl::string_view name, std::vector<v1::AttributeValue> values),
                              (std::move(values)))
 #undef DYNAMO_BATCHER_ITEM_SETTER
 
   // Integral numbers: N("n", 3), N("n", int64_t{-7}).
   template <typename T,
-            std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>,
-                             int> = 0>
+            std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
   Item& N(absl::string_view name, T v) & {
     return Set(name, Value::N(v));
   }
   template <typename T,
-            std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>,
-                             int> = 0>
+            std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
   Item&& N(absl::string_view name, T v) && {
     return std::move(Set(name, Value::N(v)));
   }

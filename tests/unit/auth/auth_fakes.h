@@ -75,9 +75,10 @@ inline std::string StsJson(const std::string& key_id, const std::string& secret,
          "\"Audience\":\"sts.amazonaws.com\","
          "\"AssumedRoleUser\":{\"Arn\":\"arn:aws:sts::123456789012:assumed-role/writer/s\","
          "\"AssumedRoleId\":\"AROA:s\"},"
-         "\"Credentials\":{\"AccessKeyId\":\"" + key_id + "\",\"Expiration\":" +
-         std::to_string(absl::ToUnixSeconds(expiration)) + ",\"SecretAccessKey\":\"" + secret +
-         "\",\"SessionToken\":\"" + token + "\"},"
+         "\"Credentials\":{\"AccessKeyId\":\"" +
+         key_id + "\",\"Expiration\":" + std::to_string(absl::ToUnixSeconds(expiration)) +
+         ",\"SecretAccessKey\":\"" + secret + "\",\"SessionToken\":\"" + token +
+         "\"},"
          "\"PackedPolicySize\":null,"
          "\"Provider\":\"arn:aws:iam::123456789012:oidc-provider/example\","
          "\"SubjectFromWebIdentityToken\":\"system:serviceaccount:ns:sa\"},"
@@ -87,8 +88,9 @@ inline std::string StsJson(const std::string& key_id, const std::string& secret,
 inline std::string CredentialsJson(const std::string& key_id, const std::string& secret,
                                    const std::string& token, const std::string& expiration) {
   return "{\"Code\":\"Success\",\"LastUpdated\":\"2024-05-01T11:00:00Z\",\"Type\":\"AWS-HMAC\","
-         "\"AccessKeyId\":\"" + key_id + "\",\"SecretAccessKey\":\"" + secret +
-         "\",\"Token\":\"" + token + "\",\"Expiration\":\"" + expiration + "\"}";
+         "\"AccessKeyId\":\"" +
+         key_id + "\",\"SecretAccessKey\":\"" + secret + "\",\"Token\":\"" + token +
+         "\",\"Expiration\":\"" + expiration + "\"}";
 }
 
 }  // namespace dynamo_batcher::testing_auth

@@ -74,8 +74,8 @@ TEST(ContainerConfig, NamesAreJudgedByEveryAddressTheyResolveTo) {
                          "[fd00:ec2::23]", "[FD00:EC2:0::23]"}) {
     EXPECT_TRUE(CheckPlainHttpCredentialsHost(ok).ok()) << ok;
   }
-  for (const char* bad : {"169.254.170.3", "169.254.169.254", "[fd00:ec2::24]", "128.0.0.1",
-                          "0.0.0.0", "[::]"}) {
+  for (const char* bad :
+       {"169.254.170.3", "169.254.169.254", "[fd00:ec2::24]", "128.0.0.1", "0.0.0.0", "[::]"}) {
     EXPECT_FALSE(CheckPlainHttpCredentialsHost(bad).ok()) << bad;
   }
 }
@@ -88,7 +88,9 @@ TEST(ContainerConfig, FullUriWithUserInfoIsRefused) {
 
 TEST(ContainerCredentials, SendsTheAuthorizationTokenAndParsesJson) {
   FakeTransport t([](const HttpRequest&) {
-    return Answer(200, R"({"AccessKeyId":"ASIAC","SecretAccessKey":"S","Token":"T","Expiration":"2024-05-01T13:00:00Z"})");
+    return Answer(
+        200,
+        R"({"AccessKeyId":"ASIAC","SecretAccessKey":"S","Token":"T","Expiration":"2024-05-01T13:00:00Z"})");
   });
   ContainerCredentialsConfig c;
   c.url = "http://127.0.0.1:1/creds";
@@ -109,7 +111,9 @@ TEST(ContainerCredentials, TokenFileWinsAndIsReReadEachTime) {
   const std::string dir = MakeTempDir();
   WriteFile(dir + "/tok", "file-token-1\n");
   FakeTransport t([](const HttpRequest&) {
-    return Answer(200, R"({"AccessKeyId":"A","SecretAccessKey":"S","Token":"T","Expiration":"2024-05-01T13:00:00Z"})");
+    return Answer(
+        200,
+        R"({"AccessKeyId":"A","SecretAccessKey":"S","Token":"T","Expiration":"2024-05-01T13:00:00Z"})");
   });
   ContainerCredentialsConfig c;
   c.url = "http://169.254.170.23/v1/credentials";

@@ -21,7 +21,8 @@ TEST(CredentialsJson, ParsesContainerAnswer) {
 }
 
 TEST(CredentialsJson, ParsesImdsAnswerWithSuccessCode) {
-  auto c = ParseCredentialsJson(testing_auth::CredentialsJson("A", "S", "T", "2024-05-01T13:00:00Z"));
+  auto c =
+      ParseCredentialsJson(testing_auth::CredentialsJson("A", "S", "T", "2024-05-01T13:00:00Z"));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->access_key_id, "A");
 }
@@ -44,10 +45,10 @@ TEST(CredentialsJson, FailureCodeAndErrorObjectsAreErrors) {
 }
 
 TEST(CredentialsJson, RejectsWrongTypesAndNonJson) {
-  for (const char* bad : {"", "[]", "nope", R"({"AccessKeyId":1,"SecretAccessKey":"S"})",
-                          R"({"AccessKeyId":"A"})",
-                          R"({"AccessKeyId":"A","SecretAccessKey":"S","Expiration":"later"})",
-                          R"({"AccessKeyId":"A","SecretAccessKey":"S","Token":{}})"}) {
+  for (const char* bad :
+       {"", "[]", "nope", R"({"AccessKeyId":1,"SecretAccessKey":"S"})", R"({"AccessKeyId":"A"})",
+        R"({"AccessKeyId":"A","SecretAccessKey":"S","Expiration":"later"})",
+        R"({"AccessKeyId":"A","SecretAccessKey":"S","Token":{}})"}) {
     EXPECT_FALSE(ParseCredentialsJson(bad).ok()) << bad;
   }
 }
@@ -60,8 +61,9 @@ std::string StsWithCredentials(const std::string& credentials_members) {
 }
 
 TEST(StsCredentialsJson, ParsesTheAnswerWithEpochSecondsExpiration) {
-  auto c = ParseStsCredentialsJson(testing_auth::StsJson(
-      "ASIAEXAMPLE", "wJalr/K7MDENG+bPxRfiCY", "FwoGZXIvYXdzEJr//////", absl::FromUnixSeconds(1714568400)));
+  auto c = ParseStsCredentialsJson(testing_auth::StsJson("ASIAEXAMPLE", "wJalr/K7MDENG+bPxRfiCY",
+                                                         "FwoGZXIvYXdzEJr//////",
+                                                         absl::FromUnixSeconds(1714568400)));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->access_key_id, "ASIAEXAMPLE");
   EXPECT_EQ(c->secret_access_key, "wJalr/K7MDENG+bPxRfiCY");
@@ -119,17 +121,23 @@ TEST(StsCredentialsJson, ErrorsNameTheFieldThatIsMissingOrMistyped) {
       {R"({"AssumeRoleWithWebIdentityResponse":{"AssumeRoleWithWebIdentityResult":{"Credentials":""}}})",
        "Credentials"},
       {StsWithCredentials(R"("AccessKeyId":"A")"), "SecretAccessKey, SessionToken, Expiration"},
-      {StsWithCredentials(R"("AccessKeyId":1,"SecretAccessKey":"S","SessionToken":"T","Expiration":1)"),
+      {StsWithCredentials(
+           R"("AccessKeyId":1,"SecretAccessKey":"S","SessionToken":"T","Expiration":1)"),
        "Credentials.AccessKeyId is not a string"},
-      {StsWithCredentials(R"("AccessKeyId":"A","SecretAccessKey":" ","SessionToken":"T","Expiration":1)"),
+      {StsWithCredentials(
+           R"("AccessKeyId":"A","SecretAccessKey":" ","SessionToken":"T","Expiration":1)"),
        "SecretAccessKey"},
-      {StsWithCredentials(R"("AccessKeyId":"A","SecretAccessKey":"S","SessionToken":"T","Expiration":"soon")"),
+      {StsWithCredentials(
+           R"("AccessKeyId":"A","SecretAccessKey":"S","SessionToken":"T","Expiration":"soon")"),
        "Expiration"},
-      {StsWithCredentials(R"("AccessKeyId":"A","SecretAccessKey":"S","SessionToken":"T","Expiration":-5)"),
+      {StsWithCredentials(
+           R"("AccessKeyId":"A","SecretAccessKey":"S","SessionToken":"T","Expiration":-5)"),
        "Expiration"},
-      {StsWithCredentials(R"("AccessKeyId":"A","SecretAccessKey":"S","SessionToken":"T","Expiration":1e300)"),
+      {StsWithCredentials(
+           R"("AccessKeyId":"A","SecretAccessKey":"S","SessionToken":"T","Expiration":1e300)"),
        "Expiration"},
-      {StsWithCredentials(R"("AccessKeyId":"A","SecretAccessKey":"S","SessionToken":"T","Expiration":true)"),
+      {StsWithCredentials(
+           R"("AccessKeyId":"A","SecretAccessKey":"S","SessionToken":"T","Expiration":true)"),
        "Expiration"},
   };
   for (const Case& k : cases) {

@@ -22,7 +22,8 @@ HttpResponse Imds(const HttpRequest& r) {
   if (r.method == "GET" && r.url == base + "/latest/meta-data/iam/security-credentials/") {
     return Answer(200, "writer-role\n");
   }
-  if (r.method == "GET" && r.url == base + "/latest/meta-data/iam/security-credentials/writer-role") {
+  if (r.method == "GET" &&
+      r.url == base + "/latest/meta-data/iam/security-credentials/writer-role") {
     return Answer(200, CredentialsJson("ASIAIMDS", "S", "T", "2024-05-01T18:00:00Z"));
   }
   return Answer(404, "");

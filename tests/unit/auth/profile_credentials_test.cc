@@ -123,9 +123,12 @@ TEST_F(ProfileTest, RoleArnWithWebIdentityTokenFileAssumesTheRole) {
   env_.Set("AWS_PROFILE", "irsa");
   env_.Set("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:1");
   WriteFile(dir_ + "/jwt", "the-jwt");
-  WriteFile(dir_ + "/config", "[profile irsa]\nrole_arn = arn:aws:iam::1:role/r\n"
-                              "web_identity_token_file = " + dir_ + "/jwt\n"
-                              "role_session_name = s1\n");
+  WriteFile(dir_ + "/config",
+            "[profile irsa]\nrole_arn = arn:aws:iam::1:role/r\n"
+            "web_identity_token_file = " +
+                dir_ +
+                "/jwt\n"
+                "role_session_name = s1\n");
   FakeTransport t([](const HttpRequest&) {
     return Answer(200, StsJson("ASIAP", "S", "T", absl::FromUnixSeconds(1714568400)));
   });

@@ -59,7 +59,8 @@ struct Fixture {
       failures.push_back(absl::StrCat(name, ": ", s.message()));
     };
     return std::make_unique<RefreshingCredentialsProvider>(
-        "test", [this]() -> absl::StatusOr<AwsCredentials> {
+        "test",
+        [this]() -> absl::StatusOr<AwsCredentials> {
           const size_t i = static_cast<size_t>(fetches++);
           if (i < script.size()) return script[i];
           return absl::UnavailableError("script exhausted");

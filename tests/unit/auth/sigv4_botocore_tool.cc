@@ -30,7 +30,9 @@ class Gen {
   size_t Below(size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng_); }
   bool Chance(int percent) { return Below(100) < static_cast<size_t>(percent); }
   template <typename T>
-  const T& Pick(const std::vector<T>& v) { return v[Below(v.size())]; }
+  const T& Pick(const std::vector<T>& v) {
+    return v[Below(v.size())];
+  }
 
   // Unreserved characters, and %XX escapes (upper-case hex) of anything.
   std::string EncodedText(size_t max_len, bool allow_empty) {
@@ -60,10 +62,14 @@ class Gen {
     for (size_t i = 0; i < segments; ++i) {
       p += '/';
       const size_t kind = Below(10);
-      if (kind == 0) p += ".";
-      else if (kind == 1) p += "..";
-      else if (kind == 2) p += "";  // double slash
-      else p += EncodedText(12, false);
+      if (kind == 0)
+        p += ".";
+      else if (kind == 1)
+        p += "..";
+      else if (kind == 2)
+        p += "";  // double slash
+      else
+        p += EncodedText(12, false);
     }
     if (Chance(30)) p += '/';
     return p;
@@ -88,7 +94,8 @@ class Gen {
   }
 
   std::string HeaderName() {
-    static const std::string kChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-";
+    static const std::string kChars =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-";
     std::string n = "X-";
     const size_t len = 1 + Below(12);
     for (size_t i = 0; i < len; ++i) n += kChars[Below(kChars.size())];
@@ -103,7 +110,8 @@ class Gen {
     for (size_t w = 0; w < words; ++w) {
       if (w > 0) v += Pick(kSpaces);
       const size_t len = 1 + Below(10);
-      for (size_t i = 0; i < len; ++i) v += static_cast<char>('!' + Below(94));  // printable, no space
+      for (size_t i = 0; i < len; ++i)
+        v += static_cast<char>('!' + Below(94));  // printable, no space
     }
     if (Chance(30)) v += Pick(kSpaces);
     return v;
@@ -147,7 +155,8 @@ int main(int argc, char** argv) {
   const long count = std::strtol(argv[1], nullptr, 10);
   Gen g(std::strtoull(argv[2], nullptr, 10));
   const std::vector<std::string> kMethods = {"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"};
-  const std::vector<std::string> kRegions = {"us-east-1", "eu-west-1", "ap-southeast-2", "cn-north-1"};
+  const std::vector<std::string> kRegions = {"us-east-1", "eu-west-1", "ap-southeast-2",
+                                             "cn-north-1"};
   const std::vector<std::string> kHosts = {"dynamodb.us-east-1.amazonaws.com", "127.0.0.1:8000",
                                            "localhost:4566", "example.amazonaws.com"};
   for (long i = 0; i < count; ++i) {
@@ -157,7 +166,8 @@ int main(int argc, char** argv) {
     req.query = g.Query();
     const std::string host = g.Pick(kHosts);
     // Any time from 2000 to 2037.
-    const absl::Time now = absl::FromUnixSeconds(946684800 + static_cast<int64_t>(g.Below(1200000000)));
+    const absl::Time now =
+        absl::FromUnixSeconds(946684800 + static_cast<int64_t>(g.Below(1200000000)));
     AwsCredentials creds;
     creds.access_key_id = "AKIA" + g.Token(16);
     creds.secret_access_key = g.Token(40);
@@ -169,7 +179,8 @@ int main(int argc, char** argv) {
         {g.Chance(50) ? "Host" : "host", host},
         {"X-Amz-Date", dynamo_batcher::AmzDate(now)},
     };
-    if (!creds.session_token.empty()) headers.emplace_back("X-Amz-Security-Token", creds.session_token);
+    if (!creds.session_token.empty())
+      headers.emplace_back("X-Amz-Security-Token", creds.session_token);
     if (g.Chance(50)) headers.emplace_back("Content-Type", "application/x-amz-json-1.0");
     if (g.Chance(50)) headers.emplace_back("X-Amz-Target", "DynamoDB_20120810.BatchWriteItem");
     const size_t extra = g.Below(5);
@@ -177,7 +188,9 @@ int main(int argc, char** argv) {
       std::string name = g.HeaderName();
       headers.emplace_back(name, g.HeaderValue());
       // Repeated header, possibly with a different case.
-      if (g.Chance(25)) headers.emplace_back(g.Chance(50) ? name : absl::StrCat("x-", name.substr(2)), g.HeaderValue());
+      if (g.Chance(25))
+        headers.emplace_back(g.Chance(50) ? name : absl::StrCat("x-", name.substr(2)),
+                             g.HeaderValue());
     }
     // Shuffle the order given to the signer.
     for (size_t h = headers.size(); h > 1; --h) std::swap(headers[h - 1], headers[g.Below(h)]);
@@ -185,15 +198,20 @@ int main(int argc, char** argv) {
     const std::string body = g.Chance(20) ? std::string() : g.Bytes(300);
     req.payload = body;
 
-    const dynamo_batcher::SigV4Signature sig = dynamo_batcher::SignV4(req, creds, region, service, now);
+    const dynamo_batcher::SigV4Signature sig =
+        dynamo_batcher::SignV4(req, creds, region, service, now);
 
     rapidjson::StringBuffer buf;
     rapidjson::Writer<rapidjson::StringBuffer> w(buf);
     w.StartObject();
-    w.Key("method"); w.String(req.method);
-    w.Key("host"); w.String(host);
-    w.Key("path"); w.String(req.path);
-    w.Key("query"); w.String(req.query);
+    w.Key("method");
+    w.String(req.method);
+    w.Key("host");
+    w.String(host);
+    w.Key("path");
+    w.String(req.path);
+    w.Key("query");
+    w.String(req.query);
     w.Key("headers");
     w.StartArray();
     for (const auto& [k, v] : headers) {
@@ -203,17 +221,28 @@ int main(int argc, char** argv) {
       w.EndArray();
     }
     w.EndArray();
-    w.Key("body_hex"); w.String(Hex(body));
-    w.Key("access_key_id"); w.String(creds.access_key_id);
-    w.Key("secret_access_key"); w.String(creds.secret_access_key);
-    w.Key("session_token"); w.String(creds.session_token);
-    w.Key("region"); w.String(region);
-    w.Key("service"); w.String(service);
-    w.Key("amz_date"); w.String(sig.amz_date);
-    w.Key("canonical_request"); w.String(sig.canonical_request);
-    w.Key("string_to_sign"); w.String(sig.string_to_sign);
-    w.Key("signature"); w.String(sig.signature);
-    w.Key("authorization"); w.String(sig.authorization);
+    w.Key("body_hex");
+    w.String(Hex(body));
+    w.Key("access_key_id");
+    w.String(creds.access_key_id);
+    w.Key("secret_access_key");
+    w.String(creds.secret_access_key);
+    w.Key("session_token");
+    w.String(creds.session_token);
+    w.Key("region");
+    w.String(region);
+    w.Key("service");
+    w.String(service);
+    w.Key("amz_date");
+    w.String(sig.amz_date);
+    w.Key("canonical_request");
+    w.String(sig.canonical_request);
+    w.Key("string_to_sign");
+    w.String(sig.string_to_sign);
+    w.Key("signature");
+    w.String(sig.signature);
+    w.Key("authorization");
+    w.String(sig.authorization);
     w.EndObject();
     std::printf("%s\n", buf.GetString());
   }

@@ -5,10 +5,10 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/strings/ascii.h"
 #include "gtest/gtest.h"
 
 namespace dynamo_batcher {
@@ -71,9 +71,9 @@ absl::Time ParseAmzDate(const std::string& s) {
   EXPECT_EQ(s.size(), 16u) << s;
   if (s.size() != 16) return absl::UnixEpoch();
   auto num = [&](size_t pos, size_t len) { return std::stoi(s.substr(pos, len)); };
-  return absl::FromCivil(absl::CivilSecond(num(0, 4), num(4, 2), num(6, 2), num(9, 2),
-                                           num(11, 2), num(13, 2)),
-                         absl::UTCTimeZone());
+  return absl::FromCivil(
+      absl::CivilSecond(num(0, 4), num(4, 2), num(6, 2), num(9, 2), num(11, 2), num(13, 2)),
+      absl::UTCTimeZone());
 }
 
 class SigV4Vectors : public testing::TestWithParam<const char*> {};
@@ -87,8 +87,8 @@ TEST_P(SigV4Vectors, MatchesEveryPublishedStep) {
   creds.secret_access_key = v.fields["secret_access_key"];
   creds.session_token = v.fields["session_token"];
 
-  const SigV4Signature sig = SignV4(v.request, creds, v.fields["region"],
-                                    v.fields["service"], ParseAmzDate(v.fields["time"]));
+  const SigV4Signature sig = SignV4(v.request, creds, v.fields["region"], v.fields["service"],
+                                    ParseAmzDate(v.fields["time"]));
   EXPECT_EQ(sig.canonical_request, v.canonical_request);
   EXPECT_EQ(sig.string_to_sign, v.string_to_sign);
   EXPECT_EQ(sig.signature, v.signature);
@@ -102,14 +102,14 @@ TEST_P(SigV4Vectors, MatchesEveryPublishedStep) {
   EXPECT_TRUE(absl::StrContains(v.canonical_request, "\n" + sig.signed_headers + "\n"));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AwsTestSuite, SigV4Vectors,
-    testing::Values("get-vanilla", "iam-list-users"),
-    [](const testing::TestParamInfo<const char*>& info) {
-      std::string n = info.param;
-      for (char& c : n) if (!absl::ascii_isalnum(c)) c = '_';
-      return n;
-    });
+INSTANTIATE_TEST_SUITE_P(AwsTestSuite, SigV4Vectors,
+                         testing::Values("get-vanilla", "iam-list-users"),
+                         [](const testing::TestParamInfo<const char*>& info) {
+                           std::string n = info.param;
+                           for (char& c : n)
+                             if (!absl::ascii_isalnum(c)) c = '_';
+                           return n;
+                         });
 
 TEST(SigV4, GetVanillaSignatureIsAwsPublishedValue) {
   // Independent of the data files, so a broken loader cannot hide a bug.

@@ -66,8 +66,8 @@ TEST_F(WebIdentityTest, PostsTheFormToStsAndParsesTheAnswer) {
             "&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fwriter"
             "&RoleSessionName=sess&WebIdentityToken=eyJhbGciOi.first-token");
   ASSERT_NE(FindHeader(reqs[0], "Content-Type"), nullptr);
-  EXPECT_TRUE(absl::StartsWith(*FindHeader(reqs[0], "Content-Type"),
-                               "application/x-www-form-urlencoded"));
+  EXPECT_TRUE(
+      absl::StartsWith(*FindHeader(reqs[0], "Content-Type"), "application/x-www-form-urlencoded"));
   EXPECT_EQ(FindHeader(reqs[0], "Authorization"), nullptr) << "the call is unsigned";
   ASSERT_NE(FindHeader(reqs[0], "Accept"), nullptr);
   EXPECT_EQ(*FindHeader(reqs[0], "Accept"), "application/json");
@@ -76,7 +76,9 @@ TEST_F(WebIdentityTest, PostsTheFormToStsAndParsesTheAnswer) {
 
 TEST_F(WebIdentityTest, DefaultSessionNameIsDerivedFromTime) {
   config_.session_name.clear();
-  FakeTransport t([](const HttpRequest&) { return Answer(200, StsJson("A", "S", "T", absl::FromUnixSeconds(1714568400))); });
+  FakeTransport t([](const HttpRequest&) {
+    return Answer(200, StsJson("A", "S", "T", absl::FromUnixSeconds(1714568400)));
+  });
   ASSERT_TRUE(FetchWebIdentityCredentials(config_, t, clock_.Now()).ok());
   EXPECT_TRUE(absl::StrContains(t.requests()[0].body, "RoleSessionName=dynamo-batcher-1714564800"));
 }
@@ -103,14 +105,16 @@ TEST_F(WebIdentityTest, StsThrottlingIsUnavailableAfterOneRetry) {
   auto c = FetchWebIdentityCredentials(config_, t, clock_.Now());
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_TRUE(absl::StrContains(c.status().message(), "STS Throttling: Rate exceeded")) << c.status();
+  EXPECT_TRUE(absl::StrContains(c.status().message(), "STS Throttling: Rate exceeded"))
+      << c.status();
   EXPECT_EQ(t.requests().size(), 2u);
 }
 
 TEST_F(WebIdentityTest, UnusableAnswerNamesTheMissingField) {
   FakeTransport t([](const HttpRequest&) {
-    return Answer(200, R"({"AssumeRoleWithWebIdentityResponse":{"AssumeRoleWithWebIdentityResult":)"
-                       R"({"Credentials":{"AccessKeyId":"A","SecretAccessKey":"S","Expiration":1}}}})");
+    return Answer(200,
+                  R"({"AssumeRoleWithWebIdentityResponse":{"AssumeRoleWithWebIdentityResult":)"
+                  R"({"Credentials":{"AccessKeyId":"A","SecretAccessKey":"S","Expiration":1}}}})");
   });
   auto c = FetchWebIdentityCredentials(config_, t, clock_.Now());
   ASSERT_FALSE(c.ok());

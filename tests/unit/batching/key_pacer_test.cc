@@ -109,7 +109,7 @@ TEST(KeyPacer, RateDecreasesOncePerWindowAndRecovers) {
   const double r0 = p.RateOf("hot");
   EXPECT_NEAR(r0, 800 * 0.5 * 0.7, 1e-6);
   hot_call(kT0 + absl::Milliseconds(50));  // same window: no second cut
-  EXPECT_GE(p.RateOf("hot"), r0);  // only the quiet-time increase
+  EXPECT_GE(p.RateOf("hot"), r0);          // only the quiet-time increase
   hot_call(kT0 + absl::Milliseconds(150));
   EXPECT_LT(p.RateOf("hot"), r0);
   for (int i = 0; i < 100; ++i) hot_call(kT0 + absl::Milliseconds(300 + 200 * i));

@@ -227,15 +227,14 @@ TEST(RateLimiter, MeasuredRateIsSaneRightAfterStart) {
   EXPECT_NEAR(l.MeasuredRate(), 2000, 400);
 }
 
-
 // A closed-loop simulation of one table's sender against a model backend:
 // demand `offered` items/s in 25-item calls, answered after 10 ms; the
 // backend has a capacity (token bucket, 1 s burst; 0 = unlimited), loses
 // `item_loss` of the accepted items at random (UnprocessedItems whatever the
 // rate) and refuses `call_throttle` of the calls whole at random.
 struct SimResult {
-  double goodput = 0;     // accepted items/s over the last half
-  double mean_rate = 0;   // mean rate() over the last half
+  double goodput = 0;          // accepted items/s over the last half
+  double mean_rate = 0;        // mean rate() over the last half
   double throttled_calls = 0;  // share of calls with any loss, last half
 };
 
@@ -250,7 +249,11 @@ SimResult Simulate(RateLimiter* l, double offered, double capacity, double item_
   const absl::Time half = kT0 + absl::Seconds(seconds / 2);
   double backlog = 0;
   double bucket = capacity;
-  struct Call { absl::Time at; double sent, lost; bool throttled; };
+  struct Call {
+    absl::Time at;
+    double sent, lost;
+    bool throttled;
+  };
   std::deque<Call> inflight;
   double accepted = 0, rate_sum = 0, ticks = 0, calls = 0, lossy = 0;
   while (now < end) {
@@ -313,10 +316,13 @@ RateLimiterOptions Defaults() {
 TEST(RateLimiter, RateIndependentLossDoesNotCollapseTheRate) {
   RateLimiter l(Defaults());
   const SimResult r = Simulate(&l, 3000, 0, 0.3, 0.1, 20);
-  std::printf("[figures] random loss: goodput %.0f items/s of 3000 offered, mean rate %.0f, "
-              "floor %.2f, decreases undone %llu\n", r.goodput, r.mean_rate, l.loss_floor(),
-              static_cast<unsigned long long>(l.reverted_decreases()));
-  EXPECT_GE(r.goodput, 0.9 * 3000 * 0.7 * 0.9);  // the offered rate times what the loss lets through
+  std::printf(
+      "[figures] random loss: goodput %.0f items/s of 3000 offered, mean rate %.0f, "
+      "floor %.2f, decreases undone %llu\n",
+      r.goodput, r.mean_rate, l.loss_floor(),
+      static_cast<unsigned long long>(l.reverted_decreases()));
+  EXPECT_GE(r.goodput,
+            0.9 * 3000 * 0.7 * 0.9);  // the offered rate times what the loss lets through
   EXPECT_GE(r.mean_rate, 2000);
 }
 
@@ -337,8 +343,10 @@ TEST(RateLimiter, CapacityLimitIsStillFollowed) {
 TEST(RateLimiter, CapacityLimitIsFollowedOnTopOfRandomLoss) {
   RateLimiter l(Defaults());
   const SimResult r = Simulate(&l, 6000, 2000, 0.3, 0, 20);
-  std::printf("[figures] capacity 2000/s at 3x + 30%% random loss: goodput %.0f, mean rate %.0f, "
-              "floor %.2f\n", r.goodput, r.mean_rate, l.loss_floor());
+  std::printf(
+      "[figures] capacity 2000/s at 3x + 30%% random loss: goodput %.0f, mean rate %.0f, "
+      "floor %.2f\n",
+      r.goodput, r.mean_rate, l.loss_floor());
   EXPECT_GE(r.goodput, 0.85 * 2000 * 0.7);
   EXPECT_LE(r.mean_rate, 2.0 * 2000);
 }
@@ -359,21 +367,21 @@ struct FleetOptions {
   double overload = 2.4;
   double burst_seconds = 1;
   double seconds = 60;
-  double measure_from = 0.4;         // share of `seconds` before measuring starts
-  double min_latency_ms = 5;         // per-sidecar base latency, uniform in [min, max]
+  double measure_from = 0.4;  // share of `seconds` before measuring starts
+  double min_latency_ms = 5;  // per-sidecar base latency, uniform in [min, max]
   double max_latency_ms = 30;
-  double jitter_ms = 20;             // per-call extra latency, uniform in [0, jitter]
-  double capacity_after = 0;         // > 0: the capacity changes to this...
-  double change_at = 0;              // ...at this second
-  int late_starters = 0;             // the last k sidecars start at late_start
+  double jitter_ms = 20;      // per-call extra latency, uniform in [0, jitter]
+  double capacity_after = 0;  // > 0: the capacity changes to this...
+  double change_at = 0;       // ...at this second
+  int late_starters = 0;      // the last k sidecars start at late_start
   double late_start = 0;
   uint32_t seed = 1;
 };
 
 struct FleetResult {
-  double goodput = 0;          // items/s accepted by the table over the window
-  double jain = 0;             // fairness of the per-sidecar goodput
-  double throttled_calls = 0;  // share of calls with any item unprocessed or throttled
+  double goodput = 0;               // items/s accepted by the table over the window
+  double jain = 0;                  // fairness of the per-sidecar goodput
+  double throttled_calls = 0;       // share of calls with any item unprocessed or throttled
   std::vector<double> per_sidecar;  // items/s accepted, each sidecar
   uint64_t reverted_decreases = 0;  // summed over the fleet
   double capacity = 0;              // capacity during the window
@@ -392,7 +400,10 @@ RateLimiterOptions SidecarDefaults() {
 FleetResult SimulateFleet(const FleetOptions& f) {
   std::mt19937 rng(f.seed);
   std::uniform_real_distribution<double> u(0, 1);
-  struct Call { absl::Time answer_at; double sent, lost; };
+  struct Call {
+    absl::Time answer_at;
+    double sent, lost;
+  };
   struct Sidecar {
     explicit Sidecar(const RateLimiterOptions& o) : limiter(o) {}
     RateLimiter limiter;
@@ -406,7 +417,8 @@ FleetResult SimulateFleet(const FleetOptions& f) {
   for (int i = 0; i < f.n; ++i) {
     auto s = std::make_unique<Sidecar>(SidecarDefaults());
     s->latency_ms = f.min_latency_ms + (f.max_latency_ms - f.min_latency_ms) * u(rng);
-    s->start = kT0 + (i >= f.n - f.late_starters ? absl::Seconds(f.late_start) : absl::ZeroDuration());
+    s->start =
+        kT0 + (i >= f.n - f.late_starters ? absl::Seconds(f.late_start) : absl::ZeroDuration());
     fleet.push_back(std::move(s));
   }
   const absl::Duration tick = absl::Milliseconds(1);
@@ -420,7 +432,8 @@ FleetResult SimulateFleet(const FleetOptions& f) {
   for (int i = 0; i < f.n; ++i) order[i] = i;
   std::vector<double> per_second;  // accepted items per simulated second, whole fleet
   for (absl::Time now = kT0; now < end; now += tick) {
-    if (f.capacity_after > 0 && now >= kT0 + absl::Seconds(f.change_at)) capacity = f.capacity_after;
+    if (f.capacity_after > 0 && now >= kT0 + absl::Seconds(f.change_at))
+      capacity = f.capacity_after;
     bucket = std::min(capacity * f.burst_seconds, bucket + capacity * dt);
     std::shuffle(order.begin(), order.end(), rng);  // nobody always first at the bucket
     const bool measuring = now >= from;
@@ -493,12 +506,14 @@ FleetResult SimulateFleet(const FleetOptions& f) {
 
 void PrintFleet(const char* what, const FleetOptions& f, const FleetResult& r) {
   std::string rates;
-  for (double x : r.per_sidecar) absl::StrAppend(&rates, rates.empty() ? "" : " ", static_cast<int>(x));
-  std::printf("[figures] fleet sim, %s: %d sidecars, capacity %.0f, offered %.1fx: goodput %.0f "
-              "(%.1f%%), Jain %.3f, throttled calls %.1f%%, decreases undone %llu; per sidecar: %s\n",
-              what, f.n, r.capacity, f.overload, r.goodput, 100 * r.goodput / r.capacity, r.jain,
-              100 * r.throttled_calls, static_cast<unsigned long long>(r.reverted_decreases),
-              rates.c_str());
+  for (double x : r.per_sidecar)
+    absl::StrAppend(&rates, rates.empty() ? "" : " ", static_cast<int>(x));
+  std::printf(
+      "[figures] fleet sim, %s: %d sidecars, capacity %.0f, offered %.1fx: goodput %.0f "
+      "(%.1f%%), Jain %.3f, throttled calls %.1f%%, decreases undone %llu; per sidecar: %s\n",
+      what, f.n, r.capacity, f.overload, r.goodput, 100 * r.goodput / r.capacity, r.jain,
+      100 * r.throttled_calls, static_cast<unsigned long long>(r.reverted_decreases),
+      rates.c_str());
 }
 
 // Issue 11's fleet goal, on the model: 1, 8 and 32 sidecars sharing one
@@ -553,8 +568,10 @@ TEST_P(FleetSim, FindsCapacityThatAppears) {
   f.measure_from = 0.7;
   const FleetResult r = SimulateFleet(f);
   PrintFleet("capacity doubled at 40 s", f, r);
-  std::printf("[figures] fleet sim, %d sidecars: 90%% of the doubled capacity reached %.0f s "
-              "after it appeared\n", f.n, r.reached_new_capacity_after);
+  std::printf(
+      "[figures] fleet sim, %d sidecars: 90%% of the doubled capacity reached %.0f s "
+      "after it appeared\n",
+      f.n, r.reached_new_capacity_after);
   EXPECT_GE(r.reached_new_capacity_after, 0);
   EXPECT_LE(r.reached_new_capacity_after, 40);
   EXPECT_GE(r.goodput, 0.9 * f.capacity_after);
@@ -590,7 +607,7 @@ TEST(RateLimiterUpdateOptions, ThrottledRateIsKeptUnderAHigherCeiling) {
   l.UpdateOptions(Ceiling(5000), kT0);
   EXPECT_DOUBLE_EQ(l.rate(), throttled);  // adaptive state survives a reload
   l.UpdateOptions(Ceiling(10), kT0);
-  EXPECT_DOUBLE_EQ(l.rate(), 10);         // but never above the new ceiling
+  EXPECT_DOUBLE_EQ(l.rate(), 10);  // but never above the new ceiling
 }
 
 }  // namespace

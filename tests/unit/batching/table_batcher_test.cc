@@ -70,8 +70,7 @@ RetryOptions Retry() {
   return r;
 }
 
-std::unique_ptr<TableBatcher> MakeBatcher(BatchingOptions o = Options(),
-                                          RetryOptions r = Retry(),
+std::unique_ptr<TableBatcher> MakeBatcher(BatchingOptions o = Options(), RetryOptions r = Retry(),
                                           RateLimiterOptions l = {}) {
   return std::make_unique<TableBatcher>(Schema(), o, RetryPolicy(r), RateLimiter(l));
 }
@@ -628,8 +627,7 @@ TEST(Batcher, MultipleCallsInFlightKeepPerKeyRule) {
 
 // A server that rejects, as a whole, any call holding a bad key.
 void RunAgainstValidatingServer(TableBatcher* b, const std::set<std::string>& bad,
-                                std::vector<OpResult>* results, int* calls,
-                                int* bisect_calls) {
+                                std::vector<OpResult>* results, int* calls, int* bisect_calls) {
   absl::Time now = kT0;
   for (int i = 0; i < 1000 && b->pending_ops() > 0; ++i) {
     now = std::max(now, b->NextWakeup(now));
@@ -940,8 +938,8 @@ TEST(Batcher, ThrottlingLowersTheRateOtherErrorsDoNot) {
 // ThrottlingReasons that blame only a hot key range leave the table rate
 // alone; table-level reasons lower it as before.
 TEST(Batcher, KeyRangeThrottlesDoNotLowerTheTableRate) {
-  for (const char* reason : {"TableWriteKeyRangeThroughputExceeded",
-                             "TableWriteProvisionedThroughputExceeded"}) {
+  for (const char* reason :
+       {"TableWriteKeyRangeThroughputExceeded", "TableWriteProvisionedThroughputExceeded"}) {
     RateLimiterOptions l;
     l.initial_rate = 1000;
     l.max_rate = 1000;
@@ -1043,14 +1041,14 @@ TEST(Batcher, RandomizedModel) {
 
     struct Sent {
       Batch batch;
-      std::vector<std::string> keys;   // copies, to check the pointers stay valid
+      std::vector<std::string> keys;  // copies, to check the pointers stay valid
       std::vector<std::string> jsons;
     };
     std::vector<Sent> outstanding;
     std::set<std::string> keys_in_flight;
     std::map<uint64_t, std::string> op_key;
-    std::map<std::string, uint64_t> last_op;      // model: last added op per key
-    std::map<std::string, uint64_t> server;       // key -> op id applied last
+    std::map<std::string, uint64_t> last_op;  // model: last added op per key
+    std::map<std::string, uint64_t> server;   // key -> op id applied last
     std::map<uint64_t, OpResult> answered;
     std::set<uint64_t> bad_ops;
     uint64_t next_id = 1;

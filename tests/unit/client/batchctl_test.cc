@@ -40,9 +40,8 @@ std::string Quote(const std::string& s) {
 RunResult Batchctl(const std::vector<std::string>& args) {
   std::vector<std::string> quoted;
   for (const auto& a : args) quoted.push_back(Quote(a));
-  const std::string cmd = absl::StrCat("env -u DYNAMO_BATCHER_TARGET timeout 60 ",
-                                       BATCHCTL_PATH, " ", absl::StrJoin(quoted, " "),
-                                       " 2>&1 </dev/null");
+  const std::string cmd = absl::StrCat("env -u DYNAMO_BATCHER_TARGET timeout 60 ", BATCHCTL_PATH,
+                                       " ", absl::StrJoin(quoted, " "), " 2>&1 </dev/null");
   RunResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return r;
@@ -107,11 +106,8 @@ TEST(Batchctl, UnreachableSidecarExitsThree) {
     port = gone.port();
   }
   const std::string target = absl::StrCat("127.0.0.1:", port);
-  for (const std::vector<std::string>& args :
-       std::vector<std::vector<std::string>>{{"put", "t", "pk=a"},
-                                             {"health"},
-                                             {"flush"},
-                                             {"bench", "--ops", "10"}}) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"put", "t", "pk=a"}, {"health"}, {"flush"}, {"bench", "--ops", "10"}}) {
     std::vector<std::string> full = {"--target", target, "--connect-timeout", "300ms"};
     full.insert(full.end(), args.begin(), args.end());
     RunResult r = Batchctl(full);
@@ -161,8 +157,8 @@ TEST(Batchctl, LoadCountsOutcomesAndSkipsBadLines) {
                                   "(bad lines 1)"));
   EXPECT_EQ(server.service().ops(), 4u);
 
-  const std::string good = WriteTempFile(
-      "good.jsonl", "{\"table\":\"t\",\"put\":{\"pk\":{\"S\":\"a\"}}}\n");
+  const std::string good =
+      WriteTempFile("good.jsonl", "{\"table\":\"t\",\"put\":{\"pk\":{\"S\":\"a\"}}}\n");
   RunResult ok = Batchctl({"--target", server.target(), "load", good});
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
 }
@@ -202,7 +198,7 @@ TEST(Batchctl, BenchReportsThroughputAndJson) {
   FakeServer server;
   ASSERT_TRUE(server.ok());
   RunResult r = Batchctl({"--target", server.target(), "bench", "--ops", "3000", "--streams", "2",
-                    "--tables", "a,b", "--ops-per-message", "50", "--json"});
+                          "--tables", "a,b", "--ops-per-message", "50", "--json"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("\"ops_per_s\":"));
   EXPECT_THAT(r.output, HasSubstr("\"results\":3000"));

@@ -158,8 +158,8 @@ TEST(Client, KeepsMessagesWithinMaxOpsAndMaxBytes) {
   }
   // Big items: about 1 KiB each, so at most 4 fit in 4 KiB.
   for (int i = 0; i < 20; ++i) {
-    futures.push_back(client->Put(
-        "t", Item().S("pk", absl::StrCat("big", i)).S("v", std::string(1000, 'x'))));
+    futures.push_back(
+        client->Put("t", Item().S("pk", absl::StrCat("big", i)).S("v", std::string(1000, 'x'))));
   }
   for (auto& f : futures) ASSERT_EQ(Get(f).outcome, v1::WRITTEN);
   EXPECT_EQ(server.service().max_ops_in_a_message(), 10u);
@@ -237,11 +237,9 @@ TEST(Client, BlockModeWaitsUntilResultsFlow) {
   for (int i = 0; i < 5; ++i) {
     futures.push_back(client->Put("t", Item().S("pk", absl::StrCat("k", i))));
   }
-  auto blocked = std::async(std::launch::async, [&] {
-    return client->Put("t", Item().S("pk", "sixth")).get();
-  });
-  EXPECT_EQ(blocked.wait_for(std::chrono::milliseconds(200)),
-            std::future_status::timeout);
+  auto blocked = std::async(std::launch::async,
+                            [&] { return client->Put("t", Item().S("pk", "sixth")).get(); });
+  EXPECT_EQ(blocked.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
   EXPECT_EQ(server.service().ops(), 5u);
   server.service().Release();
   ASSERT_EQ(blocked.wait_for(kLong), std::future_status::ready);
@@ -370,8 +368,7 @@ TEST(Client, SpreadsTablesOverSeveralStreams) {
   auto client = MustCreate(o);
   std::vector<std::future<WriteOutcome>> futures;
   for (int i = 0; i < 400; ++i) {
-    futures.push_back(
-        client->Put(absl::StrCat("table", i % 8), Item().S("pk", absl::StrCat(i))));
+    futures.push_back(client->Put(absl::StrCat("table", i % 8), Item().S("pk", absl::StrCat(i))));
   }
   for (auto& f : futures) EXPECT_EQ(Get(f).outcome, v1::WRITTEN);
   EXPECT_EQ(server.service().ops(), 400u);
@@ -398,9 +395,8 @@ TEST(ClientThroughput, PackedMessagesVersusOneOpPerMessage) {
     const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
     EXPECT_EQ(done.load(), kOps);
     const uint64_t messages = server.service().messages();
-    std::printf("ops_per_message=%zu: %d ops in %.3fs = %.0f ops/s, %llu messages\n",
-                per_message, kOps, seconds, kOps / seconds,
-                static_cast<unsigned long long>(messages));
+    std::printf("ops_per_message=%zu: %d ops in %.3fs = %.0f ops/s, %llu messages\n", per_message,
+                kOps, seconds, kOps / seconds, static_cast<unsigned long long>(messages));
     return messages;
   };
   const uint64_t single = run(1);

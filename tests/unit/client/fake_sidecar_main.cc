@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, OnSignal);
   std::cout << "listening on " << server.target() << std::endl;
   while (!g_stop) absl::SleepFor(absl::Milliseconds(100));
-  std::cout << "ops " << server.service().ops() << " messages "
-            << server.service().messages() << std::endl;
+  std::cout << "ops " << server.service().ops() << " messages " << server.service().messages()
+            << std::endl;
   return 0;
 }

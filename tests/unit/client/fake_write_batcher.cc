@@ -127,8 +127,8 @@ FakeServer::FakeServer(bool withhold, int port)
     : service_(std::make_unique<FakeWriteBatcher>(withhold)) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
-                           grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(),
+                           &port_);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
   if (port_ == 0) server_.reset();

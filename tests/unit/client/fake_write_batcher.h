@@ -27,12 +27,10 @@ class FakeWriteBatcher final : public dynamobatcher::v1::WriteBatcher::Service {
  public:
   explicit FakeWriteBatcher(bool withhold = false) : withhold_(withhold) {}
 
-  grpc::Status Write(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<dynamobatcher::v1::WriteResponse,
-                               dynamobatcher::v1::WriteRequest>* stream) override;
-  grpc::Status Flush(grpc::ServerContext* context,
-                     const dynamobatcher::v1::FlushRequest* request,
+  grpc::Status Write(grpc::ServerContext* context,
+                     grpc::ServerReaderWriter<dynamobatcher::v1::WriteResponse,
+                                              dynamobatcher::v1::WriteRequest>* stream) override;
+  grpc::Status Flush(grpc::ServerContext* context, const dynamobatcher::v1::FlushRequest* request,
                      dynamobatcher::v1::FlushResponse* response) override;
 
   // Lets withheld results (and all later ones) flow.

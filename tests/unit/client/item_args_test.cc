@@ -10,8 +10,8 @@ using ::testing::HasSubstr;
 
 TEST(ItemArgs, ParsesTypedKeyValuePairsWithStringAsDefault) {
   absl::StatusOr<Item> item =
-      ParseItemArgs({"pk=a", "n:N=3", "ok:BOOL=true", "gone:NULL=", "tags:SS=x,y",
-                     "nums:ns=1,2", "b:B=aGk=", "eq=a=b"});
+      ParseItemArgs({"pk=a", "n:N=3", "ok:BOOL=true", "gone:NULL=", "tags:SS=x,y", "nums:ns=1,2",
+                     "b:B=aGk=", "eq=a=b"});
   ASSERT_TRUE(item.ok()) << item.status();
   EXPECT_EQ(item->Find("pk")->s(), "a");
   EXPECT_EQ(item->Find("n")->n(), "3");

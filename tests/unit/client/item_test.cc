@@ -85,8 +85,7 @@ TEST(DynamoJson, RoundTripsEveryType) {
 
 TEST(DynamoJson, WritesSortedAttributesAndBase64Binaries) {
   Item item = Item().S("pk", "a").N("n", 1).B("b", "hi");
-  EXPECT_EQ(ItemToDynamoJson(item.proto()),
-            R"({"b":{"B":"aGk="},"n":{"N":"1"},"pk":{"S":"a"}})");
+  EXPECT_EQ(ItemToDynamoJson(item.proto()), R"({"b":{"B":"aGk="},"n":{"N":"1"},"pk":{"S":"a"}})");
 }
 
 TEST(DynamoJson, ParsesTheDocumentedExample) {

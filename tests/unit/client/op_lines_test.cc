@@ -31,8 +31,7 @@ TEST(OpLines, RejectsBadLoadLines) {
       {R"({"put":{"pk":{"S":"a"}}})", "missing \"table\""},
       {R"({"table":1,"put":{"pk":{"S":"a"}}})", "\"table\" must be a string"},
       {R"({"table":"t"})", "exactly one of"},
-      {R"({"table":"t","put":{"pk":{"S":"a"}},"delete":{"pk":{"S":"a"}}})",
-       "exactly one of"},
+      {R"({"table":"t","put":{"pk":{"S":"a"}},"delete":{"pk":{"S":"a"}}})", "exactly one of"},
       {R"({"table":"t","put":{}})", "is empty"},
       {R"({"table":"t","put":{"pk":{"N":5}}})", "N must be a string"},
   };
@@ -44,10 +43,10 @@ TEST(OpLines, RejectsBadLoadLines) {
 }
 
 TEST(OpLines, ParsesDeadLetterRecords) {
-  absl::StatusOr<FileOp> put = ParseDeadLetterLine(
-      R"({"table":"t","op":"put","item":{"pk":{"S":"a"}},"error_code":"X",)"
-      R"("message":"m","attempts":3,"first_seen":"2024-01-01T00:00:00Z",)"
-      R"("failed_at":"2024-01-01T00:00:01Z"})");
+  absl::StatusOr<FileOp> put =
+      ParseDeadLetterLine(R"({"table":"t","op":"put","item":{"pk":{"S":"a"}},"error_code":"X",)"
+                          R"("message":"m","attempts":3,"first_seen":"2024-01-01T00:00:00Z",)"
+                          R"("failed_at":"2024-01-01T00:00:01Z"})");
   ASSERT_TRUE(put.ok()) << put.status();
   EXPECT_FALSE(put->is_delete);
   EXPECT_EQ(put->item.Find("pk")->s(), "a");
@@ -58,8 +57,7 @@ TEST(OpLines, ParsesDeadLetterRecords) {
   EXPECT_TRUE(del->is_delete);
 
   EXPECT_FALSE(ParseDeadLetterLine(R"({"table":"t","op":"update","item":{}})").ok());
-  EXPECT_FALSE(ParseDeadLetterLine(R"({"table":"t","op":"delete","item":{"pk":{"S":"a"}}})")
-                   .ok());
+  EXPECT_FALSE(ParseDeadLetterLine(R"({"table":"t","op":"delete","item":{"pk":{"S":"a"}}})").ok());
 }
 
 TEST(OpLines, BlankAndCommentLinesAreSkipped) {

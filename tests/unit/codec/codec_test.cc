@@ -52,8 +52,7 @@ AttributeValue BS(std::initializer_list<std::string> members) {
   for (const auto& m : members) v.mutable_bs()->add_values(m);
   return v;
 }
-AttributeValue M(std::initializer_list<std::pair<std::string, AttributeValue>>
-                     fields) {
+AttributeValue M(std::initializer_list<std::pair<std::string, AttributeValue>> fields) {
   AttributeValue v;
   auto* m = v.mutable_m()->mutable_fields();
   for (const auto& [name, value] : fields) (*m)[name] = value;
@@ -158,8 +157,8 @@ Rejection MustReject(const WriteOp& op, const TableSchema& schema) {
 
 // The usual checks on a rejection: the code, and a message naming the op id
 // and the field.
-void ExpectRejected(const WriteOp& op, const TableSchema& schema,
-                    const std::string& code, const std::string& field) {
+void ExpectRejected(const WriteOp& op, const TableSchema& schema, const std::string& code,
+                    const std::string& field) {
   Rejection r = MustReject(op, schema);
   EXPECT_EQ(r.code, code) << r.message;
   EXPECT_THAT(r.message, HasSubstr("op " + std::to_string(op.id()) + ": "));
@@ -177,8 +176,7 @@ TEST(EncodeWriteOp, EncodesSimplePutExactly) {
 
 TEST(EncodeWriteOp, EncodesSimpleDeleteExactly) {
   EncodedWrite w = MustEncode(Delete(2, {{"pk", S("user#1")}}), UsersSchema());
-  EXPECT_EQ(w.request_json,
-            R"({"DeleteRequest":{"Key":{"pk":{"S":"user#1"}}}})");
+  EXPECT_EQ(w.request_json, R"({"DeleteRequest":{"Key":{"pk":{"S":"user#1"}}}})");
   EXPECT_TRUE(w.is_delete);
 }
 
@@ -218,8 +216,7 @@ TEST(EncodeWriteOp, EncodesEveryAttributeValueType) {
 }
 
 TEST(EncodeWriteOp, EscapesStringsAndNamesInJson) {
-  const std::string tricky = std::string("q\"b\\n\nt\t\x01z\0", 12) +
-                             "\xC3\xA9\xE2\x82\xAC";
+  const std::string tricky = std::string("q\"b\\n\nt\t\x01z\0", 12) + "\xC3\xA9\xE2\x82\xAC";
   WriteOp op = Put(4, {{"pk", S("p")}, {"na\"me\n", S(tricky)}});
   EncodedWrite w = MustEncode(op, UsersSchema());
   rapidjson::Document d = ParseJson(w.request_json);
@@ -234,25 +231,21 @@ TEST(EncodeWriteOp, EscapesStringsAndNamesInJson) {
 }
 
 TEST(EncodeWriteOp, DropsLeadingPlusFromNumbers) {
-  EncodedWrite w = MustEncode(Put(5, {{"pk", S("p")}, {"n", N("+7")}}),
-                              UsersSchema());
-  ExpectSameJson(w.request_json,
-                 R"({"PutRequest":{"Item":{"pk":{"S":"p"},"n":{"N":"7"}}}})");
+  EncodedWrite w = MustEncode(Put(5, {{"pk", S("p")}, {"n", N("+7")}}), UsersSchema());
+  ExpectSameJson(w.request_json, R"({"PutRequest":{"Item":{"pk":{"S":"p"},"n":{"N":"7"}}}})");
 }
 
 TEST(EncodeWriteOp, AllowsEmptyNonKeyStringsAndBinaries) {
-  EncodedWrite w = MustEncode(
-      Put(6, {{"pk", S("p")}, {"s", S("")}, {"b", B("")}}), UsersSchema());
-  ExpectSameJson(
-      w.request_json,
-      R"({"PutRequest":{"Item":{"pk":{"S":"p"},"s":{"S":""},"b":{"B":""}}}})");
+  EncodedWrite w = MustEncode(Put(6, {{"pk", S("p")}, {"s", S("")}, {"b", B("")}}), UsersSchema());
+  ExpectSameJson(w.request_json,
+                 R"({"PutRequest":{"Item":{"pk":{"S":"p"},"s":{"S":""},"b":{"B":""}}}})");
 }
 
 TEST(EncodeWriteOp, RejectionCarriesNoPartialOutput) {
   // The item is encoded attribute by attribute; a bad value found late must
   // not leave the attributes before it behind.
-  EncodeResult r = EncodeWriteOp(Put(7, {{"pk", S("p")}, {"a", S("x")}, {"z", N("1e999")}}),
-                                 UsersSchema());
+  EncodeResult r =
+      EncodeWriteOp(Put(7, {{"pk", S("p")}, {"a", S("x")}, {"z", N("1e999")}}), UsersSchema());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.rejection->code, "InvalidNumber");
   EXPECT_TRUE(r.write.request_json.empty());
@@ -262,8 +255,7 @@ TEST(EncodeWriteOp, RejectionCarriesNoPartialOutput) {
 // ---- Canonical keys -------------------------------------------------------
 
 TEST(EncodeWriteOp, KeyIsPartitionThenSortKeyCanonically) {
-  EncodedWrite w = MustEncode(Put(8, {{"pk", S("a")}, {"sk", N("1.0")}}),
-                              EventsSchema());
+  EncodedWrite w = MustEncode(Put(8, {{"pk", S("a")}, {"sk", N("1.0")}}), EventsSchema());
   std::string expected;
   ASSERT_TRUE(AppendCanonicalKeyPart(KeyType::kS, "a", &expected).ok());
   ASSERT_TRUE(AppendCanonicalKeyPart(KeyType::kN, "1", &expected).ok());
@@ -271,38 +263,26 @@ TEST(EncodeWriteOp, KeyIsPartitionThenSortKeyCanonically) {
 }
 
 TEST(EncodeWriteOp, NumericallyEqualKeysAreTheSameKey) {
-  const std::string base =
-      MustEncode(Put(9, {{"pk", S("a")}, {"sk", N("1")}}), EventsSchema()).key;
+  const std::string base = MustEncode(Put(9, {{"pk", S("a")}, {"sk", N("1")}}), EventsSchema()).key;
   for (const char* n : {"1.0", "1e0", "10E-1", "0.1e1", "001"}) {
-    EXPECT_EQ(MustEncode(Put(9, {{"pk", S("a")}, {"sk", N(n)}}), EventsSchema())
-                  .key,
-              base)
-        << n;
+    EXPECT_EQ(MustEncode(Put(9, {{"pk", S("a")}, {"sk", N(n)}}), EventsSchema()).key, base) << n;
   }
-  EXPECT_NE(
-      MustEncode(Put(9, {{"pk", S("a")}, {"sk", N("2")}}), EventsSchema()).key,
-      base);
+  EXPECT_NE(MustEncode(Put(9, {{"pk", S("a")}, {"sk", N("2")}}), EventsSchema()).key, base);
 }
 
 TEST(EncodeWriteOp, PutAndDeleteOfOneKeyShareTheKey) {
   const std::string put_key =
-      MustEncode(Put(10, {{"pk", S("a")}, {"sk", N("5")}, {"x", S("y")}}),
-                 EventsSchema())
-          .key;
+      MustEncode(Put(10, {{"pk", S("a")}, {"sk", N("5")}, {"x", S("y")}}), EventsSchema()).key;
   const std::string delete_key =
-      MustEncode(Delete(11, {{"pk", S("a")}, {"sk", N("5.0")}}), EventsSchema())
-          .key;
+      MustEncode(Delete(11, {{"pk", S("a")}, {"sk", N("5.0")}}), EventsSchema()).key;
   EXPECT_EQ(put_key, delete_key);
 }
 
 TEST(EncodeWriteOp, CompositeKeysDoNotCollide) {
   TableSchema schema = SchemaOf(KeyType::kS, KeyType::kS);
-  const std::string k1 =
-      MustEncode(Put(12, {{"pk", S("a|b")}, {"sk", S("c")}}), schema).key;
-  const std::string k2 =
-      MustEncode(Put(12, {{"pk", S("a")}, {"sk", S("|b|c")}}), schema).key;
-  const std::string k3 =
-      MustEncode(Put(12, {{"pk", S("a")}, {"sk", S("b|c")}}), schema).key;
+  const std::string k1 = MustEncode(Put(12, {{"pk", S("a|b")}, {"sk", S("c")}}), schema).key;
+  const std::string k2 = MustEncode(Put(12, {{"pk", S("a")}, {"sk", S("|b|c")}}), schema).key;
+  const std::string k3 = MustEncode(Put(12, {{"pk", S("a")}, {"sk", S("b|c")}}), schema).key;
   EXPECT_NE(k1, k2);
   EXPECT_NE(k1, k3);
   EXPECT_NE(k2, k3);
@@ -310,14 +290,10 @@ TEST(EncodeWriteOp, CompositeKeysDoNotCollide) {
 
 TEST(EncodeWriteOp, BinaryKeysCompareByBytes) {
   TableSchema schema = SchemaOf(KeyType::kB);
-  const std::string k1 =
-      MustEncode(Put(13, {{"pk", B(std::string("\x00\x01", 2))}}), schema).key;
-  const std::string k2 =
-      MustEncode(Put(13, {{"pk", B(std::string("\x00\x02", 2))}}), schema).key;
+  const std::string k1 = MustEncode(Put(13, {{"pk", B(std::string("\x00\x01", 2))}}), schema).key;
+  const std::string k2 = MustEncode(Put(13, {{"pk", B(std::string("\x00\x02", 2))}}), schema).key;
   EXPECT_NE(k1, k2);
-  EXPECT_EQ(
-      MustEncode(Put(13, {{"pk", B(std::string("\x00\x01", 2))}}), schema).key,
-      k1);
+  EXPECT_EQ(MustEncode(Put(13, {{"pk", B(std::string("\x00\x01", 2))}}), schema).key, k1);
 }
 
 // ---- Rejections -----------------------------------------------------------
@@ -330,8 +306,7 @@ TEST(EncodeWriteOp, RejectsOpWithNeitherPutNorDelete) {
 }
 
 TEST(EncodeWriteOp, RejectsMissingPartitionKey) {
-  ExpectRejected(Put(17, {{"sk", N("1")}}), EventsSchema(), "KeyMissing",
-                 "\"pk\"");
+  ExpectRejected(Put(17, {{"sk", N("1")}}), EventsSchema(), "KeyMissing", "\"pk\"");
 }
 
 TEST(EncodeWriteOp, RejectsMissingSortKey) {
@@ -342,8 +317,7 @@ TEST(EncodeWriteOp, RejectsMissingSortKey) {
 }
 
 TEST(EncodeWriteOp, RejectsKeyOfWrongTypeWithExactMessage) {
-  Rejection r =
-      MustReject(Put(17, {{"pk", N("1")}, {"sk", N("1")}}), EventsSchema());
+  Rejection r = MustReject(Put(17, {{"pk", N("1")}, {"sk", N("1")}}), EventsSchema());
   EXPECT_EQ(r.code, "KeyTypeMismatch");
   EXPECT_EQ(r.message,
             "op 17: key attribute \"pk\" must be of type S (schema of table "
@@ -351,47 +325,42 @@ TEST(EncodeWriteOp, RejectsKeyOfWrongTypeWithExactMessage) {
 }
 
 TEST(EncodeWriteOp, RejectsNonScalarKeyInPut) {
-  Rejection r = MustReject(Put(17, {{"pk", SS({"a"})}, {"sk", N("1")}}),
-                           EventsSchema());
+  Rejection r = MustReject(Put(17, {{"pk", SS({"a"})}, {"sk", N("1")}}), EventsSchema());
   EXPECT_EQ(r.code, "KeyTypeMismatch");
   EXPECT_THAT(r.message, HasSubstr("got SS"));
-  r = MustReject(Put(17, {{"pk", S("a")}, {"sk", M({{"x", N("1")}})}}),
-                 EventsSchema());
+  r = MustReject(Put(17, {{"pk", S("a")}, {"sk", M({{"x", N("1")}})}}), EventsSchema());
   EXPECT_EQ(r.code, "KeyTypeMismatch");
   EXPECT_THAT(r.message, HasSubstr("\"sk\" must be of type N"));
   EXPECT_THAT(r.message, HasSubstr("got M"));
 }
 
 TEST(EncodeWriteOp, RejectsKeyWithNoValueAsTypeMismatch) {
-  Rejection r = MustReject(Put(17, {{"pk", AttributeValue()}, {"sk", N("1")}}),
-                           EventsSchema());
+  Rejection r = MustReject(Put(17, {{"pk", AttributeValue()}, {"sk", N("1")}}), EventsSchema());
   EXPECT_EQ(r.code, "KeyTypeMismatch");
   EXPECT_THAT(r.message, HasSubstr("got no value"));
 }
 
 TEST(EncodeWriteOp, RejectsEmptyStringKey) {
-  ExpectRejected(Put(17, {{"pk", S("")}, {"sk", N("1")}}), EventsSchema(),
-                 "EmptyKeyValue", "\"pk\"");
+  ExpectRejected(Put(17, {{"pk", S("")}, {"sk", N("1")}}), EventsSchema(), "EmptyKeyValue",
+                 "\"pk\"");
 }
 
 TEST(EncodeWriteOp, RejectsEmptyBinaryKey) {
-  ExpectRejected(Put(17, {{"pk", B("")}}), SchemaOf(KeyType::kB),
-                 "EmptyKeyValue", "\"pk\"");
+  ExpectRejected(Put(17, {{"pk", B("")}}), SchemaOf(KeyType::kB), "EmptyKeyValue", "\"pk\"");
 }
 
 TEST(EncodeWriteOp, RejectsInvalidNumberKey) {
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"sk", N("1e")}}), EventsSchema(),
-                 "InvalidNumber", "\"sk\"");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"sk", N("1e")}}), EventsSchema(), "InvalidNumber",
+                 "\"sk\"");
 }
 
 TEST(EncodeWriteOp, RejectsOversizedKeys) {
-  ExpectRejected(Put(17, {{"pk", S(std::string(2049, 'k'))}, {"sk", N("1")}}),
-                 EventsSchema(), "KeyTooLarge", "\"pk\"");
-  MustEncode(Put(17, {{"pk", S(std::string(2048, 'k'))}, {"sk", N("1")}}),
-             EventsSchema());
+  ExpectRejected(Put(17, {{"pk", S(std::string(2049, 'k'))}, {"sk", N("1")}}), EventsSchema(),
+                 "KeyTooLarge", "\"pk\"");
+  MustEncode(Put(17, {{"pk", S(std::string(2048, 'k'))}, {"sk", N("1")}}), EventsSchema());
   TableSchema ss = SchemaOf(KeyType::kS, KeyType::kS);
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"sk", S(std::string(1025, 'k'))}}),
-                 ss, "KeyTooLarge", "\"sk\"");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"sk", S(std::string(1025, 'k'))}}), ss, "KeyTooLarge",
+                 "\"sk\"");
   MustEncode(Put(17, {{"pk", S("a")}, {"sk", S(std::string(1024, 'k'))}}), ss);
 }
 
@@ -399,7 +368,8 @@ TEST(EncodeWriteOp, NumberKeysAreSizedByValueNotText) {
   // 3,001 characters, value 1: DynamoDB stores (and sizes) the number, so
   // this key is accepted as a sort key and as a partition key.
   const std::string long_one = std::string(3000, '0') + "1";
-  EncodedWrite sort_key = MustEncode(Put(17, {{"pk", S("a")}, {"sk", N(long_one)}}), EventsSchema());
+  EncodedWrite sort_key =
+      MustEncode(Put(17, {{"pk", S("a")}, {"sk", N(long_one)}}), EventsSchema());
   EncodedWrite plain = MustEncode(Put(18, {{"pk", S("a")}, {"sk", N("1")}}), EventsSchema());
   EXPECT_EQ(sort_key.key, plain.key);  // the same key as "1"
   TableSchema numeric = SchemaOf(KeyType::kN);
@@ -415,8 +385,8 @@ TEST(EncodeWriteOp, RejectsAttributeNamesOf64KBOrMore) {
   const std::string at_limit(65535, 'a');
   const std::string over(65536, 'a');
   MustEncode(Put(17, {{"pk", S("a")}, {"sk", N("1")}, {at_limit, S("x")}}), EventsSchema());
-  Rejection r = MustReject(Put(17, {{"pk", S("a")}, {"sk", N("1")}, {over, S("x")}}),
-                           EventsSchema());
+  Rejection r =
+      MustReject(Put(17, {{"pk", S("a")}, {"sk", N("1")}, {over, S("x")}}), EventsSchema());
   EXPECT_EQ(r.code, "AttributeNameTooLong");
   EXPECT_THAT(r.message, HasSubstr("op 17: attribute name"));
   EXPECT_THAT(r.message, HasSubstr("65536 bytes"));
@@ -425,26 +395,24 @@ TEST(EncodeWriteOp, RejectsAttributeNamesOf64KBOrMore) {
 }
 
 TEST(EncodeWriteOp, RejectsDeleteWithNonKeyAttributes) {
-  ExpectRejected(
-      Delete(17, {{"pk", S("a")}, {"sk", N("1")}, {"payload", S("x")}}),
-      EventsSchema(), "DeleteKeyNotKeyOnly", "\"payload\"");
+  ExpectRejected(Delete(17, {{"pk", S("a")}, {"sk", N("1")}, {"payload", S("x")}}), EventsSchema(),
+                 "DeleteKeyNotKeyOnly", "\"payload\"");
 }
 
 TEST(EncodeWriteOp, RejectsDeleteMissingAKeyAttribute) {
-  ExpectRejected(Delete(17, {{"pk", S("a")}}), EventsSchema(), "KeyMissing",
-                 "\"sk\"");
+  ExpectRejected(Delete(17, {{"pk", S("a")}}), EventsSchema(), "KeyMissing", "\"sk\"");
 }
 
 TEST(EncodeWriteOp, RejectsAttributeValueWithNoType) {
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"ghost", AttributeValue()}}),
-                 UsersSchema(), "EmptyAttributeValue", "\"ghost\"");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"ghost", AttributeValue()}}), UsersSchema(),
+                 "EmptyAttributeValue", "\"ghost\"");
 }
 
 TEST(EncodeWriteOp, RejectsNullValueFalse) {
   AttributeValue v;
   v.set_null_value(false);
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"nothing", v}}), UsersSchema(),
-                 "InvalidNull", "\"nothing\"");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"nothing", v}}), UsersSchema(), "InvalidNull",
+                 "\"nothing\"");
 }
 
 TEST(EncodeWriteOp, RejectsEmptySets) {
@@ -452,35 +420,32 @@ TEST(EncodeWriteOp, RejectsEmptySets) {
   empty_ss.mutable_ss();
   empty_ns.mutable_ns();
   empty_bs.mutable_bs();
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"tags", empty_ss}}), UsersSchema(),
-                 "EmptySet", "\"tags\"");
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"scores", empty_ns}}),
-                 UsersSchema(), "EmptySet", "\"scores\"");
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"blobs", empty_bs}}), UsersSchema(),
-                 "EmptySet", "\"blobs\"");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"tags", empty_ss}}), UsersSchema(), "EmptySet",
+                 "\"tags\"");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"scores", empty_ns}}), UsersSchema(), "EmptySet",
+                 "\"scores\"");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"blobs", empty_bs}}), UsersSchema(), "EmptySet",
+                 "\"blobs\"");
 }
 
 TEST(EncodeWriteOp, RejectsDuplicateStringSetMember) {
-  Rejection r = MustReject(Put(17, {{"pk", S("a")}, {"tags", SS({"x", "y", "x"})}}),
-                           UsersSchema());
+  Rejection r = MustReject(Put(17, {{"pk", S("a")}, {"tags", SS({"x", "y", "x"})}}), UsersSchema());
   EXPECT_EQ(r.code, "DuplicateSetMember");
   EXPECT_THAT(r.message, HasSubstr("op 17: attribute \"tags\"[2]"));
 }
 
 TEST(EncodeWriteOp, RejectsNumberSetMembersEqualByValue) {
-  Rejection r = MustReject(
-      Put(17, {{"pk", S("a")}, {"scores", NS({"1", "2", "1.0"})}}),
-      UsersSchema());
+  Rejection r =
+      MustReject(Put(17, {{"pk", S("a")}, {"scores", NS({"1", "2", "1.0"})}}), UsersSchema());
   EXPECT_EQ(r.code, "DuplicateSetMember");
   EXPECT_THAT(r.message, HasSubstr("op 17: attribute \"scores\"[2]"));
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"scores", NS({"10E-1", "0.1e1"})}}),
-                 UsersSchema(), "DuplicateSetMember", "\"scores\"[1]");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"scores", NS({"10E-1", "0.1e1"})}}), UsersSchema(),
+                 "DuplicateSetMember", "\"scores\"[1]");
 }
 
 TEST(EncodeWriteOp, RejectsDuplicateBinarySetMember) {
-  ExpectRejected(
-      Put(17, {{"pk", S("a")}, {"blobs", BS({"x", "y", "y"})}}),
-      UsersSchema(), "DuplicateSetMember", "\"blobs\"[2]");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"blobs", BS({"x", "y", "y"})}}), UsersSchema(),
+                 "DuplicateSetMember", "\"blobs\"[2]");
 }
 
 TEST(EncodeWriteOp, FindsDuplicatesInLargeSets) {
@@ -492,29 +457,27 @@ TEST(EncodeWriteOp, FindsDuplicatesInLargeSets) {
   MustEncode(Put(17, {{"pk", S("a")}, {"ss", ss}, {"ns", ns}}), UsersSchema());
   ss.mutable_ss()->add_values("member42");
   ns.mutable_ns()->add_values("4.2e1");
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"ss", ss}}), UsersSchema(),
-                 "DuplicateSetMember", "\"ss\"[100]");
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"ns", ns}}), UsersSchema(),
-                 "DuplicateSetMember", "\"ns\"[100]");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"ss", ss}}), UsersSchema(), "DuplicateSetMember",
+                 "\"ss\"[100]");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"ns", ns}}), UsersSchema(), "DuplicateSetMember",
+                 "\"ns\"[100]");
 }
 
 TEST(EncodeWriteOp, RejectsInvalidNumberAttribute) {
-  for (const char* bad : {"", "+", ".", "1e", "NaN", "Infinity", " 1", "1 ",
-                          "0x1F", "1E+126", "1E-131",
-                          "123456789012345678901234567890123456789"}) {
-    ExpectRejected(Put(17, {{"pk", S("a")}, {"price", N(bad)}}), UsersSchema(),
-                   "InvalidNumber", "\"price\"");
+  for (const char* bad : {"", "+", ".", "1e", "NaN", "Infinity", " 1", "1 ", "0x1F", "1E+126",
+                          "1E-131", "123456789012345678901234567890123456789"}) {
+    ExpectRejected(Put(17, {{"pk", S("a")}, {"price", N(bad)}}), UsersSchema(), "InvalidNumber",
+                   "\"price\"");
   }
 }
 
 TEST(EncodeWriteOp, RejectsInvalidNumberSetMember) {
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"scores", NS({"1", "two"})}}),
-                 UsersSchema(), "InvalidNumber", "\"scores\"[1]");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"scores", NS({"1", "two"})}}), UsersSchema(),
+                 "InvalidNumber", "\"scores\"[1]");
 }
 
 TEST(EncodeWriteOp, NamesTheNestedPathOfABadValue) {
-  WriteOp op = Put(17, {{"pk", S("a")},
-                        {"doc", M({{"inner", L({N("1"), N("2"), N("x")})}})}});
+  WriteOp op = Put(17, {{"pk", S("a")}, {"doc", M({{"inner", L({N("1"), N("2"), N("x")})}})}});
   Rejection r = MustReject(op, UsersSchema());
   EXPECT_EQ(r.code, "InvalidNumber");
   EXPECT_THAT(r.message, HasSubstr("op 17: attribute \"doc\".\"inner\"[2]: "));
@@ -522,42 +485,37 @@ TEST(EncodeWriteOp, NamesTheNestedPathOfABadValue) {
 }
 
 TEST(EncodeWriteOp, RejectsEmptyAttributeName) {
-  Rejection r = MustReject(Put(17, {{"pk", S("a")}, {"", S("x")}}),
-                           UsersSchema());
+  Rejection r = MustReject(Put(17, {{"pk", S("a")}, {"", S("x")}}), UsersSchema());
   EXPECT_EQ(r.code, "EmptyAttributeName");
   EXPECT_THAT(r.message, HasSubstr("op 17: "));
   EXPECT_THAT(r.message, HasSubstr("attribute name"));
 }
 
 TEST(EncodeWriteOp, RejectsInvalidUtf8InStringValue) {
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"bio", S("ok\xFF")}}),
-                 UsersSchema(), "InvalidUtf8", "\"bio\"");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"bio", S("ok\xFF")}}), UsersSchema(), "InvalidUtf8",
+                 "\"bio\"");
 }
 
 TEST(EncodeWriteOp, RejectsInvalidUtf8InKeyString) {
-  ExpectRejected(Put(17, {{"pk", S("\xC3")}}), UsersSchema(), "InvalidUtf8",
-                 "\"pk\"");
+  ExpectRejected(Put(17, {{"pk", S("\xC3")}}), UsersSchema(), "InvalidUtf8", "\"pk\"");
 }
 
 TEST(EncodeWriteOp, RejectsInvalidUtf8InAttributeName) {
-  Rejection r = MustReject(Put(17, {{"pk", S("a")}, {"na\xFFme", S("x")}}),
-                           UsersSchema());
+  Rejection r = MustReject(Put(17, {{"pk", S("a")}, {"na\xFFme", S("x")}}), UsersSchema());
   EXPECT_EQ(r.code, "InvalidUtf8");
   EXPECT_THAT(r.message, HasSubstr("op 17: attribute name \"na\\xffme\""));
 }
 
 TEST(EncodeWriteOp, RejectsInvalidUtf8InMapKeyAndSetMember) {
-  ExpectRejected(
-      Put(17, {{"pk", S("a")}, {"doc", M({{"k\xE2\x82", S("v")}})}}),
-      UsersSchema(), "InvalidUtf8", "\"doc\"");
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"tags", SS({"ok", "\xC0\xAF"})}}),
-                 UsersSchema(), "InvalidUtf8", "\"tags\"[1]");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"doc", M({{"k\xE2\x82", S("v")}})}}), UsersSchema(),
+                 "InvalidUtf8", "\"doc\"");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"tags", SS({"ok", "\xC0\xAF"})}}), UsersSchema(),
+                 "InvalidUtf8", "\"tags\"[1]");
 }
 
 TEST(EncodeWriteOp, RejectionMessagesAreValidUtf8) {
-  Rejection r = MustReject(
-      Put(17, {{"pk", S("a")}, {"doc", M({{"bad\xFF", N("x")}})}}),
-      UsersSchema());
+  Rejection r =
+      MustReject(Put(17, {{"pk", S("a")}, {"doc", M({{"bad\xFF", N("x")}})}}), UsersSchema());
   EXPECT_EQ(r.code, "InvalidUtf8");
   EXPECT_THAT(r.message, HasSubstr("\\xff"));
   EXPECT_TRUE(codec_internal::IsValidUtf8(r.message));
@@ -613,17 +571,15 @@ AttributeValue NestedMaps(int depth) {
 }
 
 TEST(EncodeWriteOp, AcceptsThirtyTwoLevelsOfNesting) {
-  MustEncode(Put(17, {{"pk", S("a")}, {"deep", NestedLists(32)}}),
-             UsersSchema());
-  MustEncode(Put(17, {{"pk", S("a")}, {"deep", NestedMaps(32)}}),
-             UsersSchema());
+  MustEncode(Put(17, {{"pk", S("a")}, {"deep", NestedLists(32)}}), UsersSchema());
+  MustEncode(Put(17, {{"pk", S("a")}, {"deep", NestedMaps(32)}}), UsersSchema());
 }
 
 TEST(EncodeWriteOp, RejectsThirtyThreeLevelsOfNesting) {
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"deep", NestedLists(33)}}),
-                 UsersSchema(), "NestingTooDeep", "\"deep\"");
-  ExpectRejected(Put(17, {{"pk", S("a")}, {"deep", NestedMaps(33)}}),
-                 UsersSchema(), "NestingTooDeep", "\"deep\"");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"deep", NestedLists(33)}}), UsersSchema(),
+                 "NestingTooDeep", "\"deep\"");
+  ExpectRejected(Put(17, {{"pk", S("a")}, {"deep", NestedMaps(33)}}), UsersSchema(),
+                 "NestingTooDeep", "\"deep\"");
 }
 
 TEST(ItemSize, FollowsDynamoDbRulesPerType) {
@@ -640,11 +596,9 @@ TEST(ItemSize, FollowsDynamoDbRulesPerType) {
   EXPECT_EQ(ItemSize(MakeItem({{"ns", NS({"1", "123"})}})), 2u + 2u + 3u);
   EXPECT_EQ(ItemSize(MakeItem({{"bs", BS({"x", "yz"})}})), 2u + 3u);
   // L: 3 + per element (1 + size).
-  EXPECT_EQ(ItemSize(MakeItem({{"l", L({S("ab"), Bool(true)})}})),
-            1u + 3u + (1u + 2u) + (1u + 1u));
+  EXPECT_EQ(ItemSize(MakeItem({{"l", L({S("ab"), Bool(true)})}})), 1u + 3u + (1u + 2u) + (1u + 1u));
   // M: 3 + per field (1 + key + size).
-  EXPECT_EQ(ItemSize(MakeItem({{"m", M({{"key", S("abc")}})}})),
-            1u + 3u + (1u + 3u + 3u));
+  EXPECT_EQ(ItemSize(MakeItem({{"m", M({{"key", S("abc")}})}})), 1u + 3u + (1u + 3u + 3u));
   EXPECT_EQ(ItemSize(MakeItem({{"m", M({})}, {"l", L({})}})), 1u + 3u + 1u + 3u);
 }
 
@@ -675,11 +629,9 @@ TEST(AppendAttributeValueJson, KeepsJsonWellFormedForInvalidValues) {
 
 TEST(BuildBatchWriteBody, WrapsRequestsForOneTable) {
   const std::string put =
-      MustEncode(Put(1, {{"pk", S("a")}, {"sk", N("1")}}), EventsSchema())
-          .request_json;
+      MustEncode(Put(1, {{"pk", S("a")}, {"sk", N("1")}}), EventsSchema()).request_json;
   const std::string del =
-      MustEncode(Delete(2, {{"pk", S("b")}, {"sk", N("2")}}), EventsSchema())
-          .request_json;
+      MustEncode(Delete(2, {{"pk", S("b")}, {"sk", N("2")}}), EventsSchema()).request_json;
   std::string body = "previous content";
   BuildBatchWriteBody("events", {&put, &del}, &body);
   ExpectSameJson(body, R"({"RequestItems":{"events":[
@@ -690,8 +642,7 @@ TEST(BuildBatchWriteBody, WrapsRequestsForOneTable) {
 }
 
 TEST(BuildBatchWriteBody, EscapesTableName) {
-  const std::string put = MustEncode(Put(1, {{"pk", S("a")}}), UsersSchema())
-                              .request_json;
+  const std::string put = MustEncode(Put(1, {{"pk", S("a")}}), UsersSchema()).request_json;
   std::string body;
   BuildBatchWriteBody("we\"ird", {&put}, &body);
   rapidjson::Document d = ParseJson(body);

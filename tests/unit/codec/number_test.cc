@@ -18,8 +18,8 @@ std::string Canon(const std::string& text) {
 
 TEST(CanonicalNumber, NumericallyEqualInputsAreEqual) {
   const std::string one = Canon("1");
-  for (const char* s : {"1.0", "1e0", "10E-1", "0.1e1", "001", "+1", "1.",
-                        "1.000000", "100e-2", "0.01E+2", "1E+0"}) {
+  for (const char* s : {"1.0", "1e0", "10E-1", "0.1e1", "001", "+1", "1.", "1.000000", "100e-2",
+                        "0.01E+2", "1E+0"}) {
     EXPECT_EQ(Canon(s), one) << s;
   }
   EXPECT_EQ(Canon("1500"), Canon("1.5e3"));
@@ -28,8 +28,7 @@ TEST(CanonicalNumber, NumericallyEqualInputsAreEqual) {
 }
 
 TEST(CanonicalNumber, AllZerosAreOneZero) {
-  for (const char* s : {"0", "-0", "+0", "0.0", "000", "0e99", "-0.000e-7",
-                        ".0", "0."}) {
+  for (const char* s : {"0", "-0", "+0", "0.0", "000", "0e99", "-0.000e-7", ".0", "0."}) {
     EXPECT_EQ(Canon(s), "0") << s;
   }
 }
@@ -60,9 +59,9 @@ TEST(CanonicalNumber, DifferentValuesDiffer) {
 
 TEST(CanonicalNumber, RejectsMalformedSyntax) {
   for (const char* s :
-       {"", "+", "-", ".", "1e", "1e+", "e5", "NaN", "nan", "Infinity",
-        "-Infinity", "inf", " 1", "1 ", "1\n", "0x10", "1,5", "1..2", "1.2.3",
-        "--1", "+-1", "1e1.5", "1f", "١", "1_000", "\0"}) {
+       {"",         "+",         "-",   ".",     "1e", "1e+", "e5",    "NaN", "nan",
+        "Infinity", "-Infinity", "inf", " 1",    "1 ", "1\n", "0x10",  "1,5", "1..2",
+        "1.2.3",    "--1",       "+-1", "1e1.5", "1f", "١",   "1_000", "\0"}) {
     absl::StatusOr<std::string> c = CanonicalNumber(s);
     EXPECT_FALSE(c.ok()) << '"' << s << '"';
     if (!c.ok()) {
@@ -83,19 +82,15 @@ TEST(CanonicalNumber, AcceptsThirtyEightSignificantDigits) {
 }
 
 TEST(CanonicalNumber, RejectsThirtyNineSignificantDigits) {
-  absl::StatusOr<std::string> c =
-      CanonicalNumber("123456789012345678901234567890123456789");
+  absl::StatusOr<std::string> c = CanonicalNumber("123456789012345678901234567890123456789");
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.status().message().find("38 significant digits"),
-            std::string::npos);
+  EXPECT_NE(c.status().message().find("38 significant digits"), std::string::npos);
   EXPECT_FALSE(CanonicalNumber("1.00000000000000000000000000000000000001").ok());
 }
 
 TEST(CanonicalNumber, EnforcesMagnitudeRange) {
-  EXPECT_TRUE(
-      CanonicalNumber("9.9999999999999999999999999999999999999E+125").ok());
-  EXPECT_TRUE(CanonicalNumber("-9.9999999999999999999999999999999999999E+125")
-                  .ok());
+  EXPECT_TRUE(CanonicalNumber("9.9999999999999999999999999999999999999E+125").ok());
+  EXPECT_TRUE(CanonicalNumber("-9.9999999999999999999999999999999999999E+125").ok());
   EXPECT_TRUE(CanonicalNumber("1E-130").ok());
   EXPECT_TRUE(CanonicalNumber("-1E-130").ok());
   EXPECT_TRUE(CanonicalNumber("0.1E-129").ok());
@@ -151,10 +146,15 @@ TEST(CanonicalKeyPart, StringsAndBinariesCompareByBytes) {
 
 TEST(CanonicalKeyPart, CompositeKeysNeverCollideAcrossTheBoundary) {
   // Pairs (pk, sk) whose concatenations look alike must stay distinct.
-  const std::vector<std::pair<std::string, std::string>> pairs = {
-      {"a|b", "c"}, {"a", "b|c"}, {"a|", "bc"}, {"", "a|bc"},
-      {"a", std::string("\0b", 2)}, {std::string("a\0", 2), "b"},
-      {"ab", ""},   {"a", "b"},   {"abS", ""}};
+  const std::vector<std::pair<std::string, std::string>> pairs = {{"a|b", "c"},
+                                                                  {"a", "b|c"},
+                                                                  {"a|", "bc"},
+                                                                  {"", "a|bc"},
+                                                                  {"a", std::string("\0b", 2)},
+                                                                  {std::string("a\0", 2), "b"},
+                                                                  {"ab", ""},
+                                                                  {"a", "b"},
+                                                                  {"abS", ""}};
   std::vector<std::string> keys;
   for (const auto& [pk, sk] : pairs) {
     std::string key;

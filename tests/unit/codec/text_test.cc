@@ -53,10 +53,13 @@ TEST(AppendJsonString, AppendsWithoutClearing) {
 }
 
 TEST(Base64, MatchesRfc4648Vectors) {
-  const std::pair<const char*, const char*> vectors[] = {
-      {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
-      {"foo", "Zm9v"},  {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
-      {"foobar", "Zm9vYmFy"}};
+  const std::pair<const char*, const char*> vectors[] = {{"", ""},
+                                                         {"f", "Zg=="},
+                                                         {"fo", "Zm8="},
+                                                         {"foo", "Zm9v"},
+                                                         {"foob", "Zm9vYg=="},
+                                                         {"fooba", "Zm9vYmE="},
+                                                         {"foobar", "Zm9vYmFy"}};
   for (const auto& [plain, encoded] : vectors) {
     std::string out;
     AppendBase64(plain, &out);
@@ -74,8 +77,7 @@ TEST(Base64, RoundTripsEveryByteValueAndLength) {
     const std::string bytes = all.substr(all.size() - len);
     std::string encoded = "prefix";
     AppendBase64(bytes, &encoded);
-    absl::StatusOr<std::string> back =
-        Base64Decode(absl::string_view(encoded).substr(6));
+    absl::StatusOr<std::string> back = Base64Decode(absl::string_view(encoded).substr(6));
     ASSERT_TRUE(back.ok()) << len;
     EXPECT_EQ(*back, bytes);
   }
@@ -85,14 +87,12 @@ TEST(Base64, RoundTripsEveryByteValueAndLength) {
 }
 
 TEST(Base64, DecodeIsStrict) {
-  for (const char* bad :
-       {"Zg", "Zg=", "Zm9", "Z===", "====", "Zg==Zg==", "Zm9v!A==", "Zm 9v",
-        "Zm9v\n", "Zh==", "Zm9=", "Zm-v", "Zm_v", "=Zm9", "Z=g="}) {
+  for (const char* bad : {"Zg", "Zg=", "Zm9", "Z===", "====", "Zg==Zg==", "Zm9v!A==", "Zm 9v",
+                          "Zm9v\n", "Zh==", "Zm9=", "Zm-v", "Zm_v", "=Zm9", "Z=g="}) {
     EXPECT_FALSE(Base64Decode(bad).ok()) << bad;
   }
   EXPECT_EQ(Base64Decode("Zm9v").status().code(), absl::StatusCode::kOk);
-  EXPECT_EQ(Base64Decode("Zh==").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Base64Decode("Zh==").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Utf8, AcceptsWellFormedText) {
@@ -107,10 +107,9 @@ TEST(Utf8, AcceptsWellFormedText) {
 
 TEST(Utf8, RejectsMalformedText) {
   using codec_internal::IsValidUtf8;
-  for (const char* bad : {"\x80", "\xC3", "\xC0\xAF", "\xC1\xBF",
-                          "\xE0\x80\xAF", "\xED\xA0\x80", "\xF0\x80\x80\xAF",
-                          "\xF4\x90\x80\x80", "\xF5\x80\x80\x80", "\xFF",
-                          "abcdefgh\xE2\x82", "abcdefghijklmnop\xC3(" }) {
+  for (const char* bad : {"\x80", "\xC3", "\xC0\xAF", "\xC1\xBF", "\xE0\x80\xAF", "\xED\xA0\x80",
+                          "\xF0\x80\x80\xAF", "\xF4\x90\x80\x80", "\xF5\x80\x80\x80", "\xFF",
+                          "abcdefgh\xE2\x82", "abcdefghijklmnop\xC3("}) {
     EXPECT_FALSE(IsValidUtf8(bad)) << bad;
   }
 }

@@ -20,9 +20,7 @@ tables:
     sort_key: {name: sk, type: N}
 )";
 
-absl::Status ErrorOf(const std::string& yaml) {
-  return ParseConfig(yaml, "test.yaml").status();
-}
+absl::Status ErrorOf(const std::string& yaml) { return ParseConfig(yaml, "test.yaml").status(); }
 
 TEST(Config, MinimalFileGetsDefaults) {
   auto c = ParseConfig(kMinimal, "test.yaml");
@@ -130,9 +128,9 @@ TEST(Config, UnstatedSectionsAreTheComponentsDefaults) {
 }
 
 TEST(Config, RateLimitRecoveryAndCubicTimeFillTheLimiterOptions) {
-  auto c = ParseConfig(std::string(kMinimal) +
-                           "rate_limit:\n  recovery: additive\n  cubic_recovery: 1500ms\n",
-                       "t.yaml");
+  auto c = ParseConfig(
+      std::string(kMinimal) + "rate_limit:\n  recovery: additive\n  cubic_recovery: 1500ms\n",
+      "t.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->rate_limit.recovery, RateLimiterOptions::Recovery::kAdditive);
   EXPECT_DOUBLE_EQ(c->rate_limit.cubic_recovery_seconds, 1.5);
@@ -165,7 +163,8 @@ TEST(Config, UnknownKeyIsRejected) {
 }
 
 TEST(Config, DuplicateKeyIsRejected) {
-  absl::Status s = ErrorOf(std::string(kMinimal) + "batching:\n  linger: 5ms\nbatching:\n  linger: 2s\n");
+  absl::Status s =
+      ErrorOf(std::string(kMinimal) + "batching:\n  linger: 5ms\nbatching:\n  linger: 2s\n");
   EXPECT_THAT(s.message(), HasSubstr("batching: is given twice"));
 }
 
@@ -176,7 +175,8 @@ TEST(Config, BadDurationIsRejected) {
 }
 
 TEST(Config, UnknownFateHoldParsesAndIsBounded) {
-  auto c = ParseConfig(std::string(kMinimal) + "batching:\n  unknown_fate_hold: 1500ms\n", "test.yaml");
+  auto c =
+      ParseConfig(std::string(kMinimal) + "batching:\n  unknown_fate_hold: 1500ms\n", "test.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->batching.unknown_fate_hold, absl::Milliseconds(1500));
   EXPECT_EQ(ParseConfig(kMinimal, "test.yaml")->batching.unknown_fate_hold, absl::Seconds(5));
@@ -224,8 +224,8 @@ TEST(Config, EndpointMustBeHttpUrl) {
 }
 
 TEST(Config, CredentialsMustComeInPairs) {
-  absl::Status s = ErrorOf(std::string(kMinimal) +
-                           "dynamodb:\n  credentials:\n    access_key_id: a\n");
+  absl::Status s =
+      ErrorOf(std::string(kMinimal) + "dynamodb:\n  credentials:\n    access_key_id: a\n");
   EXPECT_THAT(s.message(), HasSubstr("dynamodb.credentials"));
 }
 
@@ -246,7 +246,8 @@ server:
   unix_socket_mode: "0600"
   max_inflight_ops_per_stream: 500
   tls: {cert_file: /c.pem, key_file: /k.pem, client_ca_file: /ca.pem}
-)", "t.yaml");
+)",
+                       "t.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->server.unix_socket_mode, 0600);
   EXPECT_EQ(c->server.max_inflight_ops_per_stream, 500);
@@ -255,9 +256,9 @@ server:
               HasSubstr("server.unix_socket_mode"));
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "server:\n  tls: {cert_file: /c.pem}\n").message(),
               HasSubstr("server.tls"));
-  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "server:\n  tls: {client_ca_file: /ca.pem}\n")
-                  .message(),
-              HasSubstr("server.tls"));
+  EXPECT_THAT(
+      ErrorOf(std::string(kMinimal) + "server:\n  tls: {client_ca_file: /ca.pem}\n").message(),
+      HasSubstr("server.tls"));
 }
 
 TEST(Config, MaxUnaryCallsParsesAndIsBounded) {
@@ -406,15 +407,16 @@ TEST(Config, NonLoopbackListenerFromTheEnvironmentIsRefusedNamingTheVariable) {
 }
 
 TEST(Config, NonLoopbackListenerIsAllowedWithTlsOrExplicitOptIn) {
-  auto opted = ParseConfig(std::string(kMinimal) +
-                               "listen: 0.0.0.0:50051\nserver:\n  allow_insecure_remote: true\n",
-                           "t.yaml");
+  auto opted = ParseConfig(
+      std::string(kMinimal) + "listen: 0.0.0.0:50051\nserver:\n  allow_insecure_remote: true\n",
+      "t.yaml");
   ASSERT_TRUE(opted.ok()) << opted.status();
   EXPECT_TRUE(ApplyEnvironment(&*opted, &NoEnv).ok());
   EXPECT_TRUE(ListenIsRemote(*opted));
-  auto tls = ParseConfig(std::string(kMinimal) +
-                             "listen: 0.0.0.0:50051\nserver:\n  tls: {cert_file: c.pem, key_file: k.pem}\n",
-                         "t.yaml");
+  auto tls = ParseConfig(
+      std::string(kMinimal) +
+          "listen: 0.0.0.0:50051\nserver:\n  tls: {cert_file: c.pem, key_file: k.pem}\n",
+      "t.yaml");
   ASSERT_TRUE(tls.ok()) << tls.status();
   EXPECT_TRUE(ApplyEnvironment(&*tls, &NoEnv).ok());
 }

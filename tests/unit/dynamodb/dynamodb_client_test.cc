@@ -17,7 +17,9 @@ namespace {
 using test_support::FakeTransport;
 using test_support::FindHeader;
 
-HttpResponse Http(long status, std::string body) { return test_support::Answer(status, std::move(body)); }
+HttpResponse Http(long status, std::string body) {
+  return test_support::Answer(status, std::move(body));
+}
 
 absl::Time Aug30() { return absl::FromUnixSeconds(1440938160); }  // 2015-08-30T12:36:00Z
 
@@ -81,8 +83,9 @@ TEST(DynamoDbClient, SignedRequestCarriesProtocolHeadersAndAValidSignature) {
   const std::string* auth = FindHeader(*req, "Authorization");
   ASSERT_NE(auth, nullptr);
   EXPECT_TRUE(absl::StartsWith(
-      *auth, "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-west-2/dynamodb/aws4_request, "
-             "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature="))
+      *auth,
+      "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-west-2/dynamodb/aws4_request, "
+      "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature="))
       << *auth;
 
   // Re-sign what was sent (minus Authorization) independently: same answer.
@@ -92,9 +95,11 @@ TEST(DynamoDbClient, SignedRequestCarriesProtocolHeadersAndAValidSignature) {
     if (h.first != "Authorization") check.headers.push_back(h);
   }
   check.payload = body;
-  EXPECT_EQ(*auth, SignV4(check, {"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "", std::nullopt},
-                          "us-west-2", "dynamodb", Aug30())
-                       .authorization);
+  EXPECT_EQ(
+      *auth,
+      SignV4(check, {"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "", std::nullopt},
+             "us-west-2", "dynamodb", Aug30())
+          .authorization);
 }
 
 TEST(DynamoDbClient, SessionTokenIsSentAndSigned) {
@@ -105,8 +110,9 @@ TEST(DynamoDbClient, SessionTokenIsSentAndSigned) {
   ASSERT_TRUE(req.ok());
   ASSERT_NE(FindHeader(*req, "X-Amz-Security-Token"), nullptr);
   EXPECT_EQ(*FindHeader(*req, "X-Amz-Security-Token"), "TOKEN123");
-  EXPECT_TRUE(absl::StrContains(*FindHeader(*req, "Authorization"),
-                                "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target,"));
+  EXPECT_TRUE(absl::StrContains(
+      *FindHeader(*req, "Authorization"),
+      "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target,"));
 }
 
 class FailingCredentials : public CredentialsProvider {
@@ -137,7 +143,9 @@ TEST(DynamoDbClient, BatchWriteItemSendsTheBodyAndParsesTheAnswer) {
   FakeTransport t;
   StaticCredentialsProvider creds({"AK", "SK", "", std::nullopt}, "static");
   DynamoDbClient c(DynamoDbOptions{}, &t, &creds);
-  t.Enqueue(Http(200, R"({"UnprocessedItems":{"events":[{"PutRequest":{"Item":{"pk":{"S":"a"},"sk":{"N":"2"}}}}]},
+  t.Enqueue(Http(
+      200,
+      R"({"UnprocessedItems":{"events":[{"PutRequest":{"Item":{"pk":{"S":"a"},"sk":{"N":"2"}}}}]},
       "ConsumedCapacity":[{"TableName":"events","CapacityUnits":2}]})"));
   std::optional<BatchWriteResponse> got;
   c.BatchWriteItem(Events(), R"({"RequestItems":{"events":[]}})",
@@ -158,7 +166,8 @@ TEST(DynamoDbClient, DescribeTableSendsTheTableNameAsJson) {
   FakeTransport t;
   StaticCredentialsProvider creds({"AK", "SK", "", std::nullopt}, "static");
   DynamoDbClient c(DynamoDbOptions{}, &t, &creds);
-  t.Enqueue(Http(200, R"({"Table":{"AttributeDefinitions":[{"AttributeName":"pk","AttributeType":"S"}],
+  t.Enqueue(
+      Http(200, R"({"Table":{"AttributeDefinitions":[{"AttributeName":"pk","AttributeType":"S"}],
       "KeySchema":[{"AttributeName":"pk","KeyType":"HASH"}],"TableStatus":"ACTIVE"}})"));
   absl::StatusOr<TableSchema> s = c.DescribeTable("we\"ird");
   ASSERT_TRUE(s.ok()) << s.status();
@@ -172,7 +181,9 @@ TEST(DynamoDbClient, CreateTableIfMissingToleratesAnExistingTable) {
   FakeTransport t;
   StaticCredentialsProvider creds({"AK", "SK", "", std::nullopt}, "static");
   DynamoDbClient c(DynamoDbOptions{}, &t, &creds);
-  t.Enqueue(Http(400, R"({"__type":"com.amazonaws.dynamodb.v20120810#ResourceInUseException","message":"Table already exists: events"})"));
+  t.Enqueue(Http(
+      400,
+      R"({"__type":"com.amazonaws.dynamodb.v20120810#ResourceInUseException","message":"Table already exists: events"})"));
   t.Enqueue(Http(200, R"({"Table":{"TableStatus":"ACTIVE"}})"));
   ASSERT_TRUE(c.CreateTableIfMissing(Events()).ok());
   ASSERT_EQ(t.requests().size(), 2u);
@@ -194,7 +205,9 @@ TEST(DynamoDbClient, CreateTableIfMissingReportsOtherErrors) {
   FakeTransport t;
   StaticCredentialsProvider creds({"AK", "SK", "", std::nullopt}, "static");
   DynamoDbClient c(DynamoDbOptions{}, &t, &creds);
-  t.Enqueue(Http(400, R"({"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"no"})"));
+  t.Enqueue(Http(
+      400,
+      R"({"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"no"})"));
   const absl::Status s = c.CreateTableIfMissing(Events());
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(absl::StrContains(s.message(), "AccessDeniedException")) << s;

@@ -99,9 +99,10 @@ TEST(ParseBatchWriteResponse, ConsumedCapacityIsSummedForThisTableOnly) {
 }
 
 TEST(ParseBatchWriteResponse, ThrottlingErrorsAreRetryableAndThrottled) {
-  for (const char* type : {"ProvisionedThroughputExceededException", "ThrottlingException",
-                           "RequestLimitExceeded"}) {
-    const BatchWriteResponse r = ParseBatchWriteResponse(Error(400, type, "slow down"), EventsSchema());
+  for (const char* type :
+       {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}) {
+    const BatchWriteResponse r =
+        ParseBatchWriteResponse(Error(400, type, "slow down"), EventsSchema());
     EXPECT_EQ(r.result.kind, Kind::kRetryable) << type;
     EXPECT_TRUE(r.result.throttled) << type;
     EXPECT_EQ(r.result.error_code, type);
@@ -113,7 +114,8 @@ TEST(ParseBatchWriteResponse, ThrottlingErrorsAreRetryableAndThrottled) {
 
 TEST(ParseBatchWriteResponse, ThrottlingReasonsAreReadAndUnknownOnesAreOther) {
   const BatchWriteResponse r = ParseBatchWriteResponse(
-      Http(400, R"({"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+      Http(400,
+           R"({"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
                     "message":"hot","ThrottlingReasons":[
           {"reason":"TableWriteKeyRangeThroughputExceeded","resource":"arn:aws:dynamodb:us-east-1:1:table/events"},
           {"reason":"IndexWriteAccountLimitExceeded","resource":"arn:aws:dynamodb:us-east-1:1:table/events/index/g"},
@@ -127,11 +129,11 @@ TEST(ParseBatchWriteResponse, ThrottlingReasonsAreReadAndUnknownOnesAreOther) {
   // No reasons, or reasons on an error that is not throttling: nothing.
   EXPECT_TRUE(ParseBatchWriteResponse(Error(400, "ThrottlingException"), EventsSchema())
                   .result.throttle_reasons.empty());
-  EXPECT_TRUE(ParseBatchWriteResponse(
-                  Http(500, R"({"__type":"InternalServerError","ThrottlingReasons":[
+  EXPECT_TRUE(
+      ParseBatchWriteResponse(Http(500, R"({"__type":"InternalServerError","ThrottlingReasons":[
                                 {"reason":"TableWriteProvisionedThroughputExceeded"}]})"),
-                  EventsSchema())
-                  .result.throttle_reasons.empty());
+                              EventsSchema())
+          .result.throttle_reasons.empty());
   // A hostile list is read up to a bound.
   std::string many = R"({"__type":"ThrottlingException","ThrottlingReasons":[)";
   for (int i = 0; i < 1000; ++i) {
@@ -144,7 +146,9 @@ TEST(ParseBatchWriteResponse, ThrottlingReasonsAreReadAndUnknownOnesAreOther) {
 
 TEST(ParseBatchWriteResponse, ValidationExceptionIsBisectedAndReadsCapitalMessage) {
   const BatchWriteResponse r = ParseBatchWriteResponse(
-      Http(400, R"({"__type":"com.amazon.coral.validate#ValidationException","Message":"Provided list of item keys contains duplicates"})"),
+      Http(
+          400,
+          R"({"__type":"com.amazon.coral.validate#ValidationException","Message":"Provided list of item keys contains duplicates"})"),
       EventsSchema());
   EXPECT_EQ(r.result.kind, Kind::kValidation);
   EXPECT_FALSE(r.result.throttled);
@@ -204,7 +208,8 @@ TEST(ParseBatchWriteResponse, ErrorTypeFallsBackToTheAmznErrorTypeHeader) {
 TEST(ParseBatchWriteResponse, RetryAfterHeaderIsMilliseconds) {
   HttpResponse resp = Error(400, "ThrottlingException");
   resp.headers = {{"x-amz-retry-after", "1500"}};
-  EXPECT_EQ(ParseBatchWriteResponse(resp, EventsSchema()).result.retry_after, absl::Milliseconds(1500));
+  EXPECT_EQ(ParseBatchWriteResponse(resp, EventsSchema()).result.retry_after,
+            absl::Milliseconds(1500));
   resp.headers = {{"x-amz-retry-after", "soon"}};
   EXPECT_FALSE(ParseBatchWriteResponse(resp, EventsSchema()).result.retry_after.has_value());
   resp.headers = {{"x-amz-retry-after", "999999999999"}};
@@ -248,8 +253,8 @@ TEST(ParseBatchWriteResponse, TimeoutsAndLostConnectionsHaveUnknownFate) {
 }
 
 TEST(ParseBatchWriteResponse, GarbageOkBodyIsRetryableMalformedResponse) {
-  for (const char* body : {"", "not json", "[]", "null", "{\"UnprocessedItems\":", "{\"UnprocessedItems\":[]}",
-                           "{\"UnprocessedItems\":{\"events\":{}}}"}) {
+  for (const char* body : {"", "not json", "[]", "null", "{\"UnprocessedItems\":",
+                           "{\"UnprocessedItems\":[]}", "{\"UnprocessedItems\":{\"events\":{}}}"}) {
     const BatchWriteResponse r = ParseBatchWriteResponse(Http(200, body), EventsSchema());
     EXPECT_EQ(r.result.kind, Kind::kRetryable) << body;
     EXPECT_EQ(r.result.error_code, "MalformedResponse") << body;
@@ -264,12 +269,12 @@ TEST(ParseBatchWriteResponse, MissingUnprocessedItemsMeansAllWritten) {
 }
 
 TEST(ParseBatchWriteResponse, UnreadableUnprocessedKeyRetriesTheWholeBatch) {
-  for (const char* entry : {
-           R"({"PutRequest":{"Item":{"pk":{"S":"a"}}}})",                 // no sort key
-           R"({"PutRequest":{"Item":{"pk":{"N":"1"},"sk":{"N":"1"}}}})",  // wrong type
-           R"({"PutRequest":{"Item":{"pk":{"S":"a"},"sk":{"N":"abc"}}}})",  // bad number
-           R"({"PutRequest":{"Item":{"pk":{"S":7},"sk":{"N":"1"}}}})",      // not a string
-           R"({"PutRequest":{}})", R"({"DeleteRequest":{"Item":{}}})", R"({})", R"(17)"}) {
+  for (const char* entry :
+       {R"({"PutRequest":{"Item":{"pk":{"S":"a"}}}})",                   // no sort key
+        R"({"PutRequest":{"Item":{"pk":{"N":"1"},"sk":{"N":"1"}}}})",    // wrong type
+        R"({"PutRequest":{"Item":{"pk":{"S":"a"},"sk":{"N":"abc"}}}})",  // bad number
+        R"({"PutRequest":{"Item":{"pk":{"S":7},"sk":{"N":"1"}}}})",      // not a string
+        R"({"PutRequest":{}})", R"({"DeleteRequest":{"Item":{}}})", R"({})", R"(17)"}) {
     const std::string body = std::string(R"({"UnprocessedItems":{"events":[)") + entry + "]}}";
     const BatchWriteResponse r = ParseBatchWriteResponse(Http(200, body), EventsSchema());
     EXPECT_EQ(r.result.kind, Kind::kRetryable) << entry;
@@ -330,8 +335,8 @@ TEST(ParseDescribeTableResponse, HashAndRangeTableInAnyOrder) {
 }
 
 TEST(ParseDescribeTableResponse, ErrorsAreStatuses) {
-  absl::StatusOr<TableSchema> s =
-      ParseDescribeTableResponse("nope", Error(400, "ResourceNotFoundException", "Requested resource not found"));
+  absl::StatusOr<TableSchema> s = ParseDescribeTableResponse(
+      "nope", Error(400, "ResourceNotFoundException", "Requested resource not found"));
   EXPECT_EQ(s.status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(absl::StrContains(s.status().message(), "Requested resource not found"));
   EXPECT_EQ(ParseDescribeTableResponse("t", Error(400, "AccessDeniedException")).status().code(),
@@ -342,16 +347,18 @@ TEST(ParseDescribeTableResponse, ErrorsAreStatuses) {
             absl::StatusCode::kUnavailable);
   HttpResponse refused;
   refused.transport_error = "connection refused";
-  EXPECT_EQ(ParseDescribeTableResponse("t", refused).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ParseDescribeTableResponse("t", refused).status().code(),
+            absl::StatusCode::kUnavailable);
 }
 
 TEST(ParseDescribeTableResponse, MalformedAnswersAreErrorsNotCrashes) {
-  for (const char* body :
-       {"", "[]", "{}", R"({"Table":7})", R"({"Table":{"KeySchema":[]}})",
-        R"({"Table":{"KeySchema":[],"AttributeDefinitions":[]}})",
-        R"({"Table":{"KeySchema":[{"AttributeName":"pk","KeyType":"HASH"}],"AttributeDefinitions":[]}})",
-        R"({"Table":{"KeySchema":[{"AttributeName":"pk","KeyType":"HASH"}],"AttributeDefinitions":[{"AttributeName":"pk","AttributeType":"BOOL"}]}})",
-        R"({"Table":{"KeySchema":[{"AttributeName":"pk","KeyType":"RANGE"}],"AttributeDefinitions":[{"AttributeName":"pk","AttributeType":"S"}]}})"}) {
+  for (
+      const char* body :
+      {"", "[]", "{}", R"({"Table":7})", R"({"Table":{"KeySchema":[]}})",
+       R"({"Table":{"KeySchema":[],"AttributeDefinitions":[]}})",
+       R"({"Table":{"KeySchema":[{"AttributeName":"pk","KeyType":"HASH"}],"AttributeDefinitions":[]}})",
+       R"({"Table":{"KeySchema":[{"AttributeName":"pk","KeyType":"HASH"}],"AttributeDefinitions":[{"AttributeName":"pk","AttributeType":"BOOL"}]}})",
+       R"({"Table":{"KeySchema":[{"AttributeName":"pk","KeyType":"RANGE"}],"AttributeDefinitions":[{"AttributeName":"pk","AttributeType":"S"}]}})"}) {
     EXPECT_FALSE(ParseDescribeTableResponse("t", Http(200, body)).ok()) << body;
   }
 }

@@ -48,8 +48,7 @@ TEST_F(EngineBudget, CancelledWaiterLeavesTheQueueUncalled) {
   ASSERT_TRUE(engine_->Start().ok());
   ASSERT_TRUE(engine_->TryReserve(0, 2000));
   std::atomic<int> calls{0};
-  auto ticket =
-      engine_->ReserveAsync(0, 10, absl::InfiniteFuture(), [&calls](bool) { ++calls; });
+  auto ticket = engine_->ReserveAsync(0, 10, absl::InfiniteFuture(), [&calls](bool) { ++calls; });
   ticket->Cancel();
   engine_->Release(0, 2000);
   const absl::Time until = absl::Now() + absl::Seconds(5);

@@ -17,8 +17,8 @@
 #include "service/codec/codec.h"
 #include "service/common/clock.h"
 #include "service/dynamodb/dynamodb_client.h"
-#include "service/http/http_transport.h"
 #include "service/engine/engine.h"
+#include "service/http/http_transport.h"
 #include "service/metrics/metrics.h"
 
 namespace dynamo_batcher {

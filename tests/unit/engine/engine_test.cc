@@ -96,9 +96,8 @@ class EngineTest : public ::testing::Test {
     op.table = &kEvents;
     op.sink = sink_;
     op.write.key = key;
-    op.write.request_json =
-        absl::StrCat(R"({"PutRequest":{"Item":{"pk":{"S":")", key, R"("},"id":{"N":")", id,
-                     R"("}}}})");
+    op.write.request_json = absl::StrCat(R"({"PutRequest":{"Item":{"pk":{"S":")", key,
+                                         R"("},"id":{"N":")", id, R"("}}}})");
     op.write.item_size = op.write.request_json.size();
     op.arrival = clock_.Now();
     return op;

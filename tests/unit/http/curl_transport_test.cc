@@ -7,13 +7,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <condition_variable>
-#include <mutex>
 #include <future>
 #include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,9 +118,9 @@ class LoopbackServer {
         heads_.push_back(head);
       }
       if (absl::StartsWith(head, "post /hold ")) continue;
-      const std::string response =
-          absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Test-Header:  Yes \r\n",
-                       "Content-Length: ", body.size(), "\r\n\r\n", body);
+      const std::string response = absl::StrCat(
+          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Test-Header:  Yes \r\n",
+          "Content-Length: ", body.size(), "\r\n\r\n", body);
       size_t off = 0;
       while (off < response.size()) {
         const ssize_t w = write(fd, response.data() + off, response.size() - off);
@@ -167,7 +167,8 @@ class Results {
   std::map<int, HttpResponse> responses_;  // guarded by mu_
 };
 
-HttpRequest Post(const std::string& url, std::string body, absl::Duration timeout = absl::Seconds(10)) {
+HttpRequest Post(const std::string& url, std::string body,
+                 absl::Duration timeout = absl::Seconds(10)) {
   HttpRequest r;
   r.url = url;
   r.body = std::move(body);
@@ -188,7 +189,8 @@ TEST(CurlTransport, AnswersConcurrentRequestsOverFewPooledConnections) {
     senders.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
         const int id = t * kPerThread + i;
-        transport->Send(Post(server.Url(), absl::StrCat("{\"id\":", id, "}")), results.Callback(id));
+        transport->Send(Post(server.Url(), absl::StrCat("{\"id\":", id, "}")),
+                        results.Callback(id));
       }
     });
   }
@@ -243,7 +245,8 @@ TEST(CurlTransport, ReportsConnectionRefused) {
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);
   auto transport = MakeCurlTransport(CurlTransportOptions{});
-  HttpResponse r = transport->SendSync(Post(absl::StrCat("http://127.0.0.1:", ntohs(addr.sin_port), "/"), "{}"));
+  HttpResponse r =
+      transport->SendSync(Post(absl::StrCat("http://127.0.0.1:", ntohs(addr.sin_port), "/"), "{}"));
   EXPECT_EQ(r.status, 0);
   EXPECT_EQ(r.transport_error, "connection refused");
   EXPECT_FALSE(r.timed_out);
@@ -268,7 +271,8 @@ TEST(CurlTransport, DestructorAnswersPendingRequestsWithoutHanging) {
     transport->Send(Post(server.Url("/hold"), "{}", absl::Seconds(60)), results.Callback(i));
   }
   // Let them reach the server so some are truly in flight.
-  for (int i = 0; i < 200 && server.request_heads().size() < 3; ++i) absl::SleepFor(absl::Milliseconds(10));
+  for (int i = 0; i < 200 && server.request_heads().size() < 3; ++i)
+    absl::SleepFor(absl::Milliseconds(10));
   const absl::Time start = absl::Now();
   transport.reset();
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
@@ -413,7 +417,6 @@ TEST(CurlTransport, BodyUpToTheCapIsDelivered) {
   EXPECT_EQ(r.body.size(), 256u << 10);
 }
 
-
 TEST(CurlTransport, CredentialsAnswersAreCappedAt64KiB) {
   // A hostile or broken container-credentials endpoint: the fetch fails with
   // a clear error instead of buffering the whole answer.
@@ -452,8 +455,8 @@ TEST(CurlTransport, BatchWriteItemAnswerIsBoundedByItsRequest) {
   ASSERT_EQ(f.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   const BatchWriteResponse r = f.get();
   EXPECT_EQ(r.result.kind, BatchResult::Kind::kRetryable);
-  EXPECT_TRUE(absl::StrContains(r.result.message,
-                                absl::StrCat("response too large: more than ", body.size() + (1 << 20))))
+  EXPECT_TRUE(absl::StrContains(
+      r.result.message, absl::StrCat("response too large: more than ", body.size() + (1 << 20))))
       << r.result.message;
   EXPECT_LT(PeakRssBytes() - rss_before, 16ull << 20);
 }

@@ -28,30 +28,30 @@ bool Shell(const std::string& cmd) { return std::system(cmd.c_str()) == 0; }
 // (no DNS name) signed by the first.
 bool MakePki(const std::string& d) {
   const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-  std::ofstream(d + "/server.cnf")
-      << "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-         "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n";
+  std::ofstream(d + "/server.cnf") << "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                                      "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n";
   const std::string q = " >/dev/null 2>&1";
   for (const char* ca : {"ca", "other-ca"}) {
     if (!Shell(absl::StrCat("openssl req -x509 ", ec, " -keyout ", d, "/", ca, ".key -out ", d, "/",
-                          ca, ".pem -days 2 -subj '/CN=dynamo-batcher test ", ca,
-                          "' -addext basicConstraints=critical,CA:TRUE"
-                          " -addext keyUsage=critical,keyCertSign,cRLSign",
-                          q))) {
+                            ca, ".pem -days 2 -subj '/CN=dynamo-batcher test ", ca,
+                            "' -addext basicConstraints=critical,CA:TRUE"
+                            " -addext keyUsage=critical,keyCertSign,cRLSign",
+                            q))) {
       return false;
     }
   }
   return Shell(absl::StrCat("openssl req ", ec, " -keyout ", d, "/server.key -out ", d,
-                          "/server.csr -subj /CN=127.0.0.1", q)) &&
-         Shell(absl::StrCat("openssl x509 -req -in ", d, "/server.csr -CA ", d, "/ca.pem -CAkey ", d,
-                          "/ca.key -CAcreateserial -out ", d, "/server.pem -days 2 -extfile ", d,
-                          "/server.cnf", q));
+                            "/server.csr -subj /CN=127.0.0.1", q)) &&
+         Shell(absl::StrCat("openssl x509 -req -in ", d, "/server.csr -CA ", d, "/ca.pem -CAkey ",
+                            d, "/ca.key -CAcreateserial -out ", d, "/server.pem -days 2 -extfile ",
+                            d, "/server.cnf", q));
 }
 
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!Shell("command -v openssl >/dev/null 2>&1") || !Shell("command -v python3 >/dev/null 2>&1")) {
+    if (!Shell("command -v openssl >/dev/null 2>&1") ||
+        !Shell("command -v python3 >/dev/null 2>&1")) {
       GTEST_SKIP() << "openssl or python3 missing";
     }
     std::string tmpl = ::testing::TempDir() + "/tlstestXXXXXX";
@@ -63,7 +63,8 @@ class TlsTest : public ::testing::Test {
     if (pid_ == 0) {
       FILE* f = freopen(log.c_str(), "w", stdout);
       (void)f;
-      const std::string script = std::string(DYNAMO_BATCHER_SOURCE_DIR) + "/tests/tools/aws_standins.py";
+      const std::string script =
+          std::string(DYNAMO_BATCHER_SOURCE_DIR) + "/tests/tools/aws_standins.py";
       const std::string cert = dir_ + "/server.pem", key = dir_ + "/server.key";
       execlp("python3", "python3", "-u", script.c_str(), "tls", "--cert", cert.c_str(), "--key",
              key.c_str(), "--lifetime", "120", static_cast<char*>(nullptr));

@@ -28,7 +28,8 @@ bool WaitFor(const std::function<bool()>& cond, absl::Duration limit = absl::Sec
 TEST(ReadinessProbe, ServingAtOnceWhenDynamoDbAlreadyAnswered) {
   FakeTableChecker checker;
   HealthState health([](bool) {});
-  ReadinessProbe probe(Fast(), &checker, [] { return true; }, &health);
+  ReadinessProbe probe(
+      Fast(), &checker, [] { return true; }, &health);
   EXPECT_TRUE(probe.ProbeOnce());
   EXPECT_TRUE(health.serving());
   EXPECT_TRUE(checker.described().empty());  // no call needed
@@ -38,7 +39,8 @@ TEST(ReadinessProbe, DescribeTableSuccessTurnsServing) {
   FakeTableChecker checker;
   checker.Script({absl::UnavailableError("503"), Schema("events", "pk")});
   HealthState health([](bool) {});
-  ReadinessProbe probe(Fast(), &checker, [] { return false; }, &health);
+  ReadinessProbe probe(
+      Fast(), &checker, [] { return false; }, &health);
   EXPECT_FALSE(probe.ProbeOnce());
   EXPECT_FALSE(health.serving());
   EXPECT_TRUE(probe.ProbeOnce());
@@ -51,7 +53,8 @@ TEST(ReadinessProbe, ASuccessfulWriteTurnsServingWithoutDescribeTable) {
   FakeTableChecker checker;  // DescribeTable keeps failing
   HealthState health([](bool) {});
   std::atomic<bool> wrote{false};
-  ReadinessProbe probe(Fast(), &checker, [&] { return wrote.load(); }, &health);
+  ReadinessProbe probe(
+      Fast(), &checker, [&] { return wrote.load(); }, &health);
   probe.Start();
   ASSERT_TRUE(WaitFor([&] { return checker.described().size() >= 3; }));
   EXPECT_FALSE(health.serving());
@@ -62,11 +65,12 @@ TEST(ReadinessProbe, ASuccessfulWriteTurnsServingWithoutDescribeTable) {
 
 TEST(ReadinessProbe, ThreadProbesUntilDynamoDbAnswersThenEnds) {
   FakeTableChecker checker;
-  checker.Script({absl::UnavailableError("a"), absl::UnavailableError("b"),
-                  absl::DeadlineExceededError("c")});
+  checker.Script(
+      {absl::UnavailableError("a"), absl::UnavailableError("b"), absl::DeadlineExceededError("c")});
   checker.SetFallback(Schema("events", "pk"));
   HealthState health([](bool) {});
-  ReadinessProbe probe(Fast(), &checker, [] { return false; }, &health);
+  ReadinessProbe probe(
+      Fast(), &checker, [] { return false; }, &health);
   probe.Start();
   ASSERT_TRUE(WaitFor([&] { return health.serving(); }));
   probe.Stop();
@@ -76,7 +80,8 @@ TEST(ReadinessProbe, ThreadProbesUntilDynamoDbAnswersThenEnds) {
 TEST(ReadinessProbe, StopDoesNotWaitForTheBackoff) {
   FakeTableChecker checker;  // always failing
   HealthState health([](bool) {});
-  ReadinessProbe probe(Fast(absl::Hours(1)), &checker, [] { return false; }, &health);
+  ReadinessProbe probe(
+      Fast(absl::Hours(1)), &checker, [] { return false; }, &health);
   probe.Start();
   ASSERT_TRUE(WaitFor([&] { return checker.described().size() == 1; }));
   const absl::Time start = absl::Now();
@@ -90,7 +95,8 @@ TEST(ReadinessProbe, ShutdownWinsOverALateSuccess) {
   checker.SetFallback(Schema("events", "pk"));
   HealthState health([](bool) {});
   health.BeginShutdown();
-  ReadinessProbe probe(Fast(), &checker, [] { return false; }, &health);
+  ReadinessProbe probe(
+      Fast(), &checker, [] { return false; }, &health);
   probe.ProbeOnce();
   EXPECT_FALSE(health.serving());
 }

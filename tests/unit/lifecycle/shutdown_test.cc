@@ -138,7 +138,7 @@ TEST(Watchdog, CancelledWatchdogNeverFires) {
     Watchdog watchdog(absl::Hours(1), [&] { fired = true; });
     watchdog.Cancel();
     watchdog.Cancel();  // idempotent
-  }  // joins at once
+  }                     // joins at once
   {
     Watchdog watchdog(absl::Hours(1), [&] { fired = true; });
   }  // the destructor cancels

@@ -41,8 +41,8 @@ TEST(ResolveKeySchemas, SchemasFromConfigNeedNoCall) {
   FakeTableChecker checker;
   std::vector<TableConfig> tables = {Configured("events")};
   FakeSleep sleep;
-  auto reached = ResolveKeySchemas(&tables, StartupOptions{}, &checker, sleep.fn(),
-                                   [] { return false; });
+  auto reached =
+      ResolveKeySchemas(&tables, StartupOptions{}, &checker, sleep.fn(), [] { return false; });
   ASSERT_TRUE(reached.ok()) << reached.status();
   EXPECT_FALSE(*reached);  // nothing was asked of DynamoDB
   EXPECT_TRUE(checker.described().empty());
@@ -82,15 +82,15 @@ TEST(ResolveKeySchemas, RetriesDescribeTableWithDoublingBackoffCappedAtFiveSecon
   std::vector<TableConfig> tables = {FromDescribe("users")};
   FakeSleep sleep;
   const absl::Time t0 = sleep.clock.Now();
-  auto reached = ResolveKeySchemas(&tables, StartupOptions{}, &checker, sleep.fn(),
-                                   [] { return false; });
+  auto reached =
+      ResolveKeySchemas(&tables, StartupOptions{}, &checker, sleep.fn(), [] { return false; });
   ASSERT_TRUE(reached.ok()) << reached.status();
   EXPECT_TRUE(*reached);
   EXPECT_EQ(checker.described().size(), 8u);
   EXPECT_THAT(sleep.waits,
-              ElementsAre(absl::Milliseconds(200), absl::Milliseconds(400),
-                          absl::Milliseconds(800), absl::Milliseconds(1600),
-                          absl::Milliseconds(3200), absl::Seconds(5), absl::Seconds(5)));
+              ElementsAre(absl::Milliseconds(200), absl::Milliseconds(400), absl::Milliseconds(800),
+                          absl::Milliseconds(1600), absl::Milliseconds(3200), absl::Seconds(5),
+                          absl::Seconds(5)));
   EXPECT_EQ(sleep.clock.Now() - t0, absl::Milliseconds(16200));
   EXPECT_EQ(tables[0].schema.partition_key.name, "id");
 }
@@ -102,8 +102,8 @@ TEST(ResolveKeySchemas, NotFoundAndAccessDeniedAreFinal) {
     checker.Script({absl::UnavailableError("503"), final_error});
     std::vector<TableConfig> tables = {FromDescribe("users")};
     FakeSleep sleep;
-    auto reached = ResolveKeySchemas(&tables, StartupOptions{}, &checker, sleep.fn(),
-                                     [] { return false; });
+    auto reached =
+        ResolveKeySchemas(&tables, StartupOptions{}, &checker, sleep.fn(), [] { return false; });
     EXPECT_EQ(reached.status(), final_error);
     EXPECT_EQ(checker.described().size(), 2u);
   }

@@ -29,8 +29,9 @@ tables:
 
 TEST(RestartOnlyChanges, LiveKeysAreNotReported) {
   Config a = Parse("batching: {linger: 5ms, max_items: 25}\n");
-  Config b = Parse("batching: {linger: 50ms, max_items: 5}\nretry: {max_attempts: 3}\n"
-                   "buffer: {max_bytes: 1MiB}\nlog: {level: debug}\n");
+  Config b = Parse(
+      "batching: {linger: 50ms, max_items: 5}\nretry: {max_attempts: 3}\n"
+      "buffer: {max_bytes: 1MiB}\nlog: {level: debug}\n");
   EXPECT_THAT(RestartOnlyChanges(a, b), IsEmpty());
 }
 
@@ -41,9 +42,9 @@ TEST(RestartOnlyChanges, ListenersTablesAndKeySchemasAreReported) {
   b.dynamodb.endpoint = "http://127.0.0.1:8000";
   b.tables[0].schema.partition_key.name = "id";
   b.drain_timeout = absl::Seconds(5);
-  EXPECT_THAT(RestartOnlyChanges(a, b),
-              ElementsAre("listen", "dynamodb.endpoint", "tables[events].partition_key",
-                          "drain_timeout"));
+  EXPECT_THAT(
+      RestartOnlyChanges(a, b),
+      ElementsAre("listen", "dynamodb.endpoint", "tables[events].partition_key", "drain_timeout"));
   Config c = a;
   c.tables.pop_back();
   EXPECT_THAT(RestartOnlyChanges(a, c), ElementsAre("tables"));

@@ -49,8 +49,7 @@ TEST(WireCheck, NamesNestingBeyondTheRecursionLimit) {
 TEST(WireCheck, ReportsTruncatedData) {
   std::string bytes = OneOp().SerializeAsString();
   bytes.resize(bytes.size() - 3);
-  EXPECT_THAT(DiagnoseParseFailure(v1::WriteRequest::descriptor(), bytes),
-              HasSubstr("ops[0]"));
+  EXPECT_THAT(DiagnoseParseFailure(v1::WriteRequest::descriptor(), bytes), HasSubstr("ops[0]"));
 }
 
 TEST(WireCheck, EscapeCutsOnAUtf8BoundaryAndEscapesControls) {

@@ -86,8 +86,8 @@ class WriteServiceTest : public ::testing::Test {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_GT(port, 0);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                   grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
     stub_ = v1::WriteBatcher::NewStub(channel_);
   }
 
@@ -123,7 +123,8 @@ struct StreamOutcome {
   int responses = 0;
   size_t largest_response = 0;  // bytes
 };
-StreamOutcome WriteAll(v1::WriteBatcher::Stub* stub, const std::vector<v1::WriteRequest>& messages) {
+StreamOutcome WriteAll(v1::WriteBatcher::Stub* stub,
+                       const std::vector<v1::WriteRequest>& messages) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   auto stream = stub->Write(&ctx);
