@@ -7,12 +7,10 @@ build/test-tmp/ and prints their paths ("[figures] time series: ...").
   cd build && ./tests/integration/throttling_test --gtest_filter='*HotPartition*:*Fleet*'
   python3 docs/plot_throttling.py \
       --hot build/test-tmp/HotPartitionKeyIsPacedAndOtherKeysKeepTheirRate-*/hot_partition.csv \
-      --fleet build/test-tmp/FleetOf8SharesOneTable-*/fleet8.csv \
-      --fleet32 build/test-tmp/FleetOf32SharesOneTable-*/fleet32.csv --out docs/img
+      --fleet build/test-tmp/FleetOf8SharesOneTable-*/fleet8.csv --out docs/img
 
 Needs Debian's python3-matplotlib. Writes hot_partition.png,
-fleet_rates.png and fleet_limits.png (8 sidecars), fleet32_rates.png and
-fleet32_limits.png (32 sidecars).
+fleet_rates.png and fleet_limits.png.
 """
 import argparse
 import csv
@@ -46,7 +44,7 @@ def plot_hot(path, out):
     fig.savefig(os.path.join(out, "hot_partition.png"), dpi=110)
 
 
-def plot_fleet(path, out, name="fleet"):
+def plot_fleet(path, out):
     rows = read(path)
     by = defaultdict(list)
     for r in rows:
@@ -71,7 +69,7 @@ def plot_fleet(path, out, name="fleet"):
     ax.set_title(f"{len(by)} sidecars sharing one table at 2.4x overload")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, f"{name}_rates.png"), dpi=110)
+    fig.savefig(os.path.join(out, "fleet_rates.png"), dpi=110)
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     limits = defaultdict(float)
@@ -88,14 +86,13 @@ def plot_fleet(path, out, name="fleet"):
     ax.set_title("Send-rate limit per sidecar against the table's capacity")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, f"{name}_limits.png"), dpi=110)
+    fig.savefig(os.path.join(out, "fleet_limits.png"), dpi=110)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hot")
     ap.add_argument("--fleet")
-    ap.add_argument("--fleet32", help="fleet32.csv of the 32-sidecar run: fleet32_*.png")
     ap.add_argument("--out", default="docs/img")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -103,8 +100,6 @@ def main():
         plot_hot(args.hot, args.out)
     if args.fleet:
         plot_fleet(args.fleet, args.out)
-    if args.fleet32:
-        plot_fleet(args.fleet32, args.out, "fleet32")
 
 
 if __name__ == "__main__":

@@ -116,63 +116,23 @@ double RateLimiter::MeasuredRate() const {
 }
 
 double RateLimiter::CubicSeconds() const {
-  return std::max(options_.cubic_recovery_seconds, 0.05) * cubic_stretch_;
-}
-
-void RateLimiter::UpdateGentleness(bool decreased, absl::Time now) {
-  if (gentle_last_ != absl::InfinitePast() && now > gentle_last_) {
-    const double dt = absl::ToDoubleSeconds(now - gentle_last_);
-    // Decreases per second, smoothed over kGentleTau, against the target.
-    const double per_second = gentle_decreases_ / absl::ToDoubleSeconds(kGentleTau);
-    // Integral control on log2(rate / target): twice the target adds one
-    // level per 1 / kGentlenessRate seconds; no decrease at all takes one
-    // away in the same time. Rising may go twice as fast: a fleet that has
-    // just started must calm down within seconds.
-    double error = std::clamp(
-        std::log2((per_second + 0.1 * kTargetDecreasesPerSecond) / kTargetDecreasesPerSecond), -1.0,
-        2.0);
-    // One throttle is no pattern: only repeated decreases make probing
-    // gentler (a lone throttle recovers as before). Nor is heavy loss
-    // (more than kMaxGentleLoss of the items, smoothed): probing around a
-    // shared capacity loses a few percent; heavy loss is a flood (the
-    // decreases handle it) or loss that does not depend on the rate, where
-    // a gentle climb back would let each decrease compound into a collapse.
-    if (error > 0 && (gentle_decreases_ < 1.5 || SmoothedLoss() > kMaxGentleLoss)) error = 0;
-    // Rising only right after a decrease: a burst of decreases followed by
-    // quiet (a hot key before it is paced) must not keep raising it.
-    if (error > 0 &&
-        (last_decrease_ == absl::InfinitePast() || now - last_decrease_ > absl::Seconds(1))) {
-      error = 0;
-    }
-    gentleness_ = std::clamp(gentleness_ + kGentlenessRate * error * dt, 0.0, kMaxGentleness);
-    gentle_decreases_ *= std::exp(-absl::FDivDuration(now - gentle_last_, kGentleTau));
-  }
-  if (gentle_last_ == absl::InfinitePast() || now > gentle_last_) gentle_last_ = now;
-  if (decreased) gentle_decreases_ += 1;
+  return std::max(options_.cubic_recovery_seconds, 0.05) * static_cast<double>(1u << repeats_);
 }
 
 double RateLimiter::IncreasedRate(double rate, absl::Duration elapsed, absl::Time now) const {
   // The additive step is also the floor of CUBIC's curve, so recovery is
-  // never slower than the additive mode -- unless repeated throttles made
-  // probing gentler: then it is divided by 2^gentleness. That is what keeps
-  // a fleet's sum of steps from growing with the number of sidecars, and,
-  // being the same absolute step for every sidecar that sees the same
-  // table, what pulls their rates together (AIMD's fairness).
-  const double step = options_.increase_per_second / std::exp2(gentleness_);
-  double next = rate + step * absl::ToDoubleSeconds(elapsed);
+  // never slower than the additive mode.
+  const double gentle = static_cast<double>(1u << repeats_);
+  double next = rate + options_.increase_per_second / gentle * absl::ToDoubleSeconds(elapsed);
   if (options_.recovery == RateLimiterOptions::Recovery::kCubic && decrease_base_ > 0 &&
       last_decrease_ != absl::InfinitePast()) {
     // W(t) = W_max * (1 + c * (t - K)^3), c chosen so that a full cut
-    // (1 - decrease_factor) takes cubic_recovery_seconds to recover
-    // (stretched by repeated throttles, see cubic_stretch_). Probing beyond
-    // W_max (t > K) only while gentleness is below 1: a sender that keeps
-    // being throttled has found its share, and CUBIC's convex growth,
-    // proportional to each sender's own rate, would keep the larger senders
-    // larger.
+    // (1 - decrease_factor) takes cubic_recovery_seconds to recover.
     const double tk = CubicSeconds();
     const double c = (1.0 - options_.decrease_factor) / (tk * tk * tk);
     const double t = absl::ToDoubleSeconds(now - last_decrease_) - cubic_k_;
-    if (t < 0 || gentleness_ < 1.0) next = std::max(next, decrease_base_ * (1.0 + c * t * t * t));
+    const double w = decrease_base_ * (1.0 + c * t * t * t);
+    next = std::max(next, w);
   }
   return std::min(options_.max_rate, std::max(rate, next));
 }
@@ -265,12 +225,7 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled, absl
   double fraction = 0;
   if (loss_floor_ > 0) {
     // A known rate-independent loss: only loss beyond it is throttling.
-    // The margin shrinks with the floor: a small floor (which may be a
-    // misjudged share of a table other senders overload) must not make
-    // this sender deaf to throttling that is several times larger.
-    const double margin =
-        std::min(kLossMargin, std::max(kMinFloorMargin, kFloorMarginShare * loss_floor_));
-    if (lost > 0 && smoothed > loss_floor_ + margin) {
+    if (lost > 0 && smoothed > loss_floor_ + kLossMargin) {
       fraction = std::max(kMinThrottleFraction,
                           std::min(1.0, (smoothed - loss_floor_) / (1.0 - loss_floor_)));
     }
@@ -285,18 +240,21 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled, absl
   }
   const bool in_window =
       last_decrease_ != absl::InfinitePast() && now - last_decrease_ < kDecreaseWindow;
-  if (options_.recovery == RateLimiterOptions::Recovery::kCubic) {
-    UpdateGentleness(fraction > 0 && !in_window, now);
-  }
   if (fraction > 0) {
     if (!in_window) {
       double base = rate_;
       const double measured = MeasuredRate();
       if (measured > 0) base = std::min(base, measured);
+      // Throttled again near the level of the last decrease: the capacity
+      // is there (shared with other senders, as in a fleet of sidecars).
+      // Probe more gently each time: CUBIC's curve stretched and the
+      // additive step divided by 2^repeats.
+      const bool same_level = last_base_ > 0 && last_decrease_ != absl::InfinitePast() &&
+                              now - last_decrease_ < kRepeatMemory &&
+                              std::abs(base - last_base_) <= kSameLevel * last_base_;
+      repeats_ = same_level ? std::min(repeats_ + 1, kMaxRepeats) : 0;
+      last_base_ = base;
       decrease_base_ = base;
-      // The climb back is stretched by the gentleness at the time of the
-      // cut (and kept for this whole curve, so it stays continuous).
-      cubic_stretch_ = std::exp2(std::min(gentleness_, kMaxCubicStretch));
       window_fraction_ = 0;
       last_decrease_ = now;
       if (!verifying_) {

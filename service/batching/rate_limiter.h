@@ -58,18 +58,12 @@ struct RateLimiterOptions {
 //    throttling storm elsewhere): the rate goes back to where the decrease
 //    started and that loss fraction becomes the loss floor. While a floor is
 //    known, only a smoothed lost fraction (item-weighted, kLossTau) above
-//    floor + a margin (kLossMargin, less for a small floor: see
-//    kMinFloorMargin) counts as throttling; the floor follows the
+//    floor + kLossMargin counts as throttling; the floor follows the
 //    smoothed loss down when it falls. A whole-call throttle of nearly
 //    every call (lost >= 80%) is never taken as rate-independent;
-//  - repeated throttles make probing gentler (see kTargetDecreasesPerSecond):
-//    a sender that shares the capacity with others (a fleet of sidecars on
-//    one table) cannot know its share except by exceeding it, so it keeps
-//    the rate at which that happens near one decrease per 10 s: smaller
-//    additive steps (the same for every sidecar that is cut as often, which
-//    evens out their rates), a slower climb back, no probing beyond the rate
-//    last cut from. Without this, a fleet's probes add up: 8 sidecars had
-//    ~30% and 32 sidecars ~60% of their calls throttled.
+//  - repeated throttles at the same level probe more gently (see
+//    kSameLevel): a sender that shares the capacity with others (a fleet of
+//    sidecars on one table) overshoots less often.
 //
 // "This class does not sleep. It is the responsibility of the caller to
 // sleep": TryAcquire says how long to wait instead.
@@ -120,32 +114,13 @@ class RateLimiter {
   // is undone.
   static constexpr int kStrikes = 2;
 
-  // Gentler probing after repeated throttles (CUBIC recovery only). The
-  // gentleness g (0 .. kMaxGentleness, continuous) follows how often this
-  // sender's rate is cut (decreases per second, smoothed over kGentleTau):
-  // above kTargetDecreasesPerSecond it rises, below it falls, by
-  // kGentlenessRate levels per second per doubling (up to two doublings
-  // when rising); it only rises once two or more decreases fall within
-  // kGentleTau. At g: the additive step is increase_per_second / 2^g,
-  // CUBIC's climb back is stretched by 2^min(g, kMaxCubicStretch), and
-  // there is no probing beyond the rate last cut from while g >= 1. A
-  // sidecar sharing its table with others is cut about as often as they
-  // are, so a fleet settles on similar g: the same small absolute step for
-  // each (AIMD, which evens out their rates), smaller the more of them
-  // there are. Measured on the fleet model (rate_limiter_test FleetSim):
-  // 8 sidecars settle near g = 6, 32 at the cap.
-  static constexpr double kTargetDecreasesPerSecond = 0.1;
-  static constexpr absl::Duration kGentleTau = absl::Seconds(10);
-  static constexpr double kGentlenessRate = 0.5;
-  static constexpr double kMaxGentleness = 9;
-  static constexpr double kMaxCubicStretch = 3;
-  // Gentleness does not rise while the smoothed lost share is above this.
-  static constexpr double kMaxGentleLoss = 0.3;
-  double gentleness() const { return gentleness_; }
-  // While a loss floor is known, loss counts as throttling above
-  // floor + min(kLossMargin, max(kMinFloorMargin, kFloorMarginShare * floor)).
-  static constexpr double kMinFloorMargin = 0.03;
-  static constexpr double kFloorMarginShare = 0.5;
+  // Gentler probing: a decrease within kSameLevel of the previous one's base
+  // (and within kRepeatMemory of it) counts as a repeat; each repeat, up to
+  // kMaxRepeats, doubles CUBIC's recovery time and halves the additive step.
+  static constexpr double kSameLevel = 0.2;
+  static constexpr absl::Duration kRepeatMemory = absl::Seconds(30);
+  static constexpr uint32_t kMaxRepeats = 3;
+  uint32_t repeats() const { return repeats_; }
 
   // Rate-independent lost fraction currently assumed (0 = none known).
   double loss_floor() const { return loss_floor_; }
@@ -195,13 +170,9 @@ class RateLimiter {
   int strikes_ = 0;
   double strike_base_ = 0;  // rate before the first useless decrease
 
-  // Gentleness (see kTargetLossyCalls) and the decayed counts it rests on.
-  double gentleness_ = 0;
-  double gentle_decreases_ = 0;
-  absl::Time gentle_last_ = absl::InfinitePast();
-  double cubic_stretch_ = 1;  // of the current CUBIC curve
+  uint32_t repeats_ = 0;
+  double last_base_ = 0;
   double CubicSeconds() const;
-  void UpdateGentleness(bool decreased, absl::Time now);
 
   double SmoothedLoss() const { return loss_sent_ > 0 ? loss_lost_ / loss_sent_ : 0; }
   // Updates the verification with one result; may undo the decrease.
