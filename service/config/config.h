@@ -10,8 +10,10 @@
 #include "service/batching/retry_policy.h"
 #include "service/batching/table_batcher.h"
 #include "service/common/types.h"
+#include "service/dynamodb/dynamodb_options.h"
 #include "service/engine/buffer_options.h"
 #include "service/engine/dead_letter.h"
+#include "service/http/http_transport.h"
 #include "service/server/service_limits.h"
 
 namespace dynamo_batcher {
@@ -39,13 +41,14 @@ struct Config {
     std::string level = "info";  // debug | info | warn | error
   } log;
 
+  // dynamodb.*: the defaults are the client's and the transport's own.
   struct DynamoDb {
-    std::string region = "us-east-1";
+    std::string region = DynamoDbOptions().region;
     std::string endpoint;  // empty: the region's AWS endpoint
-    absl::Duration call_timeout = absl::Seconds(10);
-    absl::Duration connect_timeout = absl::Seconds(3);
-    int max_connections = 64;
-    bool tls_verify = true;
+    absl::Duration call_timeout = DynamoDbOptions().call_timeout;
+    absl::Duration connect_timeout = CurlTransportOptions().connect_timeout;
+    int max_connections = static_cast<int>(CurlTransportOptions().max_connections);
+    bool tls_verify = TlsOptions().verify;
     std::string ca_file;
     // Static credentials for local use (dynalite, DynamoDB Local).
     std::string access_key_id;

@@ -9,17 +9,11 @@
 #include "service/auth/credentials.h"
 #include "service/common/types.h"
 #include "service/dynamodb/batch_writer.h"
+#include "service/dynamodb/dynamodb_options.h"
 #include "service/dynamodb/response_parser.h"
 #include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
-
-struct DynamoDbOptions {
-  std::string region = "us-east-1";
-  // Empty: https://dynamodb.<region>.amazonaws.com
-  std::string endpoint;
-  absl::Duration call_timeout = absl::Seconds(10);
-};
 
 // DynamoDB over its JSON protocol: SigV4-signed POSTs with
 // X-Amz-Target: DynamoDB_20120810.<Action>.
