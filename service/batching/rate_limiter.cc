@@ -119,11 +119,26 @@ double RateLimiter::CubicSeconds() const {
   return std::max(options_.cubic_recovery_seconds, 0.05) * static_cast<double>(1u << repeats_);
 }
 
+double RateLimiter::DeliveredRate(absl::Time now) const {
+  if (delivered_first_ == absl::InfinitePast()) return 0;
+  const double age = absl::ToDoubleSeconds(now - delivered_first_);
+  if (age < 2.0) return 0;
+  const double tau = absl::ToDoubleSeconds(kDeliveredTau);
+  double sum = delivered_sum_;
+  if (now > delivered_last_)
+    sum *= std::exp(-absl::FDivDuration(now - delivered_last_, kDeliveredTau));
+  return sum / (tau * (1.0 - std::exp(-age / tau)));
+}
+
 double RateLimiter::IncreasedRate(double rate, absl::Duration elapsed, absl::Time now) const {
   // The additive step is also the floor of CUBIC's curve, so recovery is
-  // never slower than the additive mode.
+  // never slower than the additive mode. In a fleet it is small and the
+  // same for every sidecar: what makes the shares converge (AIMD), while
+  // CUBIC's curve, relative to each sidecar's own rate, keeps the fleet's
+  // probing independent of how many sidecars there are.
   const double gentle = static_cast<double>(1u << repeats_);
-  double next = rate + options_.increase_per_second / gentle * absl::ToDoubleSeconds(elapsed);
+  const double step = options_.fleet ? kFleetIncrease : options_.increase_per_second;
+  double next = rate + step / gentle * absl::ToDoubleSeconds(elapsed);
   if (options_.recovery == RateLimiterOptions::Recovery::kCubic && decrease_base_ > 0 &&
       last_decrease_ != absl::InfinitePast()) {
     // W(t) = W_max * (1 + c * (t - K)^3), c chosen so that a full cut
@@ -149,7 +164,10 @@ void RateLimiter::Verify(double sent, double lost, absl::Time now) {
   verifying_ = false;
   if (verify_sent_ < kMinCapacityItems) return;  // too little to judge: keep the decrease
   const double after = verify_lost_ / verify_sent_;
-  if (verify_before_items_ < kVerifyItems) {
+  // In fleet mode a low-rate stream must be judged too (500 items can take
+  // longer than a verification lasts there); the default mode keeps its
+  // measured behaviour.
+  if (verify_before_items_ < (options_.fleet ? kVerifyItems / 4 : kVerifyItems)) {
     // The loss before the decrease was measured on too few items (right
     // after start): this window becomes the baseline and the next one
     // decides, against the same starting rate.
@@ -193,6 +211,11 @@ void RateLimiter::Verify(double sent, double lost, absl::Time now) {
     decrease_base_ = 0;  // no CUBIC target below the restored rate
     last_decrease_ = absl::InfinitePast();
     last_increase_ = now;
+    // The measured send rate still reflects the useless decreases: a loss
+    // right after must not cut from it (that would undo the revert), and
+    // the repeated cuts were not a capacity to probe gently around.
+    reverted_at_ = now;
+    if (!options_.fleet) repeats_ = 0;
     ++reverted_;
   }
 }
@@ -215,6 +238,13 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled, absl
   loss_sent_ += sent;
   loss_lost_ += lost;
   const double smoothed = SmoothedLoss();
+  // Delivered items/s (accepted by DynamoDB).
+  if (delivered_first_ == absl::InfinitePast()) delivered_first_ = now;
+  if (delivered_last_ != absl::InfinitePast() && now > delivered_last_) {
+    delivered_sum_ *= std::exp(-absl::FDivDuration(now - delivered_last_, kDeliveredTau));
+  }
+  if (now > delivered_last_) delivered_last_ = now;
+  delivered_sum_ += sent - lost;
   if (loss_floor_ > 0 && smoothed < loss_floor_) {
     loss_floor_ = smoothed < 0.02 ? 0 : smoothed;  // the loss went away: follow it down
   }
@@ -240,11 +270,19 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled, absl
   }
   const bool in_window =
       last_decrease_ != absl::InfinitePast() && now - last_decrease_ < kDecreaseWindow;
+  // Fleet mode: one experiment at a time; a loss no higher than before the
+  // decrease under verification does not compound it.
+  if (options_.fleet && fraction > 0 && !in_window && verifying_ && smoothed <= verify_before_) {
+    last_increase_ = now;
+    return;
+  }
   if (fraction > 0) {
     if (!in_window) {
       double base = rate_;
       const double measured = MeasuredRate();
-      if (measured > 0) base = std::min(base, measured);
+      const bool just_reverted = !options_.fleet && reverted_at_ != absl::InfinitePast() &&
+                                 now - reverted_at_ < 2 * kMeasureTau;
+      if (measured > 0 && !just_reverted) base = std::min(base, measured);
       // Throttled again near the level of the last decrease: the capacity
       // is there (shared with other senders, as in a fleet of sidecars).
       // Probe more gently each time: CUBIC's curve stretched and the
@@ -272,6 +310,13 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled, absl
       window_fraction_ = fraction;
       const double k = 1.0 - options_.decrease_factor;
       rate_ = std::max(options_.min_rate, decrease_base_ * (1.0 - k * fraction));
+      if (options_.fleet) {
+        // Never far below what this sidecar delivered lately (more if a
+        // rate-independent loss is known): the fleet's sum stays near the
+        // capacity, and a random loss cannot ratchet the rate down.
+        const double guard = kFleetGuard * DeliveredRate(now) / (1.0 - std::min(loss_floor_, 0.8));
+        rate_ = std::min(decrease_base_, std::max(rate_, guard));
+      }
       tokens_ = std::min(tokens_, Capacity());
       // K: when CUBIC's curve is back at decrease_base_ (cube root of the
       // relative drop over c).

@@ -26,6 +26,16 @@ struct RateLimiterOptions {
   // CUBIC: seconds to climb back to the pre-decrease rate after a full
   // decrease_factor cut.
   double cubic_recovery_seconds = 2.0;
+  // Several sidecars (the pods of a Deployment) write the same tables and
+  // share their capacity. One sidecar cannot tell that from a loss that does
+  // not depend on its rate: its own decrease barely changes what the table
+  // sees. With `fleet`, probing is gentle and additive (kFleetIncrease, not
+  // increase_per_second: N sidecars probe N times as hard) and a decrease
+  // never goes below kFleetGuard of the items/s this sidecar delivered
+  // recently, so the fleet converges to a fair share with few throttled
+  // calls. The cost: after a rate-independent loss at a low rate the rate
+  // climbs back slowly (see docs/throttling.md for both, measured).
+  bool fleet = false;
 };
 
 // Token bucket per table whose rate adapts to throttling (AIMD): a whole-call
@@ -63,7 +73,12 @@ struct RateLimiterOptions {
 //    every call (lost >= 80%) is never taken as rate-independent;
 //  - repeated throttles at the same level probe more gently (see
 //    kSameLevel): a sender that shares the capacity with others (a fleet of
-//    sidecars on one table) overshoots less often.
+//    sidecars on one table) overshoots less often;
+//  - options.fleet (RateLimiterOptions::fleet): gentle additive probing, a
+//    decrease never below kFleetGuard of the recently delivered items/s, and
+//    one experiment at a time (while a decrease is being verified, a loss no
+//    higher than before it does not compound it; a random loss every few
+//    calls would otherwise cut faster than any verification can judge).
 //
 // "This class does not sleep. It is the responsibility of the caller to
 // sleep": TryAcquire says how long to wait instead.
@@ -122,6 +137,16 @@ class RateLimiter {
   static constexpr uint32_t kMaxRepeats = 3;
   uint32_t repeats() const { return repeats_; }
 
+  // Fleet mode (RateLimiterOptions::fleet): the additive probe, items/s per
+  // second; the share of the recently delivered items/s a decrease keeps;
+  // the time constant of that measurement.
+  static constexpr double kFleetIncrease = 2.0;
+  static constexpr double kFleetGuard = 0.95;
+  static constexpr absl::Duration kDeliveredTau = absl::Seconds(10);
+  // Items/s accepted by DynamoDB recently (kDeliveredTau); 0 until measured
+  // for 2 s.
+  double DeliveredRate(absl::Time now) const;
+
   // Rate-independent lost fraction currently assumed (0 = none known).
   double loss_floor() const { return loss_floor_; }
   // Decreases undone because they did not lower the lost fraction.
@@ -167,11 +192,16 @@ class RateLimiter {
   double verify_lost_ = 0;
   absl::Time verify_first_ = absl::InfinitePast();  // first counted result
   uint64_t reverted_ = 0;
+  absl::Time reverted_at_ = absl::InfinitePast();
   int strikes_ = 0;
   double strike_base_ = 0;  // rate before the first useless decrease
 
   uint32_t repeats_ = 0;
   double last_base_ = 0;
+  // Accepted items, decayed (kDeliveredTau), since delivered_first_.
+  double delivered_sum_ = 0;
+  absl::Time delivered_last_ = absl::InfinitePast();
+  absl::Time delivered_first_ = absl::InfinitePast();
   double CubicSeconds() const;
 
   double SmoothedLoss() const { return loss_sent_ > 0 ? loss_lost_ / loss_sent_ : 0; }

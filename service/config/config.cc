@@ -486,7 +486,8 @@ void ParseRetry(Reader& r, const YAML::Node& rt, RetryOptions* out) {
 void ParseRateLimit(Reader& r, const YAML::Node& rl, RateLimiterOptions* out) {
   if (!rl) return;
   r.CheckKeys(rl, "rate_limit",
-              {"decrease_factor", "increase_per_second", "min_rate", "recovery", "cubic_recovery"});
+              {"decrease_factor", "increase_per_second", "min_rate", "recovery", "cubic_recovery",
+               "fleet"});
   using Recovery = RateLimiterOptions::Recovery;
   std::string recovery = out->recovery == Recovery::kAdditive ? "additive" : "cubic";
   r.String(rl, "rate_limit", "recovery", &recovery);
@@ -502,6 +503,7 @@ void ParseRateLimit(Reader& r, const YAML::Node& rl, RateLimiterOptions* out) {
   r.Double(rl, "rate_limit", "decrease_factor", 0.05, 0.99, &out->decrease_factor);
   r.Double(rl, "rate_limit", "increase_per_second", 0.1, 1e7, &out->increase_per_second);
   r.Double(rl, "rate_limit", "min_rate", 1, 1e7, &out->min_rate);
+  r.Bool(rl, "rate_limit", "fleet", &out->fleet);
 }
 
 void ParseBuffer(Reader& r, const YAML::Node& bu, BufferOptions* out) {

@@ -9,7 +9,7 @@
 //  3. a fleet of sidecars sharing one table's capacity at 2.4x overload:
 //     goodput, fairness (Jain) and the share of throttled calls. 8 sidecars
 //     in the suite; 32 by hand (DISABLED_, run with
-//     --gtest_also_run_disabled_tests --gtest_filter='*Fleet32*').
+//     --gtest_also_run_disabled_tests --gtest_filter='*FleetOf32*').
 
 #include <atomic>
 #include <cstdio>
@@ -324,18 +324,22 @@ TEST_F(Throttling, HotPartitionKeyIsPacedAndOtherKeysKeepTheirRate) {
 }
 
 // (3) A fleet of `n` sidecars, each offered 2.4/n of the table's capacity.
-void RunFleet(const std::string& dir, const Dynalite& dynalite, int n, int seconds) {
+// `fleet_mode`: rate_limit.fleet on every sidecar. The goals (issue 11) are
+// for fleet mode; the default mode is held to what it did before.
+void RunFleet(const std::string& dir, const Dynalite& dynalite, int n, int seconds, bool fleet_mode,
+              double measure_from) {
   auto proxy = StartFaultProxy(dir, dynalite.endpoint(), R"({"seed": 23})");
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   constexpr double kCapacity = 1600;  // WCU/s for the table; items are < 1 KB
   std::vector<Sidecar> fleet;
   for (int i = 0; i < n; ++i) {
-    auto s = StartSidecar(TestDir(absl::StrCat("Fleet", n, "-s", i)),
+    auto s = StartSidecar(TestDir(absl::StrCat("Fleet", n, fleet_mode ? "f" : "d", "-s", i)),
                           Config(proxy->endpoint(), R"(
   - name: events
     partition_key: {name: pk, type: S}
 )",
-                                 "retry:\n  op_deadline: 600s\n  max_attempts: 1000\n"));
+                                 absl::StrCat("retry:\n  op_deadline: 600s\n  max_attempts: 1000\n",
+                                              fleet_mode ? "rate_limit:\n  fleet: true\n" : "")));
     ASSERT_TRUE(s.ok()) << s.status();
     fleet.push_back(std::move(*s));
   }
@@ -366,7 +370,8 @@ void RunFleet(const std::string& dir, const Dynalite& dynalite, int n, int secon
   // Every 500 ms: each sidecar's send-rate limit and items written so far,
   // for docs/plot_throttling.py.
   std::atomic<bool> sampling{true};
-  std::ofstream csv(absl::StrCat(dir, "/fleet", n, ".csv"));
+  const std::string csv_path = absl::StrCat(dir, "/fleet", n, fleet_mode ? "" : "-default", ".csv");
+  std::ofstream csv(csv_path);
   csv << "t,sidecar,send_rate_limit,written,capacity\n";
   std::thread sampler([&] {
     while (sampling.load()) {
@@ -384,9 +389,9 @@ void RunFleet(const std::string& dir, const Dynalite& dynalite, int n, int secon
     threads.emplace_back(
         [&, s] { RunStream(fleet[s], msgs[s], absl::Milliseconds(20), runs[s].get()); });
   }
-  // Measure over [40%, 100%) of the offering period, from each sidecar's
-  // own counters.
-  absl::SleepFor(start + absl::Seconds(seconds * 0.4) - absl::Now());
+  // Measure over [measure_from, 100%) of the offering period, from each
+  // sidecar's own counters.
+  absl::SleepFor(start + absl::Seconds(seconds * measure_from) - absl::Now());
   std::vector<std::map<std::string, double>> m1(n), m2(n);
   for (int s = 0; s < n; ++s) m1[s] = *ScrapeMetrics(fleet[s]);
   const absl::Time t1 = absl::Now();
@@ -398,7 +403,7 @@ void RunFleet(const std::string& dir, const Dynalite& dynalite, int n, int secon
   sampling = false;
   sampler.join();
   csv.close();
-  std::printf("[figures] time series: %s/fleet%d.csv\n", dir.c_str(), n);
+  std::printf("[figures] time series: %s\n", csv_path.c_str());
   const double window = absl::ToDoubleSeconds(t2 - t1);
   auto d = [&](int s, const char* name) { return MetricSum(m2[s], name) - MetricSum(m1[s], name); };
   double sum = 0, sum_sq = 0, calls = 0, throttled = 0;
@@ -413,22 +418,36 @@ void RunFleet(const std::string& dir, const Dynalite& dynalite, int n, int secon
   }
   const double jain = sum_sq > 0 ? sum * sum / (n * sum_sq) : 0;
   std::printf(
-      "[figures] fleet of %d sidecars, capacity %.0f WCU/s, offered 2.4x: goodput %.0f items/s "
-      "(%.0f%%), Jain %.3f, throttled calls %.1f%% (%.0f of %.0f); per sidecar items/s: %s\n",
-      n, kCapacity, sum, 100 * sum / kCapacity, jain, calls > 0 ? 100 * throttled / calls : 0,
-      throttled, calls, rates.c_str());
+      "[figures] fleet of %d sidecars (%s mode), capacity %.0f WCU/s, offered 2.4x: goodput %.0f "
+      "items/s (%.0f%%), Jain %.3f, throttled calls %.1f%% (%.0f of %.0f); per sidecar items/s: "
+      "%s\n",
+      n, fleet_mode ? "fleet" : "default", kCapacity, sum, 100 * sum / kCapacity, jain,
+      calls > 0 ? 100 * throttled / calls : 0, throttled, calls, rates.c_str());
   EXPECT_GE(sum, 0.9 * kCapacity);
-  // The goal is Jain >= 0.9; measured 0.91-0.98 for 8 sidecars (see
-  // docs/throttling.md). Held here with a margin against load noise.
-  EXPECT_GE(jain, 0.85);
-  // The goal is < 10% throttled calls; measured 21-26% for 8 sidecars
-  // (33% before gentler probing). Held here to "no worse than before".
-  EXPECT_LT(throttled, 0.4 * calls);
+  if (fleet_mode) {
+    // Issue 11's goals: Jain >= 0.9, throttled calls < 10%.
+    EXPECT_GE(jain, 0.9);
+    EXPECT_LT(throttled, 0.1 * calls);
+  } else {
+    // The default mode is not built for a fleet (docs/throttling.md); held
+    // to what it did before fleet mode: Jain 0.91-0.98, 21-33% throttled
+    // calls for 8 sidecars, with a margin against load noise.
+    EXPECT_GE(jain, 0.85);
+    EXPECT_LT(throttled, 0.4 * calls);
+  }
   for (int s = 0; s < n; ++s) EXPECT_TRUE(runs[s]->status.ok()) << runs[s]->status.error_message();
 }
 
-TEST_F(Throttling, FleetOf8SharesOneTable) { RunFleet(dir_, dynalite_, 8, 12); }
-TEST_F(Throttling, DISABLED_FleetOf32SharesOneTable) { RunFleet(dir_, dynalite_, 32, 30); }
+// Fleet mode: the sustained share, measured over the second half of 30 s
+// (the fleet starts unlimited and converges in the first ~10 s; the model
+// in fleet_model_test shows the same).
+TEST_F(Throttling, FleetOf8SharesOneTable) { RunFleet(dir_, dynalite_, 8, 30, true, 0.5); }
+TEST_F(Throttling, FleetOf8InDefaultMode) { RunFleet(dir_, dynalite_, 8, 12, false, 0.4); }
+// 32 sidecars on a 2-core machine: a minute of heavy load, so not in the
+// suite (run it with --gtest_also_run_disabled_tests).
+TEST_F(Throttling, DISABLED_FleetOf32SharesOneTable) {
+  RunFleet(dir_, dynalite_, 32, 60, true, 0.5);
+}
 
 }  // namespace
 }  // namespace dynamo_batcher::testing

@@ -91,6 +91,7 @@ TEST(Config, RootExampleFileStatesTheCompiledInDefaults) {
   EXPECT_EQ(c.rate_limit.min_rate, d.rate_limit.min_rate);
   EXPECT_EQ(c.rate_limit.recovery, d.rate_limit.recovery);
   EXPECT_EQ(c.rate_limit.cubic_recovery_seconds, d.rate_limit.cubic_recovery_seconds);
+  EXPECT_EQ(c.rate_limit.fleet, d.rate_limit.fleet);
 
   EXPECT_EQ(c.buffer.max_bytes, d.buffer.max_bytes);
   EXPECT_EQ(c.buffer.max_table_bytes, d.buffer.max_table_bytes);
@@ -136,6 +137,12 @@ TEST(Config, RateLimitRecoveryAndCubicTimeFillTheLimiterOptions) {
   EXPECT_DOUBLE_EQ(c->rate_limit.cubic_recovery_seconds, 1.5);
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "rate_limit:\n  recovery: linear\n").message(),
               HasSubstr("test.yaml: rate_limit.recovery: must be cubic or additive"));
+  EXPECT_FALSE(c->rate_limit.fleet);
+  auto f = ParseConfig(std::string(kMinimal) + "rate_limit:\n  fleet: true\n", "t.yaml");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_TRUE(f->rate_limit.fleet);
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "rate_limit:\n  fleet: 8\n").message(),
+              HasSubstr("test.yaml: rate_limit.fleet: must be true or false (got \"8\")"));
   EXPECT_THAT(ErrorOf(std::string(kMinimal) + "retry:\n  max_attempts: 0\n").message(),
               HasSubstr("test.yaml: retry.max_attempts: must be an integer between 1 and 1000"));
   EXPECT_THAT(
