@@ -118,6 +118,11 @@ function main() {
     process.stderr.write(`dynalite.js: ${err.message}\n`);
     process.exit(1);
   });
+  // Idle keep-alive sockets stay open 60 s, like the fault proxy's: with
+  // Node's 5 s default a client that reused a socket the server was closing
+  // at that moment got ECONNRESET ("socket hang up": seen in tools_test under
+  // load, after a test that left the pool idle for 6 s).
+  server.keepAliveTimeout = 60000;
   // Keep-alive clients (the sidecar's pool, the fault proxy's agent) would
   // otherwise hold server.close() open until they go idle.
   const sockets = new Set();
