@@ -140,7 +140,7 @@ class RateLimiter {
   // Fleet mode (RateLimiterOptions::fleet): the additive probe, items/s per
   // second; the share of the recently delivered items/s a decrease keeps;
   // the time constant of that measurement.
-  static constexpr double kFleetIncrease = 2.0;
+  static constexpr double kFleetIncrease = 4.0;
   static constexpr double kFleetGuard = 0.95;
   static constexpr absl::Duration kDeliveredTau = absl::Seconds(10);
   // Items/s accepted by DynamoDB recently (kDeliveredTau); 0 until measured

@@ -14,8 +14,8 @@
 // tests/integration/throttling_test.cc checks the same against dynalite.
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <random>
 #include <vector>
@@ -31,32 +31,32 @@ const absl::Time kT0 = absl::UnixEpoch() + absl::Hours(1);
 
 struct World {
   int sidecars = 1;
-  double offered = 1000;         // items/s per sidecar
-  double message_ms = 20;        // one message of offered*message_ms items each
-  double capacity = 0;           // table WCU/s (items are < 1 KB); 0 = unlimited
-  double burst_seconds = 1;      // the table bucket's depth
-  double call_throttle = 0;      // calls refused whole at random
-  double call_unprocessed = 0;   // calls that lose a random non-empty subset
-  double item_unprocessed = 0;   // each item lost at random
-  double call_500 = 0;           // calls answered 500 at random
-  double latency_ms = 10;        // answer after latency_ms + U(0, latency_ms)
-  double retry_ms = 50;          // unprocessed/throttled items retried after this
-  double linger_ms = 5;          // a partial batch waits at most this long
-  int max_inflight = 8;          // concurrent calls per sidecar
+  double offered = 1000;        // items/s per sidecar
+  double message_ms = 20;       // one message of offered*message_ms items each
+  double capacity = 0;          // table WCU/s (items are < 1 KB); 0 = unlimited
+  double burst_seconds = 1;     // the table bucket's depth
+  double call_throttle = 0;     // calls refused whole at random
+  double call_unprocessed = 0;  // calls that lose a random non-empty subset
+  double item_unprocessed = 0;  // each item lost at random
+  double call_500 = 0;          // calls answered 500 at random
+  double latency_ms = 10;       // answer after latency_ms + U(0, latency_ms)
+  double retry_ms = 50;         // unprocessed/throttled items retried after this
+  double linger_ms = 5;         // a partial batch waits at most this long
+  int max_inflight = 8;         // concurrent calls per sidecar
   double seconds = 60;
-  double measure_from = 0.4;     // figures over [measure_from * seconds, seconds)
+  double measure_from = 0.4;  // figures over [measure_from * seconds, seconds)
   uint32_t seed = 1;
 };
 
 struct Figures {
   double goodput = 0;  // accepted items/s, all sidecars
   double jain = 0;
-  double lossy_calls = 0;  // share of calls with any item lost
+  double lossy_calls = 0;    // share of calls with any item lost
   double offered_share = 0;  // goodput / offered (all sidecars)
   std::vector<double> per_sidecar;
   std::string Describe() const {
-    std::string s = absl::StrCat("goodput ", static_cast<int>(goodput), " items/s, Jain ",
-                                 jain, ", throttled calls ", 100 * lossy_calls, "%; per sidecar:");
+    std::string s = absl::StrCat("goodput ", static_cast<int>(goodput), " items/s, Jain ", jain,
+                                 ", throttled calls ", 100 * lossy_calls, "%; per sidecar:");
     for (double x : per_sidecar) absl::StrAppend(&s, " ", static_cast<int>(x));
     return s;
   }
@@ -311,9 +311,10 @@ TEST(FleetModelRandomLoss, DefaultModeKeepsUp) {
   for (uint32_t seed = 1; seed <= kSeeds; ++seed) {
     const Figures p = Simulate(PrometheusMix(seed), Alone());
     const Figures i = Simulate(IssueMix(seed), Alone());
-    std::printf("[figures] model: default mode, seed %u: prometheus mix %.0f%% of offered, "
-                "issue 11 mix (1) %.0f%% of offered\n",
-                seed, 100 * p.offered_share, 100 * i.offered_share);
+    std::printf(
+        "[figures] model: default mode, seed %u: prometheus mix %.0f%% of offered, "
+        "issue 11 mix (1) %.0f%% of offered\n",
+        seed, 100 * p.offered_share, 100 * i.offered_share);
     EXPECT_GE(p.offered_share, 0.95) << "seed " << seed;
     EXPECT_GE(i.offered_share, 0.95) << "seed " << seed;
   }
@@ -329,9 +330,10 @@ TEST(FleetModelRandomLoss, FleetModeDoesNotCollapse) {
   for (uint32_t seed = 1; seed <= kSeeds; ++seed) {
     const Figures p = Simulate(PrometheusMix(seed), InAFleet());
     const Figures i = Simulate(IssueMix(seed), InAFleet());
-    std::printf("[figures] model: fleet mode, seed %u: prometheus mix %.0f%% of offered, "
-                "issue 11 mix (1) %.0f%% of offered\n",
-                seed, 100 * p.offered_share, 100 * i.offered_share);
+    std::printf(
+        "[figures] model: fleet mode, seed %u: prometheus mix %.0f%% of offered, "
+        "issue 11 mix (1) %.0f%% of offered\n",
+        seed, 100 * p.offered_share, 100 * i.offered_share);
     EXPECT_GE(p.offered_share, 0.15) << "seed " << seed;
     EXPECT_GE(i.offered_share, 0.9) << "seed " << seed;
   }
