@@ -471,6 +471,31 @@ bool IsKeyName(const TableSchema& schema, const std::string& name) {
   return name == schema.partition_key.name || (schema.sort_key && name == schema.sort_key->name);
 }
 
+// About how many bytes the item's DynamoDB JSON takes (exact for string
+// attributes), so the request element is allocated once instead of growing
+// through several reallocations and copies.
+size_t EstimateJsonBytes(const Item& item) {
+  size_t n = 26;  // {"PutRequest":{"Item":{ ... }}}
+  for (const auto& [name, value] : item.attributes()) {
+    n += name.size() + 12;  // "name":{"S":"..."} and a comma
+    switch (value.value_case()) {
+      case AttributeValue::kS:
+        n += value.s().size();
+        break;
+      case AttributeValue::kN:
+        n += value.n().size();
+        break;
+      case AttributeValue::kB:
+        n += (value.b().size() + 2) / 3 * 4;
+        break;
+      default:
+        n += 32;  // containers and sets: grown as needed
+        break;
+    }
+  }
+  return n;
+}
+
 // EncodeWriteOp's work, filling the caller's result in place (the hot path
 // builds the JSON once, straight into the EncodedWrite that is kept).
 bool EncodeInto(const WriteOp& op, const TableSchema& schema, EncodedWrite* out,
@@ -506,6 +531,7 @@ bool EncodeInto(const WriteOp& op, const TableSchema& schema, EncodedWrite* out,
   }
 
   std::string& json = out->request_json;
+  json.reserve(EstimateJsonBytes(item));
   json.append(out->is_delete ? "{\"DeleteRequest\":{\"Key\":{" : "{\"PutRequest\":{\"Item\":{");
   ValueEncoder encoder(&json);
   bool first = true;

@@ -46,6 +46,58 @@ TEST(AppendJsonString, RoundTripsEveryAsciiByteThroughRapidJson) {
   EXPECT_EQ(ParseJsonString(Json(s)), s);
 }
 
+// The fast path scans eight bytes at a time: every byte value, at every
+// offset of a long string (inside a block, at its edges, in the tail), is
+// escaped exactly as a plain byte-by-byte escaper would.
+TEST(AppendJsonString, LongStringsEscapeEveryByteAtEveryOffset) {
+  auto reference = [](const std::string& s) {
+    static const char kHex[] = "0123456789abcdef";
+    std::string out = "\"";
+    for (unsigned char c : s) {
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
+        default:
+          if (c < 0x20) {
+            out += "\\u00";
+            out.push_back(kHex[c >> 4]);
+            out.push_back(kHex[c & 0xF]);
+          } else {
+            out.push_back(static_cast<char>(c));
+          }
+      }
+    }
+    out += "\"";
+    return out;
+  };
+  for (int c = 0; c < 256; ++c) {
+    for (size_t at = 0; at < 27; ++at) {
+      std::string s(27, 'a');
+      s[at] = static_cast<char>(c);
+      ASSERT_EQ(Json(s), reference(s)) << "byte " << c << " at " << at;
+    }
+  }
+}
+
 TEST(AppendJsonString, AppendsWithoutClearing) {
   std::string out = "x:";
   AppendJsonString("y", &out);
