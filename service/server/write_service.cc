@@ -98,9 +98,9 @@ v1::Outcome ProtoOutcome(Outcome o) {
   return v1::OUTCOME_UNSPECIFIED;
 }
 
-// Appends the bytes protobuf would write for ToProto(r) as one `results`
-// entry of a WriteResponse (fields in number order, proto3 defaults left
-// out). Returns how many bytes were appended.
+}  // namespace
+
+// Fields in number order, proto3 defaults left out, as protobuf writes them.
 size_t AppendResultEntry(const OpResult& r, std::string* out) {
   static const std::string kNoTable;
   const std::string& table = r.op.table != nullptr ? *r.op.table : kNoTable;
@@ -132,6 +132,8 @@ size_t AppendResultEntry(const OpResult& r, std::string* out) {
   WriteStringField(6, table, w);
   return total;
 }
+
+namespace {
 
 // The same for a result already built as a message (rejections).
 size_t AppendResultEntry(const v1::WriteResult& m, std::string* out) {
