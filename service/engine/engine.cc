@@ -78,6 +78,14 @@ const TableSchema& Engine::schema(int table) const { return tables_[table]->sche
 const std::string* Engine::table_name(int table) const { return &tables_[table]->schema.name; }
 
 int Engine::TableIndex(absl::string_view name) const {
+  // Looked up for every op: a sidecar has a few tables, and comparing a few
+  // names (most differ in length or first bytes) is cheaper than hashing one.
+  if (tables_.size() <= kLinearTableLookup) {
+    for (size_t i = 0; i < tables_.size(); ++i) {
+      if (tables_[i]->schema.name == name) return static_cast<int>(i);
+    }
+    return -1;
+  }
   auto it = index_.find(name);
   return it == index_.end() ? -1 : it->second;
 }

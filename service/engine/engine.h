@@ -180,6 +180,8 @@ class Engine {
   void ApplySettings(const EngineLiveSettings& settings, absl::Time now);
   bool BudgetAvailable(int table) const;
 
+  // Up to this many tables, TableIndex compares names instead of hashing.
+  static constexpr size_t kLinearTableLookup = 8;
   std::vector<std::unique_ptr<Table>> tables_;
   absl::flat_hash_map<std::string, int> index_;
   EngineOptions options_;
