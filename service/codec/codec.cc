@@ -180,9 +180,10 @@ bool ValueEncoder::Encode(const AttributeValue& v, int depth) {
   switch (v.value_case()) {
     case AttributeValue::kS: {
       const std::string& s = v.s();
-      if (!IsValidUtf8(s)) return Fail("InvalidUtf8", "string is not valid UTF-8");
       out_->append("{\"S\":");
-      AppendJsonString(s, out_);
+      if (!codec_internal::AppendJsonStringIfValidUtf8(s, out_)) {
+        return Fail("InvalidUtf8", "string is not valid UTF-8");
+      }
       out_->push_back('}');
       size_ += s.size();
       return true;
@@ -245,9 +246,10 @@ bool ValueEncoder::EncodeStringSet(const AttributeValue& v) {
   out_->append("{\"SS\":[");
   for (int i = 0; i < values.size(); ++i) {
     const std::string& s = values[i];
-    if (!IsValidUtf8(s)) return FailAt(i, "InvalidUtf8", "string is not valid UTF-8");
     if (i > 0) out_->push_back(',');
-    AppendJsonString(s, out_);
+    if (!codec_internal::AppendJsonStringIfValidUtf8(s, out_)) {
+      return FailAt(i, "InvalidUtf8", "string is not valid UTF-8");
+    }
     size_ += s.size();
   }
   out_->append("]}");

@@ -178,6 +178,33 @@ void AppendJsonString(absl::string_view s, std::string* out) {
   out->push_back('"');
 }
 
+namespace codec_internal {
+
+bool AppendJsonStringIfValidUtf8(absl::string_view s, std::string* out) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i + 8 <= n) {
+    uint64_t block;
+    std::memcpy(&block, p + i, sizeof(block));
+    if ((block & 0x8080808080808080ULL) != 0 || BlockNeedsEscape(block)) break;
+    i += 8;
+  }
+  while (i < n && p[i] < 0x80 && !kEscape.needs[p[i]]) ++i;
+  if (i == n) {  // ASCII with nothing to escape: valid, appended as is
+    out->push_back('"');
+    out->append(s.data(), n);
+    out->push_back('"');
+    return true;
+  }
+  // Everything before i is ASCII, so no sequence starts before it.
+  if (!IsValidUtf8(s.substr(i))) return false;
+  AppendJsonString(s, out);
+  return true;
+}
+
+}  // namespace codec_internal
+
 namespace {
 
 constexpr char kBase64Alphabet[] =

@@ -1,6 +1,7 @@
 // JSON string escaping, base64 and UTF-8 validation used by the codec.
 
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
@@ -94,6 +95,32 @@ TEST(AppendJsonString, LongStringsEscapeEveryByteAtEveryOffset) {
       std::string s(27, 'a');
       s[at] = static_cast<char>(c);
       ASSERT_EQ(Json(s), reference(s)) << "byte " << c << " at " << at;
+    }
+  }
+}
+
+// The one-pass check-and-escape equals IsValidUtf8 then AppendJsonString,
+// and leaves the output alone for invalid input: valid and invalid
+// sequences, escapes and ASCII at every offset around the 8-byte blocks.
+TEST(AppendJsonStringIfValidUtf8, EqualsCheckThenEscape) {
+  const std::vector<std::string> pieces = {
+      "a",        "\"",       "\\",           std::string("\0", 1),
+      "\x1f",     "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80",
+      "\xC3",     "\x80",     "\xED\xA0\x80", "\xF4\x90\x80\x80",
+      "\xC0\xAF", "\x7f"};
+  for (const std::string& piece : pieces) {
+    for (size_t before = 0; before < 18; ++before) {
+      for (size_t after : {size_t{0}, size_t{3}, size_t{9}}) {
+        const std::string s = std::string(before, 'x') + piece + std::string(after, 'y');
+        std::string got = "prefix";
+        const bool ok = codec_internal::AppendJsonStringIfValidUtf8(s, &got);
+        ASSERT_EQ(ok, codec_internal::IsValidUtf8(s)) << before << " " << after;
+        if (ok) {
+          ASSERT_EQ(got, "prefix" + Json(s)) << before << " " << after;
+        } else {
+          ASSERT_EQ(got, "prefix") << before << " " << after;
+        }
+      }
     }
   }
 }
