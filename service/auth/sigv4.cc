@@ -99,10 +99,15 @@ struct SigningKey {
   std::string region;
   std::string service;
   unsigned char key[kSha256Bytes] = {0};
+  // HMAC's inner and outer hashes with the key's padded block already
+  // absorbed: a request's signature starts from copies of them, so neither
+  // 64-byte pad block is hashed again per request.
+  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> inner{EVP_MD_CTX_new()};
+  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> outer{EVP_MD_CTX_new()};
 };
 
-const unsigned char* DerivedSigningKey(absl::string_view secret, absl::string_view date,
-                                       absl::string_view region, absl::string_view service) {
+const SigningKey& DerivedSigningKey(absl::string_view secret, absl::string_view date,
+                                    absl::string_view region, absl::string_view service) {
   thread_local SigningKey cached;
   if (cached.date.empty() || cached.secret != secret || cached.date != date ||
       cached.region != region || cached.service != service) {
@@ -115,8 +120,33 @@ const unsigned char* DerivedSigningKey(absl::string_view secret, absl::string_vi
     cached.date.assign(date.data(), date.size());
     cached.region.assign(region.data(), region.size());
     cached.service.assign(service.data(), service.size());
+    unsigned char ipad[kSha256BlockBytes];
+    unsigned char opad[kSha256BlockBytes];
+    for (size_t i = 0; i < kSha256BlockBytes; ++i) {
+      const unsigned char k = i < kSha256Bytes ? cached.key[i] : 0;  // key < one block
+      ipad[i] = k ^ 0x36;
+      opad[i] = k ^ 0x5c;
+    }
+    EVP_DigestInit_ex(cached.inner.get(), Sha256Md(), nullptr);
+    EVP_DigestUpdate(cached.inner.get(), ipad, sizeof(ipad));
+    EVP_DigestInit_ex(cached.outer.get(), Sha256Md(), nullptr);
+    EVP_DigestUpdate(cached.outer.get(), opad, sizeof(opad));
   }
-  return cached.key;
+  return cached;
+}
+
+// HMAC-SHA256 of `data` with the derived key, from its absorbed pads; the
+// same result as HmacSha256(key.key, data).
+void SignWith(const SigningKey& key, absl::string_view data, unsigned char out[kSha256Bytes]) {
+  thread_local std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  unsigned char inner[kSha256Bytes];
+  unsigned int len = 0;
+  EVP_MD_CTX_copy_ex(ctx.get(), key.inner.get());
+  EVP_DigestUpdate(ctx.get(), data.data(), data.size());
+  EVP_DigestFinal_ex(ctx.get(), inner, &len);
+  EVP_MD_CTX_copy_ex(ctx.get(), key.outer.get());
+  EVP_DigestUpdate(ctx.get(), inner, sizeof(inner));
+  EVP_DigestFinal_ex(ctx.get(), out, &len);
 }
 
 bool IsSpace(char c) {
@@ -262,10 +292,9 @@ SigV4Signature SignV4(const SigV4Request& request, const AwsCredentials& credent
   sig.string_to_sign = absl::StrCat(kAlgorithm, "\n", sig.amz_date, "\n", scope, "\n",
                                     Sha256Hex(sig.canonical_request));
 
-  const unsigned char* key =
-      DerivedSigningKey(credentials.secret_access_key, date, region, service);
+  const SigningKey& key = DerivedSigningKey(credentials.secret_access_key, date, region, service);
   unsigned char raw[kSha256Bytes];
-  HmacSha256(View(key, kSha256Bytes), sig.string_to_sign, raw);
+  SignWith(key, sig.string_to_sign, raw);
   sig.signature = Hex(raw, sizeof(raw));
 
   sig.authorization =

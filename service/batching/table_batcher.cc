@@ -160,6 +160,7 @@ struct TableBatcher::Impl {
 
   // Until when `key` may not be sent (a past time if it may).
   absl::Time HeldUntil(const std::string& key, absl::Time now) const {
+    if (holds.empty()) return absl::InfinitePast();  // the usual case: no hashing
     auto it = holds.find(key);
     if (it == holds.end() || it->second <= now) return absl::InfinitePast();
     return it->second;
@@ -210,12 +211,12 @@ struct TableBatcher::Impl {
             std::vector<OpResult>* results) {
     --pending_ops;
     pending_bytes -= op.MemoryBytes();
-    OpResult r;
+    // Built in place: the op is moved once, empty strings are not copied.
+    OpResult& r = results->emplace_back();
     r.op = std::move(op);
     r.outcome = outcome;
-    r.error_code = code;
-    r.message = message;
-    results->push_back(std::move(r));
+    if (!code.empty()) r.error_code = code;
+    if (!message.empty()) r.message = message;
   }
 
   void EmitWritten(Entry* e, std::vector<OpResult>* results) {

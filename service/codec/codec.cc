@@ -180,9 +180,10 @@ bool ValueEncoder::Encode(const AttributeValue& v, int depth) {
   switch (v.value_case()) {
     case AttributeValue::kS: {
       const std::string& s = v.s();
-      if (!IsValidUtf8(s)) return Fail("InvalidUtf8", "string is not valid UTF-8");
       out_->append("{\"S\":");
-      AppendJsonString(s, out_);
+      if (!codec_internal::AppendJsonStringIfValidUtf8(s, out_)) {
+        return Fail("InvalidUtf8", "string is not valid UTF-8");
+      }
       out_->push_back('}');
       size_ += s.size();
       return true;
@@ -245,9 +246,10 @@ bool ValueEncoder::EncodeStringSet(const AttributeValue& v) {
   out_->append("{\"SS\":[");
   for (int i = 0; i < values.size(); ++i) {
     const std::string& s = values[i];
-    if (!IsValidUtf8(s)) return FailAt(i, "InvalidUtf8", "string is not valid UTF-8");
     if (i > 0) out_->push_back(',');
-    AppendJsonString(s, out_);
+    if (!codec_internal::AppendJsonStringIfValidUtf8(s, out_)) {
+      return FailAt(i, "InvalidUtf8", "string is not valid UTF-8");
+    }
     size_ += s.size();
   }
   out_->append("]}");
@@ -471,6 +473,31 @@ bool IsKeyName(const TableSchema& schema, const std::string& name) {
   return name == schema.partition_key.name || (schema.sort_key && name == schema.sort_key->name);
 }
 
+// About how many bytes the item's DynamoDB JSON takes (exact for string
+// attributes), so the request element is allocated once instead of growing
+// through several reallocations and copies.
+size_t EstimateJsonBytes(const Item& item) {
+  size_t n = 26;  // {"PutRequest":{"Item":{ ... }}}
+  for (const auto& [name, value] : item.attributes()) {
+    n += name.size() + 12;  // "name":{"S":"..."} and a comma
+    switch (value.value_case()) {
+      case AttributeValue::kS:
+        n += value.s().size();
+        break;
+      case AttributeValue::kN:
+        n += value.n().size();
+        break;
+      case AttributeValue::kB:
+        n += (value.b().size() + 2) / 3 * 4;
+        break;
+      default:
+        n += 32;  // containers and sets: grown as needed
+        break;
+    }
+  }
+  return n;
+}
+
 // EncodeWriteOp's work, filling the caller's result in place (the hot path
 // builds the JSON once, straight into the EncodedWrite that is kept).
 bool EncodeInto(const WriteOp& op, const TableSchema& schema, EncodedWrite* out,
@@ -506,6 +533,7 @@ bool EncodeInto(const WriteOp& op, const TableSchema& schema, EncodedWrite* out,
   }
 
   std::string& json = out->request_json;
+  json.reserve(EstimateJsonBytes(item));
   json.append(out->is_delete ? "{\"DeleteRequest\":{\"Key\":{" : "{\"PutRequest\":{\"Item\":{");
   ValueEncoder encoder(&json);
   bool first = true;

@@ -129,12 +129,45 @@ void AppendQuotedForMessage(absl::string_view str, std::string* out) {
 
 }  // namespace codec_internal
 
+namespace {
+
+// True when one of the eight bytes of `block` must be escaped in JSON (a
+// control character below 0x20, '"' or '\\'). Bytes >= 0x80 never match.
+// Exact for the question "any byte?" (the classic has-zero-byte test).
+inline bool BlockNeedsEscape(uint64_t block) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHigh = 0x8080808080808080ULL;
+  const uint64_t below_space = (block - kOnes * 0x20) & ~block & kHigh;
+  const uint64_t quote = block ^ (kOnes * '"');
+  const uint64_t backslash = block ^ (kOnes * '\\');
+  const uint64_t is_quote = (quote - kOnes) & ~quote & kHigh;
+  const uint64_t is_backslash = (backslash - kOnes) & ~backslash & kHigh;
+  return (below_space | is_quote | is_backslash) != 0;
+}
+
+}  // namespace
+
 void AppendJsonString(absl::string_view s, std::string* out) {
-  out->push_back('"');
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
+  // Most strings need no escape at all: find the first byte that does,
+  // eight bytes at a time, and append everything before it in one go.
+  size_t i = 0;
+  while (i + 8 <= n) {
+    uint64_t block;
+    std::memcpy(&block, p + i, sizeof(block));
+    if (BlockNeedsEscape(block)) break;
+    i += 8;
+  }
+  while (i < n && !codec_internal::kEscape.needs[p[i]]) ++i;
+  out->push_back('"');
+  if (i == n) {
+    out->append(s.data(), n);
+    out->push_back('"');
+    return;
+  }
   size_t run_start = 0;
-  for (size_t i = 0; i < n; ++i) {
+  for (; i < n; ++i) {
     if (codec_internal::kEscape.needs[p[i]]) {
       out->append(s.data() + run_start, i - run_start);
       codec_internal::AppendEscape(p[i], out);
@@ -144,6 +177,33 @@ void AppendJsonString(absl::string_view s, std::string* out) {
   out->append(s.data() + run_start, n - run_start);
   out->push_back('"');
 }
+
+namespace codec_internal {
+
+bool AppendJsonStringIfValidUtf8(absl::string_view s, std::string* out) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i + 8 <= n) {
+    uint64_t block;
+    std::memcpy(&block, p + i, sizeof(block));
+    if ((block & 0x8080808080808080ULL) != 0 || BlockNeedsEscape(block)) break;
+    i += 8;
+  }
+  while (i < n && p[i] < 0x80 && !kEscape.needs[p[i]]) ++i;
+  if (i == n) {  // ASCII with nothing to escape: valid, appended as is
+    out->push_back('"');
+    out->append(s.data(), n);
+    out->push_back('"');
+    return true;
+  }
+  // Everything before i is ASCII, so no sequence starts before it.
+  if (!IsValidUtf8(s.substr(i))) return false;
+  AppendJsonString(s, out);
+  return true;
+}
+
+}  // namespace codec_internal
 
 namespace {
 

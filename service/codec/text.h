@@ -16,6 +16,11 @@ namespace codec_internal {
 // nothing above U+10FFFF).
 bool IsValidUtf8(absl::string_view s);
 
+// AppendJsonString(s, out) when `s` is valid UTF-8 (then true); false, with
+// `out` unchanged, when it is not. One pass over the usual string (ASCII,
+// nothing to escape) instead of a check and then an escape.
+bool AppendJsonStringIfValidUtf8(absl::string_view s, std::string* out);
+
 // Appends `s` as a double-quoted, JSON-escaped string for a human-readable
 // message. Invalid UTF-8 bytes become \xNN and long names are cut, so the
 // message is always valid UTF-8 (it travels in a proto `string`).

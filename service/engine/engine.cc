@@ -78,6 +78,14 @@ const TableSchema& Engine::schema(int table) const { return tables_[table]->sche
 const std::string* Engine::table_name(int table) const { return &tables_[table]->schema.name; }
 
 int Engine::TableIndex(absl::string_view name) const {
+  // Looked up for every op: a sidecar has a few tables, and comparing a few
+  // names (most differ in length or first bytes) is cheaper than hashing one.
+  if (tables_.size() <= kLinearTableLookup) {
+    for (size_t i = 0; i < tables_.size(); ++i) {
+      if (tables_[i]->schema.name == name) return static_cast<int>(i);
+    }
+    return -1;
+  }
   auto it = index_.find(name);
   return it == index_.end() ? -1 : it->second;
 }
@@ -353,7 +361,9 @@ void Engine::HandleCompletion(Completion c, absl::Time now) {
                     {"message", r.result.message},
                     {"http_status", absl::StrCat(r.http_status)}});
   }
-  std::vector<OpResult> results;
+  // Reused for every completion (DeliverResults leaves it empty): no
+  // allocation and no regrowth per call.
+  std::vector<OpResult>& results = completion_results_;
   t.batcher->OnBatchResult(c.batch_id, r.result, now, &results);
   bool fail_now;
   {
@@ -368,6 +378,8 @@ void Engine::HandleCompletion(Completion c, absl::Time now) {
                           &results);
   }
   DeliverResults(c.table, &results, now);
+  // A call that answered a great many coalesced ops does not pin their room.
+  if (results.capacity() > kMaxSpareResultsCapacity) std::vector<OpResult>().swap(results);
 }
 
 void Engine::DeliverResults(int table, std::vector<OpResult>* results, absl::Time now) {
@@ -437,6 +449,10 @@ void Engine::DeliverResults(int table, std::vector<OpResult>* results, absl::Tim
     if (added) {
       deliveries_.emplace_back();
       deliveries_.back().sink = r.op.sink;
+      if (!spare_results_.empty()) {
+        deliveries_.back().results = std::move(spare_results_.back());
+        spare_results_.pop_back();
+      }
     }
     deliveries_[it->second].results.push_back(std::move(r));
   }
@@ -453,6 +469,13 @@ void Engine::FlushDeliveries() {
   for (Delivery& d : out) {
     for (OpResult& r : d.results) r.op.sink.reset();
     if (d.sink) d.sink->DeliverAll(&d.results);
+    // The emptied vector serves a later round (a few, of modest capacity:
+    // a burst's big vectors are freed).
+    d.results.clear();
+    if (spare_results_.size() < kMaxSpareResults &&
+        d.results.capacity() <= kMaxSpareResultsCapacity) {
+      spare_results_.push_back(std::move(d.results));
+    }
   }
   // Only now: Drain() returns once this reaches 0, so every result must
   // already be with its sink.

@@ -180,6 +180,8 @@ class Engine {
   void ApplySettings(const EngineLiveSettings& settings, absl::Time now);
   bool BudgetAvailable(int table) const;
 
+  // Up to this many tables, TableIndex compares names instead of hashing.
+  static constexpr size_t kLinearTableLookup = 8;
   std::vector<std::unique_ptr<Table>> tables_;
   absl::flat_hash_map<std::string, int> index_;
   EngineOptions options_;
@@ -223,6 +225,11 @@ class Engine {
   std::vector<Delivery> deliveries_;                               // this round's results, by sink
   absl::flat_hash_map<const ResultSink*, size_t> delivery_index_;  // into deliveries_
   uint64_t undelivered_ = 0;  // results in deliveries_ (still in pending_ops_)
+  // Emptied result vectors of earlier rounds, reused (their capacity kept).
+  static constexpr size_t kMaxSpareResults = 64;
+  static constexpr size_t kMaxSpareResultsCapacity = 1024;
+  std::vector<std::vector<OpResult>> spare_results_;
+  std::vector<OpResult> completion_results_;  // HandleCompletion's, reused
 
   std::thread thread_;
 };

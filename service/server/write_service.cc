@@ -1,5 +1,6 @@
 #include "service/server/write_service.h"
 
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <string>
@@ -41,6 +42,107 @@ void ToProto(const OpResult& r, v1::WriteResult* out) {
 }
 
 namespace {
+
+// WriteResponse's wire format, written directly: a stream's results are
+// appended as ready-framed `results` entries (field 1 of WriteResponse) to
+// one buffer, and a write takes a run of them as the serialized response.
+// No WriteResult message is built, moved, sized or freed per result.
+constexpr char kResultsTag = (1 << 3) | 2;  // WriteResponse.results, length-delimited
+
+size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+char* WriteVarint(uint64_t v, char* w) {
+  while (v >= 0x80) {
+    *w++ = static_cast<char>(v | 0x80);
+    v >>= 7;
+  }
+  *w++ = static_cast<char>(v);
+  return w;
+}
+
+void AppendVarint(uint64_t v, std::string* out) {
+  char buf[10];
+  out->append(buf, WriteVarint(v, buf) - buf);
+}
+
+size_t StringFieldSize(const std::string& s) {
+  return s.empty() ? 0 : 1 + VarintSize(s.size()) + s.size();
+}
+
+char* WriteStringField(int field, const std::string& s, char* w) {
+  if (s.empty()) return w;
+  *w++ = static_cast<char>((field << 3) | 2);
+  w = WriteVarint(s.size(), w);
+  std::memcpy(w, s.data(), s.size());
+  return w + s.size();
+}
+
+v1::Outcome ProtoOutcome(Outcome o) {
+  switch (o) {
+    case Outcome::kWritten:
+      return v1::WRITTEN;
+    case Outcome::kCoalesced:
+      return v1::COALESCED;
+    case Outcome::kFailed:
+      return v1::FAILED;
+    case Outcome::kRejected:
+      return v1::REJECTED;
+  }
+  return v1::OUTCOME_UNSPECIFIED;
+}
+
+}  // namespace
+
+// Fields in number order, proto3 defaults left out, as protobuf writes them.
+size_t AppendResultEntry(const OpResult& r, std::string* out) {
+  static const std::string kNoTable;
+  const std::string& table = r.op.table != nullptr ? *r.op.table : kNoTable;
+  const uint64_t outcome = static_cast<uint64_t>(ProtoOutcome(r.outcome));
+  const size_t body =
+      (r.op.id != 0 ? 1 + VarintSize(r.op.id) : 0) + (outcome != 0 ? 1 + VarintSize(outcome) : 0) +
+      StringFieldSize(r.error_code) + StringFieldSize(r.message) +
+      (r.op.attempts != 0 ? 1 + VarintSize(r.op.attempts) : 0) + StringFieldSize(table);
+  const size_t total = 1 + VarintSize(body) + body;
+  const size_t before = out->size();
+  out->resize(before + total);
+  char* w = &(*out)[before];
+  *w++ = kResultsTag;
+  w = WriteVarint(body, w);
+  if (r.op.id != 0) {
+    *w++ = static_cast<char>((1 << 3) | 0);
+    w = WriteVarint(r.op.id, w);
+  }
+  if (outcome != 0) {
+    *w++ = static_cast<char>((2 << 3) | 0);
+    w = WriteVarint(outcome, w);
+  }
+  w = WriteStringField(3, r.error_code, w);
+  w = WriteStringField(4, r.message, w);
+  if (r.op.attempts != 0) {
+    *w++ = static_cast<char>((5 << 3) | 0);
+    w = WriteVarint(r.op.attempts, w);
+  }
+  WriteStringField(6, table, w);
+  return total;
+}
+
+namespace {
+
+// The same for a result already built as a message (rejections).
+size_t AppendResultEntry(const v1::WriteResult& m, std::string* out) {
+  const size_t before = out->size();
+  out->push_back(kResultsTag);
+  AppendVarint(m.ByteSizeLong(), out);
+  m.AppendToString(out);
+  return out->size() - before;
+}
 
 void Reject(v1::WriteResult* out, const v1::WriteOp& op, const std::string& code,
             const std::string& message) {
@@ -190,13 +292,13 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
           table = last_name != nullptr ? engine->TableIndex(*last_name) : -1;
         }
         Pending p;
-        ToProto(result, &p.result);
+        p.size = AppendResultEntry(result, &pending_wire_);
         p.table = table;
-        p.bytes = p.result.ByteSizeLong() + sizeof(Pending);
+        p.bytes = p.size + sizeof(Pending);
         // A result waiting to be sent holds memory: it counts against the
         // budget until written, so a client that does not read is bounded.
         if (table >= 0) engine->Charge(table, p.bytes);
-        pending_.push_back(std::move(p));
+        pending_.push_back(p);
       }
       start = TakeWriteLocked();
       if (!start) finish = ShouldFinishLocked();
@@ -207,8 +309,9 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
   }
 
  private:
+  // One result waiting to be written: its entry's bytes in pending_wire_.
   struct Pending {
-    v1::WriteResult result;
+    size_t size = 0;  // bytes of its `results` entry in pending_wire_
     int table = -1;
     uint64_t bytes = 0;  // charged to `table`'s budget when table >= 0
   };
@@ -258,10 +361,10 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
       outstanding_ += n;
       unsent_ += n;
       outstanding_ -= static_cast<int64_t>(rejected.size());
-      for (auto& r : rejected) {
+      for (const auto& r : rejected) {
         Pending p;
-        p.result = std::move(r);
-        pending_.push_back(std::move(p));
+        p.size = AppendResultEntry(r, &pending_wire_);
+        pending_.push_back(p);
       }
       waiting_.assign(engine->table_count(), WaitingGroup{});
       seq = ++message_seq_;
@@ -412,24 +515,42 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
   // no write is in flight.
   bool TakeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finished_ || broken_ || pending_.empty()) return false;
-    v1::WriteResponse response;
     size_t bytes = 0;
+    int64_t n = 0;
     const size_t max = service_->limits().max_response_bytes;
     while (!pending_.empty()) {
-      Pending& p = pending_.front();
-      // Field tag + length prefix of one repeated `results` entry.
-      const size_t size = p.result.ByteSizeLong() + 6;
-      if (response.results_size() > 0 && bytes + size > max) break;
-      bytes += size;
+      const Pending& p = pending_.front();
+      if (n > 0 && bytes + p.size > max) break;
+      bytes += p.size;
       if (p.table >= 0) out_charges_.emplace_back(p.table, p.bytes);
-      *response.add_results() = std::move(p.result);
       pending_.pop_front();
+      ++n;
     }
-    out_ops_ = response.results_size();
-    out_.Clear();
-    SerializeTo(response, &out_);
+    out_ops_ = n;
+    // The entries taken are, back to back, a serialized WriteResponse.
+    grpc::Slice slice(pending_wire_.data() + pending_head_, bytes);
+    out_ = grpc::ByteBuffer(&slice, 1);
+    pending_head_ += bytes;
+    ConsumePendingWireLocked();
     writing_ = true;
     return true;
+  }
+
+  // Drops the bytes before pending_head_ (already taken by a write): at
+  // once when nothing is left, else once they are half the buffer. A large
+  // buffer is given back when it empties (a backlog does not pin memory).
+  void ConsumePendingWireLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (pending_.empty()) {
+      pending_head_ = 0;
+      if (pending_wire_.capacity() > kKeepWireBytes) {
+        std::string().swap(pending_wire_);
+      } else {
+        pending_wire_.clear();
+      }
+    } else if (pending_head_ > pending_wire_.size() / 2) {
+      pending_wire_.erase(0, pending_head_);
+      pending_head_ = 0;
+    }
   }
 
   bool ShouldFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -464,6 +585,7 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
         if (p.table >= 0) charges.emplace_back(p.table, p.bytes);
       }
       pending_.clear();
+      ConsumePendingWireLocked();
     }
     ReleaseCharges(charges);
     if (broken) {
@@ -489,6 +611,10 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
 
   absl::Mutex mu_;
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  // The pending results' `results` entries, back to back, from pending_head_.
+  std::string pending_wire_ ABSL_GUARDED_BY(mu_);
+  size_t pending_head_ ABSL_GUARDED_BY(mu_) = 0;
+  static constexpr size_t kKeepWireBytes = 64 << 10;
   // Filled under mu_ by TakeWriteLocked, then owned by the write in flight
   // (StartWrite takes its address outside the lock) until OnWriteDone.
   grpc::ByteBuffer out_;

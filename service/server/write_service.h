@@ -125,4 +125,10 @@ class WriteBatcherService final : public RawWriteBatcherService {
 // Fills a proto result from an engine result.
 void ToProto(const OpResult& r, dynamobatcher::v1::WriteResult* out);
 
+// Appends to `out` exactly the bytes protobuf writes for ToProto(r) as one
+// `results` entry of a WriteResponse (tag, length, message), without
+// building the message; returns how many. A stream's results are kept and
+// written this way.
+size_t AppendResultEntry(const OpResult& r, std::string* out);
+
 }  // namespace dynamo_batcher

@@ -1,6 +1,7 @@
 // JSON string escaping, base64 and UTF-8 validation used by the codec.
 
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
@@ -44,6 +45,84 @@ TEST(AppendJsonString, RoundTripsEveryAsciiByteThroughRapidJson) {
   std::string s;
   for (int c = 0; c < 128; ++c) s.push_back(static_cast<char>(c));
   EXPECT_EQ(ParseJsonString(Json(s)), s);
+}
+
+// The fast path scans eight bytes at a time: every byte value, at every
+// offset of a long string (inside a block, at its edges, in the tail), is
+// escaped exactly as a plain byte-by-byte escaper would.
+TEST(AppendJsonString, LongStringsEscapeEveryByteAtEveryOffset) {
+  auto reference = [](const std::string& s) {
+    static const char kHex[] = "0123456789abcdef";
+    std::string out = "\"";
+    for (unsigned char c : s) {
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
+        default:
+          if (c < 0x20) {
+            out += "\\u00";
+            out.push_back(kHex[c >> 4]);
+            out.push_back(kHex[c & 0xF]);
+          } else {
+            out.push_back(static_cast<char>(c));
+          }
+      }
+    }
+    out += "\"";
+    return out;
+  };
+  for (int c = 0; c < 256; ++c) {
+    for (size_t at = 0; at < 27; ++at) {
+      std::string s(27, 'a');
+      s[at] = static_cast<char>(c);
+      ASSERT_EQ(Json(s), reference(s)) << "byte " << c << " at " << at;
+    }
+  }
+}
+
+// The one-pass check-and-escape equals IsValidUtf8 then AppendJsonString,
+// and leaves the output alone for invalid input: valid and invalid
+// sequences, escapes and ASCII at every offset around the 8-byte blocks.
+TEST(AppendJsonStringIfValidUtf8, EqualsCheckThenEscape) {
+  const std::vector<std::string> pieces = {
+      "a",        "\"",       "\\",           std::string("\0", 1),
+      "\x1f",     "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80",
+      "\xC3",     "\x80",     "\xED\xA0\x80", "\xF4\x90\x80\x80",
+      "\xC0\xAF", "\x7f"};
+  for (const std::string& piece : pieces) {
+    for (size_t before = 0; before < 18; ++before) {
+      for (size_t after : {size_t{0}, size_t{3}, size_t{9}}) {
+        const std::string s = std::string(before, 'x') + piece + std::string(after, 'y');
+        std::string got = "prefix";
+        const bool ok = codec_internal::AppendJsonStringIfValidUtf8(s, &got);
+        ASSERT_EQ(ok, codec_internal::IsValidUtf8(s)) << before << " " << after;
+        if (ok) {
+          ASSERT_EQ(got, "prefix" + Json(s)) << before << " " << after;
+        } else {
+          ASSERT_EQ(got, "prefix") << before << " " << after;
+        }
+      }
+    }
+  }
 }
 
 TEST(AppendJsonString, AppendsWithoutClearing) {

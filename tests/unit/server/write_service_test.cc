@@ -141,6 +141,43 @@ StreamOutcome WriteAll(v1::WriteBatcher::Stub* stub,
   return out;
 }
 
+// Results are written in WriteResponse's wire format by hand: the bytes
+// must be what protobuf writes for the same results, for every outcome,
+// empty and non-empty strings, zero and multi-byte varints.
+TEST(AppendResultEntry, WritesWhatProtobufWrites) {
+  static const std::string kTable = "events";
+  static const std::string kEmptyTable;
+  std::vector<OpResult> results;
+  for (Outcome outcome :
+       {Outcome::kWritten, Outcome::kCoalesced, Outcome::kFailed, Outcome::kRejected}) {
+    for (uint64_t id :
+         {uint64_t{0}, uint64_t{1}, uint64_t{127}, uint64_t{128}, uint64_t{300}, ~uint64_t{0}}) {
+      OpResult r;
+      r.outcome = outcome;
+      r.op.id = id;
+      r.op.attempts = static_cast<uint32_t>(id % 200);
+      r.op.table = id % 3 == 0 ? nullptr : (id % 3 == 1 ? &kTable : &kEmptyTable);
+      if (outcome != Outcome::kWritten) {
+        r.error_code = "ValidationException";
+        r.message = std::string(static_cast<size_t>(id % 500), 'm');
+      }
+      results.push_back(std::move(r));
+    }
+  }
+  v1::WriteResponse expected;
+  std::string wire;
+  for (const OpResult& r : results) {
+    ToProto(r, expected.add_results());
+    const size_t before = wire.size();
+    const size_t n = AppendResultEntry(r, &wire);
+    EXPECT_EQ(n, wire.size() - before);
+  }
+  EXPECT_EQ(wire, expected.SerializeAsString());
+  v1::WriteResponse parsed;
+  ASSERT_TRUE(parsed.ParseFromString(wire));
+  EXPECT_EQ(parsed.results_size(), static_cast<int>(results.size()));
+}
+
 TEST_F(WriteServiceTest, PutIsAnsweredWrittenOnceDynamoDbAccepted) {
   AutoWrite();
   Start();
