@@ -145,29 +145,30 @@ inline bool BlockNeedsEscape(uint64_t block) {
   return (below_space | is_quote | is_backslash) != 0;
 }
 
-}  // namespace
-
-void AppendJsonString(absl::string_view s, std::string* out) {
+// Length of the longest prefix of `s` that needs no JSON escape and, with
+// `ascii_only`, holds only ASCII bytes; found eight bytes at a time.
+size_t PlainPrefix(absl::string_view s, bool ascii_only) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
-  // Most strings need no escape at all: find the first byte that does,
-  // eight bytes at a time, and append everything before it in one go.
+  const uint64_t high = ascii_only ? 0x8080808080808080ULL : 0;
   size_t i = 0;
   while (i + 8 <= n) {
     uint64_t block;
     std::memcpy(&block, p + i, sizeof(block));
-    if (BlockNeedsEscape(block)) break;
+    if ((block & high) != 0 || BlockNeedsEscape(block)) break;
     i += 8;
   }
-  while (i < n && !codec_internal::kEscape.needs[p[i]]) ++i;
+  while (i < n && !(ascii_only && p[i] >= 0x80) && !codec_internal::kEscape.needs[p[i]]) ++i;
+  return i;
+}
+
+// Appends `s` as a JSON string whose first `plain` bytes need no escape.
+void AppendJsonStringAfter(absl::string_view s, size_t plain, std::string* out) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
   out->push_back('"');
-  if (i == n) {
-    out->append(s.data(), n);
-    out->push_back('"');
-    return;
-  }
   size_t run_start = 0;
-  for (; i < n; ++i) {
+  for (size_t i = plain; i < n; ++i) {
     if (codec_internal::kEscape.needs[p[i]]) {
       out->append(s.data() + run_start, i - run_start);
       codec_internal::AppendEscape(p[i], out);
@@ -178,28 +179,22 @@ void AppendJsonString(absl::string_view s, std::string* out) {
   out->push_back('"');
 }
 
+}  // namespace
+
+void AppendJsonString(absl::string_view s, std::string* out) {
+  // Most strings need no escape at all: everything before the first byte
+  // that does is appended in one go.
+  AppendJsonStringAfter(s, PlainPrefix(s, /*ascii_only=*/false), out);
+}
+
 namespace codec_internal {
 
 bool AppendJsonStringIfValidUtf8(absl::string_view s, std::string* out) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i + 8 <= n) {
-    uint64_t block;
-    std::memcpy(&block, p + i, sizeof(block));
-    if ((block & 0x8080808080808080ULL) != 0 || BlockNeedsEscape(block)) break;
-    i += 8;
-  }
-  while (i < n && p[i] < 0x80 && !kEscape.needs[p[i]]) ++i;
-  if (i == n) {  // ASCII with nothing to escape: valid, appended as is
-    out->push_back('"');
-    out->append(s.data(), n);
-    out->push_back('"');
-    return true;
-  }
-  // Everything before i is ASCII, so no sequence starts before it.
-  if (!IsValidUtf8(s.substr(i))) return false;
-  AppendJsonString(s, out);
+  // ASCII with nothing to escape (the usual string) is valid and scanned
+  // once; after such a prefix no UTF-8 sequence can have started.
+  const size_t plain = PlainPrefix(s, /*ascii_only=*/true);
+  if (plain < s.size() && !IsValidUtf8(s.substr(plain))) return false;
+  AppendJsonStringAfter(s, plain, out);
   return true;
 }
 

@@ -305,19 +305,26 @@ World IssueMix(uint32_t seed) {
   return w;
 }
 
+// Both random-loss mixes, every seed: each must get at least its share of
+// the offered load through.
+void ExpectKeepsUpWithRandomLoss(const RateLimiterOptions& options, const char* label,
+                                 double prometheus_min, double issue_min) {
+  for (uint32_t seed = 1; seed <= kSeeds; ++seed) {
+    const Figures p = Simulate(PrometheusMix(seed), options);
+    const Figures i = Simulate(IssueMix(seed), options);
+    std::printf(
+        "[figures] model: %s, seed %u: prometheus mix %.0f%% of offered, "
+        "issue 11 mix (1) %.0f%% of offered\n",
+        label, seed, 100 * p.offered_share, 100 * i.offered_share);
+    EXPECT_GE(p.offered_share, prometheus_min) << "seed " << seed;
+    EXPECT_GE(i.offered_share, issue_min) << "seed " << seed;
+  }
+}
+
 // Rate-independent loss must not collapse the rate: everything offered is
 // written (the default mode, at a low and a high rate).
 TEST(FleetModelRandomLoss, DefaultModeKeepsUp) {
-  for (uint32_t seed = 1; seed <= kSeeds; ++seed) {
-    const Figures p = Simulate(PrometheusMix(seed), Alone());
-    const Figures i = Simulate(IssueMix(seed), Alone());
-    std::printf(
-        "[figures] model: default mode, seed %u: prometheus mix %.0f%% of offered, "
-        "issue 11 mix (1) %.0f%% of offered\n",
-        seed, 100 * p.offered_share, 100 * i.offered_share);
-    EXPECT_GE(p.offered_share, 0.95) << "seed " << seed;
-    EXPECT_GE(i.offered_share, 0.95) << "seed " << seed;
-  }
+  ExpectKeepsUpWithRandomLoss(Alone(), "default mode", 0.95, 0.95);
 }
 
 // Fleet mode under the same losses: issue 11's mix (1) still does not
@@ -327,16 +334,7 @@ TEST(FleetModelRandomLoss, DefaultModeKeepsUp) {
 // (never far below what was delivered) stops it well above min_rate. This is
 // the price of fleet mode, stated in docs/throttling.md.
 TEST(FleetModelRandomLoss, FleetModeDoesNotCollapse) {
-  for (uint32_t seed = 1; seed <= kSeeds; ++seed) {
-    const Figures p = Simulate(PrometheusMix(seed), InAFleet());
-    const Figures i = Simulate(IssueMix(seed), InAFleet());
-    std::printf(
-        "[figures] model: fleet mode, seed %u: prometheus mix %.0f%% of offered, "
-        "issue 11 mix (1) %.0f%% of offered\n",
-        seed, 100 * p.offered_share, 100 * i.offered_share);
-    EXPECT_GE(p.offered_share, 0.15) << "seed " << seed;
-    EXPECT_GE(i.offered_share, 0.9) << "seed " << seed;
-  }
+  ExpectKeepsUpWithRandomLoss(InAFleet(), "fleet mode", 0.15, 0.9);
 }
 
 }  // namespace
