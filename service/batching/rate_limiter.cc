@@ -19,6 +19,14 @@ constexpr double kMinMeasureWindowSeconds = 0.01;
 // causes (see OnResult).
 constexpr double kMinThrottleFraction = 0.3;
 
+// What an exponentially decayed sum last updated at `last` is worth at
+// `now` (time constant `tau`); 1 if it was never updated or time did not
+// move forward.
+double DecayFactor(absl::Time last, absl::Time now, absl::Duration tau) {
+  if (last == absl::InfinitePast() || now <= last) return 1.0;
+  return std::exp(-absl::FDivDuration(now - last, tau));
+}
+
 }  // namespace
 
 RateLimiter::RateLimiter(RateLimiterOptions options) : options_(options) {
@@ -83,10 +91,8 @@ bool RateLimiter::TryAcquire(double items, absl::Time now, absl::Time* ready_at)
       ewma_last_ = now;
       ewma_items_ = 0;
     }
-    if (now > ewma_last_) {
-      ewma_items_ *= std::exp(-absl::FDivDuration(now - ewma_last_, kMeasureTau));
-      ewma_last_ = now;
-    }
+    ewma_items_ *= DecayFactor(ewma_last_, now, kMeasureTau);
+    if (now > ewma_last_) ewma_last_ = now;
     ewma_items_ += items;
     return true;
   }
@@ -124,9 +130,7 @@ double RateLimiter::DeliveredRate(absl::Time now) const {
   const double age = absl::ToDoubleSeconds(now - delivered_first_);
   if (age < 2.0) return 0;
   const double tau = absl::ToDoubleSeconds(kDeliveredTau);
-  double sum = delivered_sum_;
-  if (now > delivered_last_)
-    sum *= std::exp(-absl::FDivDuration(now - delivered_last_, kDeliveredTau));
+  const double sum = delivered_sum_ * DecayFactor(delivered_last_, now, kDeliveredTau);
   return sum / (tau * (1.0 - std::exp(-age / tau)));
 }
 
@@ -229,20 +233,16 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled, absl
   if (!(sent > 0)) return;  // nothing was sent: no signal either way
   const double lost = throttled ? sent : std::clamp(unprocessed, 0.0, sent);
   // Smoothed lost fraction, item-weighted.
-  if (loss_last_ != absl::InfinitePast() && now > loss_last_) {
-    const double d = std::exp(-absl::FDivDuration(now - loss_last_, kLossTau));
-    loss_sent_ *= d;
-    loss_lost_ *= d;
-  }
+  const double d = DecayFactor(loss_last_, now, kLossTau);
+  loss_sent_ *= d;
+  loss_lost_ *= d;
   if (now > loss_last_) loss_last_ = now;
   loss_sent_ += sent;
   loss_lost_ += lost;
   const double smoothed = SmoothedLoss();
   // Delivered items/s (accepted by DynamoDB).
   if (delivered_first_ == absl::InfinitePast()) delivered_first_ = now;
-  if (delivered_last_ != absl::InfinitePast() && now > delivered_last_) {
-    delivered_sum_ *= std::exp(-absl::FDivDuration(now - delivered_last_, kDeliveredTau));
-  }
+  delivered_sum_ *= DecayFactor(delivered_last_, now, kDeliveredTau);
   if (now > delivered_last_) delivered_last_ = now;
   delivered_sum_ += sent - lost;
   if (loss_floor_ > 0 && smoothed < loss_floor_) {
