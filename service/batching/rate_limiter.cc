@@ -137,21 +137,34 @@ double RateLimiter::DeliveredRate(absl::Time now) const {
 double RateLimiter::IncreasedRate(double rate, absl::Duration elapsed, absl::Time now) const {
   // The additive step is also the floor of CUBIC's curve, so recovery is
   // never slower than the additive mode. In a fleet it is small and the
-  // same for every sidecar: what makes the shares converge (AIMD), while
-  // CUBIC's curve, relative to each sidecar's own rate, keeps the fleet's
-  // probing independent of how many sidecars there are.
+  // same for every sidecar: what makes the shares converge (AIMD).
   const double gentle = static_cast<double>(1u << repeats_);
   const double step = options_.fleet ? kFleetIncrease : options_.increase_per_second;
   double next = rate + step / gentle * absl::ToDoubleSeconds(elapsed);
-  if (options_.recovery == RateLimiterOptions::Recovery::kCubic && decrease_base_ > 0 &&
-      last_decrease_ != absl::InfinitePast()) {
-    // W(t) = W_max * (1 + c * (t - K)^3), c chosen so that a full cut
-    // (1 - decrease_factor) takes cubic_recovery_seconds to recover.
-    const double tk = CubicSeconds();
-    const double c = (1.0 - options_.decrease_factor) / (tk * tk * tk);
-    const double t = absl::ToDoubleSeconds(now - last_decrease_) - cubic_k_;
-    const double w = decrease_base_ * (1.0 + c * t * t * t);
-    next = std::max(next, w);
+  if (options_.recovery != RateLimiterOptions::Recovery::kCubic || !(decrease_base_ > 0) ||
+      last_decrease_ == absl::InfinitePast()) {
+    return std::min(options_.max_rate, std::max(rate, next));
+  }
+  // W(t) = W_max * (1 + c * (t - K)^3), c chosen so that a full cut
+  // (1 - decrease_factor) takes cubic_recovery_seconds to recover.
+  const double tk = CubicSeconds();
+  const double c = (1.0 - options_.decrease_factor) / (tk * tk * tk);
+  const double since = absl::ToDoubleSeconds(now - last_decrease_);
+  if (!options_.fleet || !cut_guarded_) {
+    const double t = since - cubic_k_;
+    next = std::max(next, decrease_base_ * (1.0 + c * t * t * t));
+  } else {
+    // Fleet mode after a guarded decrease: no climb back to the rate this
+    // sidecar was cut from. Each sidecar returning to its own level in a
+    // few seconds is what kept a fleet unfair (the shares only converge
+    // through the equal additive step). After kFleetQuiet without a
+    // decrease, the capacity may have grown (or sidecars left): probe with
+    // CUBIC's convex curve, added to the current rate.
+    const double t2 = since - std::max(cubic_k_, absl::ToDoubleSeconds(kFleetQuiet));
+    if (t2 > 0) {
+      const double t1 = std::max(0.0, t2 - absl::ToDoubleSeconds(elapsed));
+      next = std::max(next, rate + decrease_base_ * c * (t2 * t2 * t2 - t1 * t1 * t1));
+    }
   }
   return std::min(options_.max_rate, std::max(rate, next));
 }
@@ -313,8 +326,12 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled, absl
       if (options_.fleet) {
         // Never far below what this sidecar delivered lately (more if a
         // rate-independent loss is known): the fleet's sum stays near the
-        // capacity, and a random loss cannot ratchet the rate down.
-        const double guard = kFleetGuard * DeliveredRate(now) / (1.0 - std::min(loss_floor_, 0.8));
+        // capacity, and a random loss cannot ratchet the rate down. Until
+        // that is measured (start-up), the cut is unguarded and CUBIC may
+        // climb back from it.
+        const double delivered = DeliveredRate(now);
+        cut_guarded_ = delivered > 0;
+        const double guard = kFleetGuard * delivered / (1.0 - std::min(loss_floor_, 0.8));
         rate_ = std::min(decrease_base_, std::max(rate_, guard));
       }
       tokens_ = std::min(tokens_, Capacity());

@@ -30,11 +30,13 @@ struct RateLimiterOptions {
   // share their capacity. One sidecar cannot tell that from a loss that does
   // not depend on its rate: its own decrease barely changes what the table
   // sees. With `fleet`, probing is gentle and additive (kFleetIncrease, not
-  // increase_per_second: N sidecars probe N times as hard) and a decrease
-  // never goes below kFleetGuard of the items/s this sidecar delivered
-  // recently, so the fleet converges to a fair share with few throttled
-  // calls. The cost: after a rate-independent loss at a low rate the rate
-  // climbs back slowly (see docs/throttling.md for both, measured).
+  // increase_per_second: N sidecars probe N times as hard; no climb back to
+  // the rate a sidecar was cut from; CUBIC's convex probe only after
+  // kFleetQuiet without a decrease) and a decrease never goes below
+  // kFleetGuard of the items/s this sidecar delivered recently, so the fleet
+  // converges to a fair share with few throttled calls. The cost: after a
+  // rate-independent loss at a low rate the rate climbs back slowly (see
+  // docs/throttling.md for both, measured).
   bool fleet = false;
 };
 
@@ -74,8 +76,10 @@ struct RateLimiterOptions {
 //  - repeated throttles at the same level probe more gently (see
 //    kSameLevel): a sender that shares the capacity with others (a fleet of
 //    sidecars on one table) overshoots less often;
-//  - options.fleet (RateLimiterOptions::fleet): gentle additive probing, a
-//    decrease never below kFleetGuard of the recently delivered items/s, and
+//  - options.fleet (RateLimiterOptions::fleet): gentle additive probing (no
+//    CUBIC climb-back after a guarded decrease; CUBIC's convex probe after
+//    kFleetQuiet without one), a decrease never below kFleetGuard of the
+//    recently delivered items/s, and
 //    one experiment at a time (while a decrease is being verified, a loss no
 //    higher than before it does not compound it; a random loss every few
 //    calls would otherwise cut faster than any verification can judge).
@@ -143,6 +147,9 @@ class RateLimiter {
   static constexpr double kFleetIncrease = 4.0;
   static constexpr double kFleetGuard = 0.95;
   static constexpr absl::Duration kDeliveredTau = absl::Seconds(10);
+  // Fleet mode: after this long without a decrease, probe beyond the
+  // current rate with CUBIC's convex curve (the capacity may have grown).
+  static constexpr absl::Duration kFleetQuiet = absl::Seconds(10);
   // Items/s accepted by DynamoDB recently (kDeliveredTau); 0 until measured
   // for 2 s.
   double DeliveredRate(absl::Time now) const;
@@ -177,6 +184,9 @@ class RateLimiter {
   double decrease_base_ = 0;
   double cubic_k_ = 0;  // seconds from the last decrease back to decrease_base_
   double window_fraction_ = 0;
+  // Fleet mode: the last decrease was limited by kFleetGuard (the delivered
+  // rate was known).
+  bool cut_guarded_ = false;
   // Smoothed lost fraction (item-weighted, kLossTau).
   double loss_sent_ = 0;
   double loss_lost_ = 0;
