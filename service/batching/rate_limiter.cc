@@ -157,10 +157,16 @@ double RateLimiter::IncreasedRate(double rate, absl::Duration elapsed, absl::Tim
     // Fleet mode after a guarded decrease: no climb back to the rate this
     // sidecar was cut from. Each sidecar returning to its own level in a
     // few seconds is what kept a fleet unfair (the shares only converge
-    // through the equal additive step). After kFleetQuiet without a
-    // decrease, the capacity may have grown (or sidecars left): probe with
-    // CUBIC's convex curve, added to the current rate.
-    const double t2 = since - std::max(cubic_k_, absl::ToDoubleSeconds(kFleetQuiet));
+    // through the equal additive step). After kFleetQuietCalls calls in a
+    // row without a loss, the capacity may have grown (or sidecars left):
+    // probe with CUBIC's convex curve, added to the current rate. Counted
+    // in calls, not seconds: a sidecar with a small share sends few calls
+    // and goes seconds without a throttle while the table is still full
+    // (measured with 32 sidecars: a 10 s quiet let such a sidecar race from
+    // its share to its whole offered rate).
+    const double t2 = calls_since_loss_ >= kFleetQuietCalls
+                          ? std::min(since - cubic_k_, absl::ToDoubleSeconds(now - quiet_since_))
+                          : 0.0;
     if (t2 > 0) {
       const double t1 = std::max(0.0, t2 - absl::ToDoubleSeconds(elapsed));
       next = std::max(next, rate + decrease_base_ * c * (t2 * t2 * t2 - t1 * t1 * t1));
@@ -260,6 +266,11 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled, absl
   delivered_sum_ += sent - lost;
   if (loss_floor_ > 0 && smoothed < loss_floor_) {
     loss_floor_ = smoothed < 0.02 ? 0 : smoothed;  // the loss went away: follow it down
+  }
+  if (lost > 0) {
+    calls_since_loss_ = 0;
+  } else if (++calls_since_loss_ == kFleetQuietCalls) {
+    quiet_since_ = now;
   }
   const uint64_t reverted_before = reverted_;
   Verify(sent, lost, now);
