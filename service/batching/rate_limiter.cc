@@ -157,14 +157,15 @@ double RateLimiter::IncreasedRate(double rate, absl::Duration elapsed, absl::Tim
     // Fleet mode after a guarded decrease: no climb back to the rate this
     // sidecar was cut from. Each sidecar returning to its own level in a
     // few seconds is what kept a fleet unfair (the shares only converge
-    // through the equal additive step). After kFleetQuietCalls calls in a
-    // row without a loss, the capacity may have grown (or sidecars left):
-    // probe with CUBIC's convex curve, added to the current rate. Counted
-    // in calls, not seconds: a sidecar with a small share sends few calls
-    // and goes seconds without a throttle while the table is still full
-    // (measured with 32 sidecars: a 10 s quiet let such a sidecar race from
-    // its share to its whole offered rate).
-    const double t2 = calls_since_loss_ >= kFleetQuietCalls
+    // through the equal additive step). After kFleetQuietItems items sent
+    // in a row without a loss, the capacity may have grown (or sidecars
+    // left): probe with CUBIC's convex curve, added to the current rate.
+    // Counted in items, not seconds or calls: a sidecar with a small share
+    // goes seconds without a throttle while the table is still full, and
+    // one whose limit is above its load sends many 1-item calls (measured
+    // with 32 sidecars: either let a sidecar race from its share to its
+    // whole offered rate).
+    const double t2 = items_since_loss_ >= kFleetQuietItems
                           ? std::min(since - cubic_k_, absl::ToDoubleSeconds(now - quiet_since_))
                           : 0.0;
     if (t2 > 0) {
@@ -268,9 +269,10 @@ void RateLimiter::OnResult(double sent, double unprocessed, bool throttled, absl
     loss_floor_ = smoothed < 0.02 ? 0 : smoothed;  // the loss went away: follow it down
   }
   if (lost > 0) {
-    calls_since_loss_ = 0;
-  } else if (++calls_since_loss_ == kFleetQuietCalls) {
-    quiet_since_ = now;
+    items_since_loss_ = 0;
+  } else if (items_since_loss_ < kFleetQuietItems) {
+    items_since_loss_ += sent;
+    if (items_since_loss_ >= kFleetQuietItems) quiet_since_ = now;
   }
   const uint64_t reverted_before = reverted_;
   Verify(sent, lost, now);

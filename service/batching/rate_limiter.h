@@ -32,7 +32,7 @@ struct RateLimiterOptions {
   // sees. With `fleet`, probing is gentle and additive (kFleetIncrease, not
   // increase_per_second: N sidecars probe N times as hard; no climb back to
   // the rate a sidecar was cut from; CUBIC's convex probe only after
-  // kFleetQuietCalls calls without a loss) and a decrease never goes below
+  // kFleetQuietItems items without a loss) and a decrease never goes below
   // kFleetGuard of the items/s this sidecar delivered recently, so the fleet
   // converges to a fair share with few throttled calls. The cost: after a
   // rate-independent loss at a low rate the rate climbs back slowly (see
@@ -78,7 +78,7 @@ struct RateLimiterOptions {
 //    sidecars on one table) overshoots less often;
 //  - options.fleet (RateLimiterOptions::fleet): gentle additive probing (no
 //    CUBIC climb-back after a guarded decrease; CUBIC's convex probe after
-//    kFleetQuietCalls calls without a loss), a decrease never below
+//    kFleetQuietItems items without a loss), a decrease never below
 //    kFleetGuard of the recently delivered items/s, and one experiment at a
 //    time (while a decrease is being verified, a loss no higher than before
 //    it does not compound it; a random loss every few calls would otherwise
@@ -147,10 +147,10 @@ class RateLimiter {
   static constexpr double kFleetIncrease = 4.0;
   static constexpr double kFleetGuard = 0.95;
   static constexpr absl::Duration kDeliveredTau = absl::Seconds(10);
-  // Fleet mode: after this many calls in a row without a loss, probe
+  // Fleet mode: after this many items sent in a row without a loss, probe
   // beyond the current rate with CUBIC's convex curve (the capacity may
-  // have grown).
-  static constexpr uint64_t kFleetQuietCalls = 100;
+  // have grown). 100 full calls.
+  static constexpr double kFleetQuietItems = 2500;
   // Items/s accepted by DynamoDB recently (kDeliveredTau); 0 until measured
   // for 2 s.
   double DeliveredRate(absl::Time now) const;
@@ -188,9 +188,9 @@ class RateLimiter {
   // Fleet mode: the last decrease was limited by kFleetGuard (the delivered
   // rate was known).
   bool cut_guarded_ = false;
-  // Calls answered in a row without a loss, and when that count reached
-  // kFleetQuietCalls.
-  uint64_t calls_since_loss_ = 0;
+  // Items answered in a row without a loss, and when that count reached
+  // kFleetQuietItems.
+  double items_since_loss_ = 0;
   absl::Time quiet_since_;
   // Smoothed lost fraction (item-weighted, kLossTau).
   double loss_sent_ = 0;
