@@ -165,6 +165,55 @@ TEST(RateLimiter, CubicRecoveryClimbsBackThenFlattensThenProbes) {
   EXPECT_LE(r40, o.max_rate);
 }
 
+// Fleet mode: after a decrease limited by the delivered rate, no CUBIC climb
+// back to the rate it was cut from (each sidecar of a fleet returning to its
+// own level keeps the fleet unfair); many small calls without a loss do not
+// count as quiet until 2,500 items went through; then the convex probe
+// claims capacity that may have appeared.
+TEST(RateLimiter, FleetModeClimbsOnlyAdditivelyUntilQuietItemsThenProbes) {
+  RateLimiterOptions o = Limited(1000);
+  o.max_rate = 5000;
+  o.fleet = true;
+  RateLimiter l(o);
+  absl::Time now = kT0;
+  for (int i = 0; i < 120; ++i) {  // 3 s of 1,000 items/s, all accepted
+    absl::Time ready_at;
+    ASSERT_TRUE(l.TryAcquire(25, now, &ready_at)) << i;
+    l.OnResult(25, 0, false, now);
+    now += absl::Milliseconds(25);
+  }
+  ASSERT_GT(l.DeliveredRate(now), 900);
+  const absl::Time cut = now;
+  l.OnResult(25, 0, true, cut);
+  const double low = l.rate();
+  // Guarded: not the full 30% cut, but at least 95% of what was delivered.
+  EXPECT_GT(low, 0.9 * 1000);
+  EXPECT_LT(low, 1000);
+  // 2,000 accepted 1-item calls over 2 s: additive only (4 items/s per
+  // second), although the default mode's CUBIC would be back at the old
+  // rate after ~1.1 s.
+  now = cut;
+  for (int i = 0; i < 2000; ++i) {
+    now += absl::Milliseconds(1);
+    l.OnResult(1, 0, false, now);
+  }
+  EXPECT_LE(l.rate(), low + RateLimiter::kFleetIncrease * 2 + 1e-6);
+  // 500 more: 2,500 items without a loss. 4 s later the convex probe has
+  // gone far beyond what the additive step gives.
+  for (int i = 0; i < 500; ++i) {
+    now += absl::Milliseconds(1);
+    l.OnResult(1, 0, false, now);
+  }
+  const absl::Time quiet = now;
+  for (int i = 0; i < 40; ++i) {
+    now += absl::Milliseconds(100);
+    l.OnResult(1, 0, false, now);
+  }
+  const double additive_only = low + RateLimiter::kFleetIncrease * absl::ToDoubleSeconds(now - cut);
+  EXPECT_GT(l.rate(), additive_only + 500) << "4 s after " << absl::FormatTime(quiet);
+  EXPECT_LE(l.rate(), o.max_rate);
+}
+
 TEST(RateLimiter, NeverBelowMinRate) {
   RateLimiter l(Limited(10));
   absl::Time now = kT0;
