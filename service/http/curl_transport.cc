@@ -3,6 +3,7 @@
 // mutex-protected queue and wake the I/O thread with curl_multi_wakeup.
 
 #include <curl/curl.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <chrono>
@@ -176,6 +177,7 @@ class CurlTransport : public HttpTransport {
 
  private:
   void Run() {
+    pthread_setname_np(pthread_self(), "curl-io");
     while (true) {
       std::vector<std::unique_ptr<Transfer>> incoming;
       bool stopping;
