@@ -1,8 +1,13 @@
 // libcurl multi-handle transport: one I/O thread owns the multi handle, every
 // easy handle and every in-flight request. Other threads only append to a
-// mutex-protected queue and wake the I/O thread with curl_multi_wakeup.
+// mutex-protected queue and wake the I/O thread with curl_multi_wakeup, and
+// only when it sleeps (or is about to) in curl_multi_poll, once per sleep: a
+// wake-up is a write to curl's socketpair plus a poll return and a read on
+// the I/O thread, and at saturation the I/O thread is mostly busy, finding
+// new requests in the queue before it polls.
 
 #include <curl/curl.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <chrono>
@@ -166,8 +171,12 @@ class CurlTransport : public HttpTransport {
       absl::MutexLock lock(&mu_);
       if (!stopping_ && multi_ != nullptr) {
         queue_.push_back(std::move(t));
-        // Under the lock: the destructor cannot free multi_ meanwhile.
-        curl_multi_wakeup(multi_);
+        // Under the lock: the destructor cannot free multi_ meanwhile. Not
+        // polling: Run looks at the queue before it polls again.
+        if (polling_ && !woken_) {
+          woken_ = true;
+          curl_multi_wakeup(multi_);
+        }
         return;
       }
     }
@@ -176,6 +185,7 @@ class CurlTransport : public HttpTransport {
 
  private:
   void Run() {
+    pthread_setname_np(pthread_self(), "curl-io");
     while (true) {
       std::vector<std::unique_ptr<Transfer>> incoming;
       bool stopping;
@@ -195,7 +205,17 @@ class CurlTransport : public HttpTransport {
       while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
         if (msg->msg == CURLMSG_DONE) Finish(msg->easy_handle, msg->data.result);
       }
+      {
+        absl::MutexLock lock(&mu_);
+        // Requests queued meanwhile (or a stop) are taken without a poll;
+        // from here on a Send wakes the poll below (once).
+        if (!queue_.empty() || stopping_) continue;
+        polling_ = true;
+        woken_ = false;
+      }
       curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
+      absl::MutexLock lock(&mu_);
+      polling_ = false;
     }
     // Whatever is still in flight is abandoned and answered.
     auto active = std::move(active_);
@@ -335,6 +355,10 @@ class CurlTransport : public HttpTransport {
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Transfer>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The I/O thread is in (or about to enter) curl_multi_poll with an empty
+  // queue; woken_: a wake-up was sent since.
+  bool polling_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
   // I/O thread only.
   absl::flat_hash_map<CURL*, std::unique_ptr<Transfer>> active_;
   std::vector<CURL*> free_easy_;

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -208,6 +209,79 @@ TEST(CurlTransport, AnswersConcurrentRequestsOverFewPooledConnections) {
   }
   EXPECT_LE(server.accepted(), 4);
   EXPECT_LT(server.accepted(), kThreads * kPerThread);
+}
+
+// The I/O thread is woken only while it polls (once per poll): a request
+// sent while it sleeps must wake it, one sent while it works must be found
+// before it polls again. A lost wake-up shows as a request that waits for
+// the poll's 1 s timeout, so 60 of them would take a minute.
+TEST(CurlTransport, RequestsSentWhileTheIoThreadIdlesAreStartedAtOnce) {
+  LoopbackServer server;
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 60; ++i) {
+    // Each one finds the I/O thread asleep in its poll (the previous
+    // request is answered and nothing else is queued).
+    if (i % 2 == 1) absl::SleepFor(absl::Milliseconds(2));
+    HttpResponse r = transport->SendSync(Post(server.Url(), absl::StrCat(i)));
+    ASSERT_EQ(r.status, 200) << i << " " << r.transport_error;
+    EXPECT_EQ(r.body, absl::StrCat(i));
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15));
+}
+
+TEST(CurlTransport, RequestsSentFromCallbacksAreStartedWithoutAWakeUp) {
+  LoopbackServer server;
+  // Outlives the transport, whose destructor answers what is still pending.
+  std::promise<int> done;
+  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  // A chain: each answer (on the I/O thread, which is not polling) sends
+  // the next request, like the engine re-sending at once.
+  constexpr int kChain = 60;
+  std::function<void(int)> send = [&](int i) {
+    transport->Send(Post(server.Url(), absl::StrCat(i)), [&, i](HttpResponse r) {
+      if (r.status != 200 || r.body != absl::StrCat(i) || i + 1 == kChain) {
+        done.set_value(r.status == 200 ? i + 1 : -i);
+        return;
+      }
+      send(i + 1);
+    });
+  };
+  const absl::Time start = absl::Now();
+  send(0);
+  auto f = done.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(f.get(), kChain);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15));
+}
+
+TEST(CurlTransport, BurstsFromManyThreadsAreAllAnsweredPromptly) {
+  LoopbackServer server;
+  CurlTransportOptions options;
+  options.max_connections_per_host = 4;
+  auto transport = MakeCurlTransport(options);
+  Results results;
+  constexpr int kThreads = 4, kPerThread = 100;
+  std::vector<std::thread> senders;
+  const absl::Time start = absl::Now();
+  for (int t = 0; t < kThreads; ++t) {
+    senders.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const int id = t * kPerThread + i;
+        transport->Send(Post(server.Url(), absl::StrCat(id)), results.Callback(id));
+        // Bursts of a few, then a pause long enough for the I/O thread to
+        // finish them and go back to its poll.
+        if (i % (t + 2) == 0) absl::SleepFor(absl::Microseconds(300 * (t + 1)));
+      }
+    });
+  }
+  for (auto& s : senders) s.join();
+  ASSERT_TRUE(results.WaitFor(kThreads * kPerThread, absl::Seconds(30)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15));
+  for (auto& [id, r] : results.Take()) {
+    EXPECT_EQ(r.status, 200) << id << " " << r.transport_error;
+    EXPECT_EQ(r.body, absl::StrCat(id));
+  }
 }
 
 TEST(CurlTransport, SequentialRequestsReuseOneConnection) {
