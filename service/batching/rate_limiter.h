@@ -157,6 +157,11 @@ class RateLimiter {
 
   // Rate-independent lost fraction currently assumed (0 = none known).
   double loss_floor() const { return loss_floor_; }
+  // A rate-independent loss is known and the recent loss is within it: what
+  // is being lost does not depend on how fast (or how late) it is re-sent.
+  bool LossIsRateIndependent() const {
+    return loss_floor_ > 0 && SmoothedLoss() <= loss_floor_ + kLossMargin;
+  }
   // Decreases undone because they did not lower the lost fraction.
   uint64_t reverted_decreases() const { return reverted_; }
 

@@ -22,6 +22,9 @@ constexpr size_t kMaxFreeEntries = 4096;
 // Key-index capacity kept when a table drains (~200 KB); beyond it the index
 // is released so an idle sidecar's RSS falls back after a burst.
 constexpr size_t kKeepKeyCapacity = 4096;
+// Under a known rate-independent loss the backoff grows for this many
+// attempts and then stays (retry.base 25 ms: at most 200 ms).
+constexpr uint32_t kRateIndependentBackoffAttempts = 4;
 
 bool OnlyKeyRangeReasons(const BatchResult& r) {
   if (!r.throttled || r.throttle_reasons.empty()) return false;
@@ -273,8 +276,17 @@ struct TableBatcher::Impl {
   // answer (`code`/`message` describe it), unless a newer write for the key
   // is waiting: then `e` is merged into that one and never re-sent, so an old
   // value cannot land after a newer one.
+  //
+  // `rate_independent`: the table's rate limiter knows the loss does not
+  // depend on the rate (RateLimiter::LossIsRateIndependent) and this answer
+  // is part of it (UnprocessedItems or a throttle). Then the backoff stops
+  // growing at kRateIndependentBackoffAttempts: waiting longer does not make
+  // the next attempt likelier to land, and every retry still passes the
+  // table's token bucket, so the table is not sent more. The attempt count
+  // (max_attempts) and op_deadline are unchanged.
   void Retry(Entry* e, absl::Time now, const std::string& code, const std::string& message,
-             std::optional<absl::Duration> retry_after, std::vector<OpResult>* results) {
+             std::optional<absl::Duration> retry_after, bool rate_independent,
+             std::vector<OpResult>* results) {
     auto it = keys.find(e->head.write.key);
     if (it == keys.end()) return;  // cannot happen; be safe
     KeyState& ks = it->second;
@@ -293,7 +305,9 @@ struct TableBatcher::Impl {
     const RetryPolicy& policy = self->retry_;
     const uint32_t attempts =
         e->head.attempts > e->free_attempts ? e->head.attempts - e->free_attempts : 0;
-    absl::Duration delay = policy.Backoff(std::max<uint32_t>(attempts, 1), U01());
+    const uint32_t growth =
+        rate_independent ? std::min(attempts, kRateIndependentBackoffAttempts) : attempts;
+    absl::Duration delay = policy.Backoff(std::max<uint32_t>(growth, 1), U01());
     if (retry_after.has_value() && *retry_after > delay) delay = *retry_after;
     absl::Time retry_at = now + delay;
     retry_at = std::max(retry_at, HeldUntil(e->head.write.key, now));
@@ -509,11 +523,12 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result, a
       static const std::string kCode = "UnprocessedItems";
       static const std::string kMessage =
           "DynamoDB returned the item in UnprocessedItems (throttled)";
+      const bool rate_independent = limiter_.LossIsRateIndependent();
       size_t n = 0;
       for (Impl::Entry* e : group) {
         if (unprocessed.contains(e->head.write.key)) {
           ++n;
-          m.Retry(e, now, kCode, kMessage, result.retry_after, results);
+          m.Retry(e, now, kCode, kMessage, result.retry_after, rate_independent, results);
         } else {
           m.Written(e, now, results);
         }
@@ -523,7 +538,10 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result, a
                         static_cast<double>(n - std::min(n, hot_lost)), false, now);
       break;
     }
-    case BatchResult::Kind::kRetryable:
+    case BatchResult::Kind::kRetryable: {
+      // Only a throttle can be part of a known rate-independent loss; 5xx,
+      // timeouts and connection errors keep the growing backoff.
+      const bool rate_independent = result.throttled && limiter_.LossIsRateIndependent();
       // Only throttling lowers the rate: 5xx, timeouts and connection errors
       // say nothing about the table's capacity, and backoff spaces them.
       // A throttle DynamoDB blames only on hot partition-key ranges says
@@ -539,9 +557,11 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result, a
       }
       for (Impl::Entry* e : group) {
         if (result.never_sent) ++e->free_attempts;
-        m.Retry(e, now, result.error_code, result.message, result.retry_after, results);
+        m.Retry(e, now, result.error_code, result.message, result.retry_after, rate_independent,
+                results);
       }
       break;
+    }
     case BatchResult::Kind::kValidation: {
       if (group.size() == 1) {
         m.Failed(group.front(), now, result.error_code, result.message, results);

@@ -386,6 +386,63 @@ TEST(Batcher, UnprocessedItemsAreRetriedWithBackoff) {
   EXPECT_EQ(b->pending_ops(), 0u);
 }
 
+// Under a loss that does not depend on the rate (30% of every call's items
+// come back unprocessed, whatever is sent), the rate limiter learns a loss
+// floor; from then on the backoff of unprocessed items stops growing at
+// U(0, 200 ms): waiting longer does not make the next attempt likelier to
+// land. Items that bounce 5+ times (about 40 of the ~20,000 here) would
+// otherwise wait up to 0.4-3.2 s. Every op still gets exactly one result.
+TEST(Batcher, BackoffStopsGrowingUnderAKnownRateIndependentLoss) {
+  RetryOptions r = Retry();
+  r.cap = absl::Seconds(5);
+  r.max_attempts = 15;
+  auto b = MakeBatcher(Options(), r);
+  std::mt19937_64 rng(7);
+  bool known = false;
+  absl::Duration longest_once_known;
+  size_t retries_once_known = 0;
+  b->set_backoff_observer([&](absl::Duration d) {
+    if (!known) return;
+    ++retries_once_known;
+    longest_once_known = std::max(longest_once_known, d);
+  });
+  struct Call {
+    absl::Time at;
+    Batch batch;
+  };
+  std::vector<Call> inflight;
+  std::map<uint64_t, int> results_per_op;
+  uint64_t next_id = 1;
+  std::vector<OpResult> results;
+  const absl::Time end = kT0 + absl::Seconds(20);
+  for (absl::Time now = kT0; now < end; now += absl::Milliseconds(1)) {
+    for (int i = 0; i < 2; ++i, ++next_id) {  // 2,000 ops/s over 5,000 keys
+      b->Add(MakeOp(next_id, absl::StrCat("k", next_id % 5000), now), now);
+    }
+    for (auto it = inflight.begin(); it != inflight.end();) {
+      if (it->at > now) {
+        ++it;
+        continue;
+      }
+      std::vector<std::string> lost;
+      for (const std::string* k : it->batch.keys) {
+        if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.3) lost.push_back(*k);
+      }
+      known = b->rate_limiter().LossIsRateIndependent();
+      b->OnBatchResult(it->batch.id, Success(lost), now, &results);
+      it = inflight.erase(it);
+    }
+    while (auto batch = b->TakeBatch(now))
+      inflight.push_back({now + absl::Milliseconds(10), *batch});
+    for (const OpResult& res : results) ++results_per_op[res.op.id];
+    results.clear();
+  }
+  ASSERT_GT(b->rate_limiter().loss_floor(), 0.2) << "the loss was not recognised";
+  ASSERT_GT(retries_once_known, 1000u);
+  EXPECT_LE(longest_once_known, absl::Milliseconds(200));
+  for (const auto& [id, n] : results_per_op) ASSERT_EQ(n, 1) << "op " << id;
+}
+
 TEST(Batcher, RetryAfterHeaderIsHonoured) {
   auto b = MakeBatcher();
   b->Add(MakeOp(1, "k1", kT0), kT0);
