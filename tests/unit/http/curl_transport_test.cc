@@ -178,6 +178,18 @@ HttpRequest Post(const std::string& url, std::string body,
   return r;
 }
 
+// Calls send(t, i) for i in [0, per_thread) on each of `threads` threads at
+// once, and joins them.
+void FromThreads(int threads, int per_thread, const std::function<void(int, int)>& send) {
+  std::vector<std::thread> senders;
+  for (int t = 0; t < threads; ++t) {
+    senders.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) send(t, i);
+    });
+  }
+  for (auto& s : senders) s.join();
+}
+
 TEST(CurlTransport, AnswersConcurrentRequestsOverFewPooledConnections) {
   LoopbackServer server;
   CurlTransportOptions options;
@@ -185,17 +197,10 @@ TEST(CurlTransport, AnswersConcurrentRequestsOverFewPooledConnections) {
   auto transport = MakeCurlTransport(options);
   Results results;
   constexpr int kThreads = 4, kPerThread = 10;
-  std::vector<std::thread> senders;
-  for (int t = 0; t < kThreads; ++t) {
-    senders.emplace_back([&, t] {
-      for (int i = 0; i < kPerThread; ++i) {
-        const int id = t * kPerThread + i;
-        transport->Send(Post(server.Url(), absl::StrCat("{\"id\":", id, "}")),
-                        results.Callback(id));
-      }
-    });
-  }
-  for (auto& s : senders) s.join();
+  FromThreads(kThreads, kPerThread, [&](int t, int i) {
+    const int id = t * kPerThread + i;
+    transport->Send(Post(server.Url(), absl::StrCat("{\"id\":", id, "}")), results.Callback(id));
+  });
   ASSERT_TRUE(results.WaitFor(kThreads * kPerThread));
   auto responses = results.Take();
   ASSERT_EQ(responses.size(), static_cast<size_t>(kThreads * kPerThread));
@@ -262,20 +267,14 @@ TEST(CurlTransport, BurstsFromManyThreadsAreAllAnsweredPromptly) {
   auto transport = MakeCurlTransport(options);
   Results results;
   constexpr int kThreads = 4, kPerThread = 100;
-  std::vector<std::thread> senders;
   const absl::Time start = absl::Now();
-  for (int t = 0; t < kThreads; ++t) {
-    senders.emplace_back([&, t] {
-      for (int i = 0; i < kPerThread; ++i) {
-        const int id = t * kPerThread + i;
-        transport->Send(Post(server.Url(), absl::StrCat(id)), results.Callback(id));
-        // Bursts of a few, then a pause long enough for the I/O thread to
-        // finish them and go back to its poll.
-        if (i % (t + 2) == 0) absl::SleepFor(absl::Microseconds(300 * (t + 1)));
-      }
-    });
-  }
-  for (auto& s : senders) s.join();
+  FromThreads(kThreads, kPerThread, [&](int t, int i) {
+    const int id = t * kPerThread + i;
+    transport->Send(Post(server.Url(), absl::StrCat(id)), results.Callback(id));
+    // Bursts of a few, then a pause long enough for the I/O thread to
+    // finish them and go back to its poll.
+    if (i % (t + 2) == 0) absl::SleepFor(absl::Microseconds(300 * (t + 1)));
+  });
   ASSERT_TRUE(results.WaitFor(kThreads * kPerThread, absl::Seconds(30)));
   EXPECT_LT(absl::Now() - start, absl::Seconds(15));
   for (auto& [id, r] : results.Take()) {
