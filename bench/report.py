@@ -103,8 +103,10 @@ class Row:
         else:
             self.ops = fnum(c.get("results"), 0)
             self.ops_per_s = fnum(c.get("ops_per_s"), 0)
-            # Whole batchctl process, including building the ops up front.
-            self.client_cpu = self.client_wall_cpu
+            # batchctl's own CPU from the first send to the last result
+            # (cpu_s, messages built beforehand, like boto3's); the whole
+            # process from /usr/bin/time when an older batchctl has no cpu_s.
+            self.client_cpu = fnum(c.get("cpu_s"), self.client_wall_cpu)
             self.p50, self.p99, self.p999 = (fnum(c.get(k)) for k in ("p50_ms", "p99_ms", "p999_ms"))
             self.calls = fnum(kv.get("batches"))
             items = fnum(kv.get("batch_items"))
@@ -568,10 +570,9 @@ default `max_inflight_calls`. Everything on 127.0.0.1.
 
 How it is measured: ops/s = results received ÷ (first send → last result).
 CPU: `/proc/PID/stat` utime+stime of each server process (sidecar, ack server,
-nginx, dynalite) before and after the run; the client's from `/usr/bin/time`
-(batchctl: the whole process, including building all messages before the
-clock starts, so its share is overstated) or, for boto3, `getrusage` of
-itself around the writing only (ops built beforehand). BatchWriteItem calls:
+nginx, dynalite) before and after the run; each client's from `getrusage` of
+itself around the writing only, all messages or ops built beforehand (batchctl
+`bench`'s `cpu_s`: first send to last result; boto3: around the writing). BatchWriteItem calls:
 the sidecar's `dynamo_batcher_batches_sent_total` (nginx's access log agrees),
 boto3's counted with botocore's `before-call` event; mean batch = items sent ÷
 calls (`dynamo_batcher_batch_size` sum ÷ calls). Latency: per op, from

@@ -7,6 +7,8 @@
 // result arrived (steady clock). `--client` runs the same load through
 // dynamo_batcher::Client instead, to measure the library.
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -226,6 +228,14 @@ void RunRawStream(const BenchConfig& config, std::shared_ptr<grpc::Channel> chan
   }
 }
 
+// User + system CPU of this process (all threads) so far, in seconds.
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto secs = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return secs(u.ru_utime) + secs(u.ru_stime);
+}
+
 // The p-quantile of `v` in milliseconds (reorders v).
 double PercentileMs(std::vector<int64_t>& v, double p) {
   if (v.empty()) return 0;
@@ -318,6 +328,10 @@ int RunBench(const GlobalOptions& global_in, const std::vector<std::string>& arg
   }
 
   std::vector<Tally> tallies(per_stream.size());
+  // The process's CPU (every thread) from here to the last result: the
+  // sending and receiving only, like boto3_bench.py's cpu_s, so the two
+  // clients are compared on the same work (messages are built above).
+  const double cpu_before = ProcessCpuSeconds();
   const int64_t start_ns = NowNs();
   const int64_t stop_ns =
       c.duration > absl::ZeroDuration() ? start_ns + absl::ToInt64Nanoseconds(c.duration) : 0;
@@ -376,6 +390,8 @@ int RunBench(const GlobalOptions& global_in, const std::vector<std::string>& arg
                                  st.messages_sent ? 1.0 * st.ops_sent / st.messages_sent : 0);
   }
 
+  const double cpu_s = ProcessCpuSeconds() - cpu_before;
+
   // Merge.
   Tally all;
   all.first_send_ns = INT64_MAX;
@@ -414,14 +430,15 @@ int RunBench(const GlobalOptions& global_in, const std::vector<std::string>& arg
         "{\"mode\":\"%s\",\"streams\":%d,\"ops_per_message\":%d,\"ops\":%llu,"
         "\"results\":%llu,\"seconds\":%.6f,\"ops_per_s\":%.1f,\"p50_ms\":%.3f,"
         "\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"written\":%llu,\"coalesced\":%llu,"
-        "\"failed\":%llu,\"rejected\":%llu,\"missing\":%llu,\"client_errors\":%llu}\n",
+        "\"failed\":%llu,\"rejected\":%llu,\"missing\":%llu,\"client_errors\":%llu,"
+        "\"cpu_s\":%.4f}\n",
         c.use_client ? "client" : "raw", c.use_client ? 1 : c.streams,
         static_cast<int>(c.ops_per_message), static_cast<unsigned long long>(all.sent),
         static_cast<unsigned long long>(all.results), seconds, ops_per_s, p50, p99, p999,
         static_cast<unsigned long long>(written), static_cast<unsigned long long>(coalesced),
         static_cast<unsigned long long>(failed), static_cast<unsigned long long>(rejected),
         static_cast<unsigned long long>(missing),
-        static_cast<unsigned long long>(all.client_errors));
+        static_cast<unsigned long long>(all.client_errors), cpu_s);
   }
   if (all.results == 0 && all.sent > 0) return kExitUnreachable;
   return (failed > 0 || rejected > 0 || missing > 0 || all.client_errors > 0) ? kExitOpsFailed
