@@ -26,14 +26,15 @@ constexpr size_t kKeepKeyCapacity = 4096;
 // Under a known rate-independent loss the backoff grows for this many
 // attempts and then stays (retry.base 25 ms: at most 200 ms).
 constexpr uint32_t kRateIndependentBackoffAttempts = 4;
-// An item that failed `a` attempts in a row under a random loss f did so
-// with probability f^a. Below this, its failures are not that loss (a hot
-// partition over its cap, say) and its backoff grows again: at a floor of
-// 0.1 from the 6th attempt, 0.3 from the 11th, 0.38 from the 14th (of
-// retry.max_attempts 15). Small enough that a random loss almost never
-// sends an ordinary op back to long waits: with 1e-4, 2 and 4 of the 40,000
-// ops of table_batcher_test's 30% loss runs (floor 0.282) waited 0.3-3.1 s
-// again by bad luck; with 3e-6 none did.
+// An item that failed a attempts in a row under a random loss f would have
+// done so with probability f^a. Below this, its failures are not that loss
+// (a hot partition over its cap, say) and its backoff grows again: at a
+// floor of 0.1 from the 6th attempt, 0.3 from the 11th, 0.38 from the 14th
+// (of retry.max_attempts 15). Rare enough that the ops of a random loss keep
+// the short backoff: at 1e-4, 2 and 4 of the 40,000 ops of each of
+// table_batcher_test's 30% loss runs (floor 0.282), only unlucky, waited
+// 0.3-3.1 s again, and a run of 10,000 ops (issue 11's mix) ends only when
+// its last op does.
 constexpr double kImplausibleRun = 3e-6;
 
 bool OnlyKeyRangeReasons(const BatchResult& r) {
