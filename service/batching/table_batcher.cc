@@ -1,7 +1,6 @@
 #include "service/batching/table_batcher.h"
 
 #include <algorithm>
-#include <cmath>
 #include <queue>
 #include <string_view>
 #include <utility>
@@ -26,16 +25,6 @@ constexpr size_t kKeepKeyCapacity = 4096;
 // Under a known rate-independent loss the backoff grows for this many
 // attempts and then stays (retry.base 25 ms: at most 200 ms).
 constexpr uint32_t kRateIndependentBackoffAttempts = 4;
-// An item that failed a attempts in a row under a random loss f would have
-// done so with probability f^a. Below this, its failures are not that loss
-// (a hot partition over its cap, say) and its backoff grows again: at a
-// floor of 0.1 from the 6th attempt, 0.3 from the 11th, 0.38 from the 14th
-// (of retry.max_attempts 15). Rare enough that the ops of a random loss keep
-// the short backoff: at 1e-4, 2 and 4 of the 40,000 ops of each of
-// table_batcher_test's 30% loss runs (floor 0.282), only unlucky, waited
-// 0.3-3.1 s again, and a run of 10,000 ops (issue 11's mix) ends only when
-// its last op does.
-constexpr double kImplausibleRun = 3e-6;
 
 bool OnlyKeyRangeReasons(const BatchResult& r) {
   if (!r.throttled || r.throttle_reasons.empty()) return false;
@@ -43,12 +32,6 @@ bool OnlyKeyRangeReasons(const BatchResult& r) {
     if (reason.find("KeyRangeThroughputExceeded") == std::string::npos) return false;
   }
   return true;
-}
-
-// The loss floor the table's rate limiter has found if the current loss is
-// within it (RateLimiter::LossIsRateIndependent), else 0.
-double RateIndependentLoss(const RateLimiter& limiter) {
-  return limiter.LossIsRateIndependent() ? limiter.loss_floor() : 0.0;
 }
 
 constexpr char kCoalescedMessage[] = "replaced by a later write to the same key, which was written";
@@ -294,20 +277,15 @@ struct TableBatcher::Impl {
   // is waiting: then `e` is merged into that one and never re-sent, so an old
   // value cannot land after a newer one.
   //
-  // `loss_floor` > 0: the table's rate limiter knows the loss does not
-  // depend on the rate (RateIndependentLoss: this fraction is lost at random
-  // whatever the rate) and this answer may be part of it (UnprocessedItems
-  // or a throttle). Then the backoff stops growing at
-  // kRateIndependentBackoffAttempts: waiting longer does not make the next
-  // attempt likelier to land, and every retry still passes the table's token
-  // bucket, so the table is not sent more. That holds only while the item's
-  // run of failures is plausible under the floor (loss_floor^attempts >=
-  // kImplausibleRun); an item that keeps failing beyond it (a hot partition
-  // over its cap) is not lost at random, and its backoff grows with the
-  // attempts again so DynamoDB gets time to recover. The attempt count
+  // `rate_independent`: the table's rate limiter knows the loss does not
+  // depend on the rate (RateLimiter::LossIsRateIndependent) and this answer
+  // is part of it (UnprocessedItems or a throttle). Then the backoff stops
+  // growing at kRateIndependentBackoffAttempts: waiting longer does not make
+  // the next attempt likelier to land, and every retry still passes the
+  // table's token bucket, so the table is not sent more. The attempt count
   // (max_attempts) and op_deadline are unchanged.
   void Retry(Entry* e, absl::Time now, const std::string& code, const std::string& message,
-             std::optional<absl::Duration> retry_after, double loss_floor,
+             std::optional<absl::Duration> retry_after, bool rate_independent,
              std::vector<OpResult>* results) {
     auto it = keys.find(e->head.write.key);
     if (it == keys.end()) return;  // cannot happen; be safe
@@ -327,10 +305,8 @@ struct TableBatcher::Impl {
     const RetryPolicy& policy = self->retry_;
     const uint32_t attempts =
         e->head.attempts > e->free_attempts ? e->head.attempts - e->free_attempts : 0;
-    const bool plausible_run =
-        loss_floor > 0 && std::pow(loss_floor, static_cast<double>(attempts)) >= kImplausibleRun;
     const uint32_t growth =
-        plausible_run ? std::min(attempts, kRateIndependentBackoffAttempts) : attempts;
+        rate_independent ? std::min(attempts, kRateIndependentBackoffAttempts) : attempts;
     absl::Duration delay = policy.Backoff(std::max<uint32_t>(growth, 1), U01());
     if (retry_after.has_value() && *retry_after > delay) delay = *retry_after;
     absl::Time retry_at = now + delay;
@@ -547,12 +523,12 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result, a
       static const std::string kCode = "UnprocessedItems";
       static const std::string kMessage =
           "DynamoDB returned the item in UnprocessedItems (throttled)";
-      const double loss_floor = RateIndependentLoss(limiter_);
+      const bool rate_independent = limiter_.LossIsRateIndependent();
       size_t n = 0;
       for (Impl::Entry* e : group) {
         if (unprocessed.contains(e->head.write.key)) {
           ++n;
-          m.Retry(e, now, kCode, kMessage, result.retry_after, loss_floor, results);
+          m.Retry(e, now, kCode, kMessage, result.retry_after, rate_independent, results);
         } else {
           m.Written(e, now, results);
         }
@@ -565,7 +541,7 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result, a
     case BatchResult::Kind::kRetryable: {
       // Only a throttle can be part of a known rate-independent loss; 5xx,
       // timeouts and connection errors keep the growing backoff.
-      const double loss_floor = result.throttled ? RateIndependentLoss(limiter_) : 0.0;
+      const bool rate_independent = result.throttled && limiter_.LossIsRateIndependent();
       // Only throttling lowers the rate: 5xx, timeouts and connection errors
       // say nothing about the table's capacity, and backoff spaces them.
       // A throttle DynamoDB blames only on hot partition-key ranges says
@@ -581,7 +557,8 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result, a
       }
       for (Impl::Entry* e : group) {
         if (result.never_sent) ++e->free_attempts;
-        m.Retry(e, now, result.error_code, result.message, result.retry_after, loss_floor, results);
+        m.Retry(e, now, result.error_code, result.message, result.retry_after, rate_independent,
+                results);
       }
       break;
     }
