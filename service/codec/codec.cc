@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "service/codec/number.h"
 #include "service/codec/text.h"
@@ -20,6 +21,7 @@ using codec_internal::ParseNumber;
 using dynamobatcher::v1::AttributeValue;
 using dynamobatcher::v1::Item;
 using dynamobatcher::v1::WriteOp;
+namespace wire = dynamobatcher::internal;
 
 namespace {
 
@@ -364,10 +366,75 @@ bool ValueEncoder::EncodeList(const AttributeValue& v, int depth) {
   return true;
 }
 
-// "op 17: " — every message starts with the op id.
-std::string OpPrefix(const WriteOp& op) { return absl::StrCat("op ", op.id(), ": "); }
+// An item's attributes, the same for the API's map and for the repeated
+// entries of the Write stream's parse (internal/write_request.proto). Of
+// entries with one name only the last counts, as a map parse keeps it.
+template <typename F>
+void ForEachAttribute(const Item& item, F f) {
+  for (const auto& [name, value] : item.attributes()) {
+    if (!f(name, value)) return;
+  }
+}
 
-bool Reject(const WriteOp& op, const char* code, absl::string_view message, EncodedWrite* out,
+template <typename F>
+void ForEachAttribute(const wire::Item& item, F f) {
+  const auto& attrs = item.attributes();
+  const int n = attrs.size();
+  // Items are small: a later entry of the same name is looked for pairwise;
+  // past this size a set of the names seen (walking back) does it.
+  constexpr int kPairwiseNames = 16;
+  if (n <= kPairwiseNames) {
+    for (int i = 0; i < n; ++i) {
+      bool later = false;
+      for (int j = i + 1; j < n && !later; ++j) later = attrs[j].key() == attrs[i].key();
+      if (later) continue;
+      if (!f(attrs[i].key(), attrs[i].value())) return;
+    }
+    return;
+  }
+  absl::flat_hash_set<absl::string_view> seen;
+  std::vector<int> last;  // indexes of each name's last entry, back to front
+  for (int i = n - 1; i >= 0; --i) {
+    if (seen.insert(attrs[i].key()).second) last.push_back(i);
+  }
+  for (auto it = last.rbegin(); it != last.rend(); ++it) {
+    if (!f(attrs[*it].key(), attrs[*it].value())) return;
+  }
+}
+
+// One raw entry of either form (EstimateJsonBytes, which may count a
+// replaced entry too).
+const std::string& AttributeName(const google::protobuf::MapPair<std::string, AttributeValue>& p) {
+  return p.first;
+}
+const AttributeValue& AttributeValueOf(
+    const google::protobuf::MapPair<std::string, AttributeValue>& p) {
+  return p.second;
+}
+const std::string& AttributeName(const wire::Attribute& a) { return a.key(); }
+const AttributeValue& AttributeValueOf(const wire::Attribute& a) { return a.value(); }
+
+const AttributeValue* FindAttribute(const Item& item, const std::string& name) {
+  auto it = item.attributes().find(name);
+  return it == item.attributes().end() ? nullptr : &it->second;
+}
+
+const AttributeValue* FindAttribute(const wire::Item& item, const std::string& name) {
+  const auto& attrs = item.attributes();
+  for (int i = attrs.size() - 1; i >= 0; --i) {  // the last of a name wins
+    if (attrs[i].key() == name) return &attrs[i].value();
+  }
+  return nullptr;
+}
+
+// "op 17: " — every message starts with the op id.
+template <typename Op>
+std::string OpPrefix(const Op& op) {
+  return absl::StrCat("op ", op.id(), ": ");
+}
+
+template <typename Op>
+bool Reject(const Op& op, const char* code, absl::string_view message, EncodedWrite* out,
             Rejection* rejection) {
   rejection->code = code;
   rejection->message = absl::StrCat(OpPrefix(op), message);
@@ -411,18 +478,19 @@ std::string TableLabel(const TableSchema& schema) {
 
 // Checks one key attribute of the op's item and appends its canonical part
 // to out->key.
-bool CheckKeyAttribute(const WriteOp& op, const Item& item, const TableSchema& schema,
+template <typename Op, typename ItemT>
+bool CheckKeyAttribute(const Op& op, const ItemT& item, const TableSchema& schema,
                        const KeyAttribute& key, bool is_sort_key, EncodedWrite* out,
                        Rejection* rejection) {
-  auto it = item.attributes().find(key.name);
-  if (it == item.attributes().end()) {
+  const AttributeValue* found = FindAttribute(item, key.name);
+  if (found == nullptr) {
     return Reject(
         op, "KeyMissing",
         absl::StrCat(KeyLabel(key), " (type ", KeyTypeName(key.type), ", ", TableLabel(schema),
                      ") is missing from ", op.has_put() ? "the put item" : "delete_key"),
         out, rejection);
   }
-  const AttributeValue& v = it->second;
+  const AttributeValue& v = *found;
   if (v.value_case() != CaseFor(key.type)) {
     return Reject(op, "KeyTypeMismatch",
                   absl::StrCat(KeyLabel(key), " must be of type ", KeyTypeName(key.type), " (",
@@ -476,9 +544,14 @@ bool IsKeyName(const TableSchema& schema, const std::string& name) {
 // About how many bytes the item's DynamoDB JSON takes (exact for string
 // attributes), so the request element is allocated once instead of growing
 // through several reallocations and copies.
-size_t EstimateJsonBytes(const Item& item) {
+template <typename ItemT>
+size_t EstimateJsonBytes(const ItemT& item) {
   size_t n = 26;  // {"PutRequest":{"Item":{ ... }}}
-  for (const auto& [name, value] : item.attributes()) {
+  // Entries a later one of the same name replaces are counted too: an
+  // estimate, and such items are rare.
+  for (const auto& attr : item.attributes()) {
+    const std::string& name = AttributeName(attr);
+    const AttributeValue& value = AttributeValueOf(attr);
     n += name.size() + 12;  // "name":{"S":"..."} and a comma
     switch (value.value_case()) {
       case AttributeValue::kS:
@@ -500,17 +573,17 @@ size_t EstimateJsonBytes(const Item& item) {
 
 // EncodeWriteOp's work, filling the caller's result in place (the hot path
 // builds the JSON once, straight into the EncodedWrite that is kept).
-bool EncodeInto(const WriteOp& op, const TableSchema& schema, EncodedWrite* out,
-                Rejection* rejection) {
+template <typename Op>
+bool EncodeInto(const Op& op, const TableSchema& schema, EncodedWrite* out, Rejection* rejection) {
   out->key.clear();
   out->request_json.clear();
   out->item_size = 0;
-  if (op.op_case() == WriteOp::OP_NOT_SET) {
+  if (op.op_case() == Op::OP_NOT_SET) {
     return Reject(op, "NoOperation", "neither put nor delete_key is set (exactly one is required)",
                   out, rejection);
   }
   out->is_delete = op.has_delete_key();
-  const Item& item = out->is_delete ? op.delete_key() : op.put();
+  const auto& item = out->is_delete ? op.delete_key() : op.put();
 
   if (!CheckKeyAttribute(op, item, schema, schema.partition_key, false, out, rejection)) {
     return false;
@@ -519,17 +592,20 @@ bool EncodeInto(const WriteOp& op, const TableSchema& schema, EncodedWrite* out,
       !CheckKeyAttribute(op, item, schema, *schema.sort_key, true, out, rejection)) {
     return false;
   }
+  bool ok = true;
   if (out->is_delete) {
-    for (const auto& [name, value] : item.attributes()) {
-      if (IsKeyName(schema, name)) continue;
+    ForEachAttribute(item, [&](const std::string& name, const AttributeValue&) {
+      if (IsKeyName(schema, name)) return true;
       std::string msg = "delete_key holds attribute ";
       AppendQuotedForMessage(name, &msg);
       absl::StrAppend(&msg, ", which is not part of the primary key (", KeyNames(schema),
                       ") of table ");
       AppendQuotedForMessage(schema.name, &msg);
       msg.append("; a delete takes only the key attributes");
-      return Reject(op, "DeleteKeyNotKeyOnly", msg, out, rejection);
-    }
+      ok = Reject(op, "DeleteKeyNotKeyOnly", msg, out, rejection);
+      return false;
+    });
+    if (!ok) return false;
   }
 
   std::string& json = out->request_json;
@@ -537,16 +613,18 @@ bool EncodeInto(const WriteOp& op, const TableSchema& schema, EncodedWrite* out,
   json.append(out->is_delete ? "{\"DeleteRequest\":{\"Key\":{" : "{\"PutRequest\":{\"Item\":{");
   ValueEncoder encoder(&json);
   bool first = true;
-  for (const auto& [name, value] : item.attributes()) {
+  ForEachAttribute(item, [&](const std::string& name, const AttributeValue& value) {
     if (name.empty()) {
-      return Reject(op, "EmptyAttributeName",
-                    "attribute name is empty (names must be at least 1 byte)", out, rejection);
+      ok = Reject(op, "EmptyAttributeName",
+                  "attribute name is empty (names must be at least 1 byte)", out, rejection);
+      return false;
     }
     if (!IsValidUtf8(name)) {
       std::string msg = "attribute name ";
       AppendQuotedForMessage(name, &msg);
       msg.append(" is not valid UTF-8");
-      return Reject(op, "InvalidUtf8", msg, out, rejection);
+      ok = Reject(op, "InvalidUtf8", msg, out, rejection);
+      return false;
     }
     if (name.size() > kMaxAttributeNameBytes) {
       std::string msg = "attribute name ";
@@ -554,7 +632,8 @@ bool EncodeInto(const WriteOp& op, const TableSchema& schema, EncodedWrite* out,
       absl::StrAppend(&msg, "... is ", name.size(),
                       " bytes; DynamoDB requires attribute names to be less than 64 KB (at most ",
                       kMaxAttributeNameBytes, " bytes)");
-      return Reject(op, "AttributeNameTooLong", msg, out, rejection);
+      ok = Reject(op, "AttributeNameTooLong", msg, out, rejection);
+      return false;
     }
     if (!first) json.push_back(',');
     first = false;
@@ -564,9 +643,12 @@ bool EncodeInto(const WriteOp& op, const TableSchema& schema, EncodedWrite* out,
     if (!encoder.Encode(value, 0)) {
       EncodeError& e = encoder.error();
       e.path.push_back(PathStep{&name, 0});
-      return Reject(op, e.code, absl::StrCat(RenderPath(e.path), ": ", e.detail), out, rejection);
+      ok = Reject(op, e.code, absl::StrCat(RenderPath(e.path), ": ", e.detail), out, rejection);
+      return false;
     }
-  }
+    return true;
+  });
+  if (!ok) return false;
   json.append("}}}");
   out->item_size = encoder.size();
   if (out->item_size > kMaxItemBytes) {
@@ -582,6 +664,13 @@ bool EncodeInto(const WriteOp& op, const TableSchema& schema, EncodedWrite* out,
 }  // namespace
 
 EncodeResult EncodeWriteOp(const WriteOp& op, const TableSchema& schema) {
+  EncodeResult result;
+  Rejection why;
+  if (!EncodeInto(op, schema, &result.write, &why)) result.rejection = std::move(why);
+  return result;
+}
+
+EncodeResult EncodeWriteOp(const wire::WriteOp& op, const TableSchema& schema) {
   EncodeResult result;
   Rejection why;
   if (!EncodeInto(op, schema, &result.write, &why)) result.rejection = std::move(why);

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "dynamobatcher/internal/write_request.pb.h"
 #include "dynamobatcher/v1/batcher.pb.h"
 #include "service/common/types.h"
 
@@ -38,6 +39,11 @@ struct EncodeResult {
 // value); numbers by DynamoDB's rules; key strings/binaries non-empty; item
 // size <= 400 KB by DynamoDB's size rules; nesting <= 32 levels.
 EncodeResult EncodeWriteOp(const dynamobatcher::v1::WriteOp& op, const TableSchema& schema);
+
+// The same for an op of the Write stream's own parse (wire-identical to v1;
+// internal/write_request.proto): the same result for the same bytes, except
+// the order of attributes in request_json (a map's order is its own).
+EncodeResult EncodeWriteOp(const dynamobatcher::internal::WriteOp& op, const TableSchema& schema);
 
 // Validates a DynamoDB number (up to 38 significant digits, magnitude in
 // 1E-130 .. 9.9999999999999999999999999999999999999E+125, or zero) and

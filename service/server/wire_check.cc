@@ -147,10 +147,15 @@ std::string DiagnoseParseFailure(const Descriptor* type, absl::string_view bytes
 }
 
 bool ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* out, std::string* why) {
+  return ParseRequest(raw, out, out->GetDescriptor(), why);
+}
+
+bool ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* out,
+                  const google::protobuf::Descriptor* explain_as, std::string* why) {
   const std::string bytes = Flatten(raw);
   if (out->ParseFromString(bytes)) return true;
-  *why = absl::StrCat(out->GetDescriptor()->name(),
-                      " does not parse: ", DiagnoseParseFailure(out->GetDescriptor(), bytes));
+  *why = absl::StrCat(explain_as->name(),
+                      " does not parse: ", DiagnoseParseFailure(explain_as, bytes));
   return false;
 }
 

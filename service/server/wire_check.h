@@ -19,6 +19,12 @@ namespace dynamo_batcher {
 // `ops[3].put.attributes[0].value.s: invalid UTF-8 in a string field`.
 bool ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* out, std::string* why);
 
+// The same, parsing into `out` but explaining a failure as `explain_as` (a
+// wire-identical type, e.g. the API's dynamobatcher.v1.WriteRequest for the
+// sidecar's private view of it), so clients read their own field names.
+bool ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* out,
+                  const google::protobuf::Descriptor* explain_as, std::string* why);
+
 // Explains why `bytes` does not parse as `type`: the path of the first field
 // that breaks a rule protobuf's parser enforces (invalid UTF-8 in a string
 // field, nesting deeper than the parser's recursion limit, malformed wire

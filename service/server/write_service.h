@@ -77,9 +77,12 @@ class WriteBatcherService final : public RawWriteBatcherService {
   // once draining, the gRPC server can stop without its shutdown grace.
   bool idle() const { return active_streams_.load() == 0 && unary_calls_.load() == 0; }
 
-  // Validates and encodes one op. Returns true with `*table` and `*op` set,
-  // or false with `*rejected` filled (and the rejection counted).
-  bool PrepareOp(const dynamobatcher::v1::WriteOp& wire, absl::Time now, int* table, Op* op,
+  // Validates and encodes one op: a dynamobatcher::v1::WriteOp (unary
+  // calls) or a dynamobatcher::internal::WriteOp (the Write stream's parse).
+  // Returns true with `*table` and `*op` set, or false with `*rejected`
+  // filled (and the rejection counted).
+  template <typename WireOp>
+  bool PrepareOp(const WireOp& wire, absl::Time now, int* table, Op* op,
                  dynamobatcher::v1::WriteResult* rejected);
 
   // Counts a message that did not parse (`rpc`: Write, Put, Delete, Flush).

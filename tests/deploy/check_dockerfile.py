@@ -32,6 +32,7 @@ BUILD_CMD = ("cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "
              "-DDYNAMO_BATCHER_BUILD_TESTS=OFF")
 BUILD_TARGETS = "cmake --build build --target dynamo-batcher batchctl"
 NEEDED_IN_CONTEXT = ["CMakeLists.txt", "proto/dynamobatcher/v1/batcher.proto",
+                     "proto/dynamobatcher/internal/write_request.proto",
                      "service/CMakeLists.txt", "client/CMakeLists.txt",
                      "deploy/container-config.yaml"]
 

@@ -1,6 +1,8 @@
 // libFuzzer target for the codec: arbitrary bytes as a serialized WriteOp
 // through EncodeWriteOp, and as raw text through CanonicalNumber and
-// Base64Decode. Checks invariants, not just absence of crashes.
+// Base64Decode. Checks invariants, not just absence of crashes. The same
+// bytes also as the Write stream's private view of a WriteOp
+// (internal/write_request.proto): it must parse and encode alike.
 
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +10,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "dynamobatcher/internal/write_request.pb.h"
 #include "dynamobatcher/v1/batcher.pb.h"
 #include "google/protobuf/stubs/logging.h"
 #include "service/codec/codec.h"
@@ -44,8 +47,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view raw(reinterpret_cast<const char*>(data), size);
 
   dynamobatcher::v1::WriteOp op;
-  if (op.ParseFromArray(data, static_cast<int>(size))) {
+  dynamobatcher::internal::WriteOp view;
+  const bool parsed = op.ParseFromArray(data, static_cast<int>(size));
+  Check(parsed == view.ParseFromArray(data, static_cast<int>(size)));
+  if (parsed) {
     dynamo_batcher::EncodeResult encoded = dynamo_batcher::EncodeWriteOp(op, Schema());
+    dynamo_batcher::EncodeResult viewed = dynamo_batcher::EncodeWriteOp(view, Schema());
+    Check(encoded.ok() == viewed.ok());
+    if (encoded.ok()) {
+      // Attribute order in the JSON may differ (a map's order is its own).
+      Check(encoded.write.key == viewed.write.key);
+      Check(encoded.write.item_size == viewed.write.item_size);
+      Check(encoded.write.is_delete == viewed.write.is_delete);
+      Check(encoded.write.request_json.size() == viewed.write.request_json.size());
+    }
     const dynamo_batcher::EncodedWrite& out = encoded.write;
     if (encoded.ok()) {
       Check(!out.key.empty());

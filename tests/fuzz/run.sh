@@ -22,7 +22,8 @@ mkdir -p "$OUT/gen"
 CXX=${FUZZ_CXX:-clang++}
 command -v "$CXX" >/dev/null || { echo "fuzz: $CXX not found (Debian: clang, libclang-rt-14-dev)"; exit 1; }
 
-protoc --cpp_out="$OUT/gen" -I "$ROOT/proto" "$ROOT/proto/dynamobatcher/v1/batcher.proto"
+protoc --cpp_out="$OUT/gen" -I "$ROOT/proto" "$ROOT/proto/dynamobatcher/v1/batcher.proto" \
+  "$ROOT/proto/dynamobatcher/internal/write_request.proto"
 
 FLAGS=(-std=c++17 -g -O1 -fno-omit-frame-pointer
        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
@@ -31,7 +32,7 @@ FLAGS=(-std=c++17 -g -O1 -fno-omit-frame-pointer
 ABSL_LIBS=$(pkg-config --libs absl_status absl_statusor absl_strings absl_str_format absl_time \
             absl_flat_hash_map absl_flat_hash_set absl_hash absl_raw_hash_set absl_synchronization)
 CODEC=("$ROOT"/service/codec/codec.cc "$ROOT"/service/codec/number.cc "$ROOT"/service/codec/text.cc)
-PB="$OUT/gen/dynamobatcher/v1/batcher.pb.cc"
+PB="$OUT/gen/dynamobatcher/v1/batcher.pb.cc $OUT/gen/dynamobatcher/internal/write_request.pb.cc"
 
 declare -A SOURCES LIBS
 SOURCES[codec]="$ROOT/tests/fuzz/codec_fuzz.cc ${CODEC[*]} $PB"
