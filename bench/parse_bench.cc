@@ -77,7 +77,8 @@ int main(int argc, char** argv) {
     options.start_block_size = 16 * 1024;
     options.max_block_size = 32 * 1024;
     google::protobuf::Arena arena(options);
-    auto* req = google::protobuf::Arena::CreateMessage<dynamobatcher::internal::WriteRequest>(&arena);
+    auto* req =
+        google::protobuf::Arena::CreateMessage<dynamobatcher::internal::WriteRequest>(&arena);
     if (!req->ParseFromString(bytes)) std::abort();
     for (const auto& op : req->ops()) {
       sink += dynamo_batcher::EncodeWriteOp(op, schema).write.request_json.size();

@@ -17,6 +17,8 @@ constexpr size_t kMaxItemsPerCall = 25;
 // {"RequestItems":{"<table>":[...]},"ReturnConsumedCapacity":"TOTAL"} with
 // room for a long table name.
 constexpr size_t kBodyOverheadBytes = 100;
+// Key-index lookups are prefetched this many entries ahead (PrefetchKey).
+constexpr size_t kPrefetchAhead = 4;
 // Recycled entries kept around to avoid an allocation per op.
 constexpr size_t kMaxFreeEntries = 4096;
 // Key-index capacity kept when a table drains (~200 KB); beyond it the index
@@ -365,7 +367,10 @@ struct TableBatcher::Impl {
     batch.is_bisect = is_bisect;
     batch.request_jsons.reserve(group.size());
     batch.keys.reserve(group.size());
-    for (Entry* e : group) {
+    for (size_t i = 0; i < group.size(); ++i) {
+      Entry* e = group[i];
+      if (i + kPrefetchAhead < group.size())
+        keys.prefetch(group[i + kPrefetchAhead]->head.write.key);
       if (e->state == State::kReady) {
         // Leaves the key's "next" slot for its "in flight" slot; later
         // writes to the key now wait behind it.
@@ -463,6 +468,8 @@ void TableBatcher::Add(Op op, absl::Time now) {
   }
 }
 
+void TableBatcher::PrefetchKey(const std::string& key) const { impl_->keys.prefetch(key); }
+
 std::optional<Batch> TableBatcher::TakeBatch(absl::Time now) {
   Impl& m = *impl_;
   m.PruneHolds(now);
@@ -507,7 +514,12 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result, a
   switch (result.kind) {
     case BatchResult::Kind::kSuccess: {
       if (result.unprocessed_keys.empty()) {
-        for (Impl::Entry* e : group) m.Written(e, now, results);
+        for (size_t i = 0; i < group.size(); ++i) {
+          if (i + kPrefetchAhead < group.size()) {
+            m.keys.prefetch(group[i + kPrefetchAhead]->head.write.key);
+          }
+          m.Written(group[i], now, results);
+        }
         limiter_.OnResult(sent, 0, false, now);
         break;
       }

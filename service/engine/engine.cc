@@ -252,7 +252,12 @@ void Engine::Run() {
     for (auto& [t, batch] : ops) {
       Table& table = *tables_[t];
       table.outstanding[table.epoch] += batch.size();
-      for (Op& op : batch) {
+      constexpr size_t kPrefetchAhead = 4;  // ops whose key lookup is started early
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (i + kPrefetchAhead < batch.size()) {
+          table.batcher->PrefetchKey(batch[i + kPrefetchAhead].write.key);
+        }
+        Op& op = batch[i];
         op.epoch = table.epoch;
         table.batcher->Add(std::move(op), now);
       }

@@ -70,7 +70,8 @@ class Gen {
       case 3: {
         auto* ss = v->mutable_ss();
         const int n = maybe_bad ? Int(0, 3) : Int(1, 3);
-        for (int i = 0; i < n; ++i) ss->add_values(maybe_bad ? Text(false) : "m" + std::to_string(i));
+        for (int i = 0; i < n; ++i)
+          ss->add_values(maybe_bad ? Text(false) : "m" + std::to_string(i));
         break;
       }
       case 4: {
