@@ -303,8 +303,15 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
       }
       const std::string* last_name = nullptr;
       int table = -1;
+      // A result waiting to be sent holds memory: it counts against the
+      // budget until written, so a client that does not read is bounded.
+      // Charged once per run of one table's results (the budget counters
+      // are shared with every thread; one update per result bounced them).
+      uint64_t charge = 0;
       for (OpResult& result : *results) {
         if (result.op.table != last_name) {
+          if (table >= 0 && charge > 0) engine->Charge(table, charge);
+          charge = 0;
           last_name = result.op.table;
           table = last_name != nullptr ? engine->TableIndex(*last_name) : -1;
         }
@@ -312,11 +319,10 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
         p.size = AppendResultEntry(result, &pending_wire_);
         p.table = table;
         p.bytes = p.size + sizeof(Pending);
-        // A result waiting to be sent holds memory: it counts against the
-        // budget until written, so a client that does not read is bounded.
-        if (table >= 0) engine->Charge(table, p.bytes);
+        if (table >= 0) charge += p.bytes;
         pending_.push_back(p);
       }
+      if (table >= 0 && charge > 0) engine->Charge(table, charge);
       start = TakeWriteLocked();
       if (!start) finish = ShouldFinishLocked();
     }
@@ -538,7 +544,13 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
       const Pending& p = pending_.front();
       if (n > 0 && bytes + p.size > max) break;
       bytes += p.size;
-      if (p.table >= 0) out_charges_.emplace_back(p.table, p.bytes);
+      if (p.table >= 0) {  // released when written, once per run of one table
+        if (!out_charges_.empty() && out_charges_.back().first == p.table) {
+          out_charges_.back().second += p.bytes;
+        } else {
+          out_charges_.emplace_back(p.table, p.bytes);
+        }
+      }
       pending_.pop_front();
       ++n;
     }
