@@ -19,8 +19,10 @@ constexpr size_t kMaxItemsPerCall = 25;
 constexpr size_t kBodyOverheadBytes = 100;
 // Key-index lookups are prefetched this many entries ahead (PrefetchKey).
 constexpr size_t kPrefetchAhead = 4;
-// Recycled entries kept around to avoid an allocation per op.
+// Recycled entries (and key states) kept around to avoid an allocation per op.
 constexpr size_t kMaxFreeEntries = 4096;
+// A recycled key state keeps its key's buffer up to this size.
+constexpr size_t kKeepKeyBytes = 64;
 // Key-index capacity kept when a table drains (~200 KB); beyond it the index
 // is released so an idle sidecar's RSS falls back after a burst.
 constexpr size_t kKeepKeyCapacity = 4096;
@@ -140,6 +142,9 @@ struct TableBatcher::Impl {
   // `ks` has neither an in-flight nor a next entry: the key leaves the index.
   void RemoveKey(KeyState* ks) {
     keys.erase(absl::string_view(ks->key));
+    // A recycled state keeps a short key's buffer for the next key; a long
+    // one's (keys reach 3 KB) is freed, so the pool stays small when idle.
+    if (ks->key.capacity() > kKeepKeyBytes) std::string().swap(ks->key);
     if (free_keys.size() < kMaxFreeEntries) {
       free_keys.push_back(ks);
     } else {
