@@ -17,8 +17,6 @@ constexpr size_t kMaxItemsPerCall = 25;
 // {"RequestItems":{"<table>":[...]},"ReturnConsumedCapacity":"TOTAL"} with
 // room for a long table name.
 constexpr size_t kBodyOverheadBytes = 100;
-// Key-index lookups are prefetched this many entries ahead (PrefetchKey).
-constexpr size_t kPrefetchAhead = 4;
 // Recycled entries (and key states) kept around to avoid an allocation per op.
 constexpr size_t kMaxFreeEntries = 4096;
 // A recycled key state keeps its key's buffer up to this size.
@@ -139,8 +137,10 @@ struct TableBatcher::Impl {
     return *it;
   }
 
-  // `ks` has neither an in-flight nor a next entry: the key leaves the index.
-  void RemoveKey(KeyState* ks) {
+  // The key leaves the index once it has neither an in-flight nor a next
+  // entry; its state is recycled, so no entry may point to it after.
+  void RemoveKeyIfUnused(KeyState* ks) {
+    if (ks->inflight != nullptr || ks->next != nullptr) return;
     keys.erase(absl::string_view(ks->key));
     // A recycled state keeps a short key's buffer for the next key; a long
     // one's (keys reach 3 KB) is freed, so the pool stays small when idle.
@@ -313,7 +313,7 @@ struct TableBatcher::Impl {
     if (ks == nullptr) return;  // cannot happen; be safe
     if (ks->inflight == e) ks->inflight = nullptr;
     if (ks->next != nullptr && ks->next->state == State::kBlocked) Wake(ks->next, now);
-    if (ks->inflight == nullptr && ks->next == nullptr) RemoveKey(ks);
+    RemoveKeyIfUnused(ks);
   }
 
   void Written(Entry* e, absl::Time now, std::vector<OpResult>* results) {
@@ -378,7 +378,7 @@ struct TableBatcher::Impl {
           absl::StrCat(what, "; last error: ", code, message.empty() ? "" : ": ", message);
       EmitFailed(e, decision.code(), msg, results);
       Release(e);
-      RemoveKey(ks);  // neither in flight nor next any more
+      RemoveKeyIfUnused(ks);  // neither in flight nor next any more
       return;
     }
     e->state = State::kBackoff;
@@ -661,7 +661,7 @@ void TableBatcher::OnBatchResult(uint64_t batch_id, const BatchResult& result, a
 void TableBatcher::FailQueued(const std::string& code, const std::string& message,
                               std::vector<OpResult>* results) {
   Impl& m = *impl_;
-  std::vector<Impl::KeyState*> emptied;
+  std::vector<Impl::KeyState*> emptied;  // not erased while the index is walked
   for (Impl::KeyState* ks : m.keys) {
     if (ks->next != nullptr) {
       m.EmitFailed(ks->next, code, message, results);
@@ -673,9 +673,9 @@ void TableBatcher::FailQueued(const std::string& code, const std::string& messag
       m.Release(ks->inflight);
       ks->inflight = nullptr;
     }
-    if (ks->inflight == nullptr) emptied.push_back(ks);
+    emptied.push_back(ks);
   }
-  for (Impl::KeyState* ks : emptied) m.RemoveKey(ks);
+  for (Impl::KeyState* ks : emptied) m.RemoveKeyIfUnused(ks);
   m.ready.clear();
   m.bisect.clear();
   m.backoff = {};

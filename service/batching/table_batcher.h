@@ -100,8 +100,9 @@ class TableBatcher {
   // Hints that `key` is about to be added or answered: its slot of the key
   // index is fetched into the cache while earlier ops are handled. At
   // saturation the index holds ~10^5 keys and a lookup is mostly a cache
-  // miss; the engine calls this a few ops ahead. No effect on behaviour.
+  // miss; callers prefetch kPrefetchAhead ops ahead. No effect on behaviour.
   void PrefetchKey(const std::string& key) const;
+  static constexpr size_t kPrefetchAhead = 4;
 
   // The next batch to send now, or nullopt. Call until nullopt. Respects
   // the cut rules, in-flight concurrency and the rate limiter.

@@ -252,11 +252,9 @@ void Engine::Run() {
     for (auto& [t, batch] : ops) {
       Table& table = *tables_[t];
       table.outstanding[table.epoch] += batch.size();
-      constexpr size_t kPrefetchAhead = 4;  // ops whose key lookup is started early
+      constexpr size_t kAhead = TableBatcher::kPrefetchAhead;
       for (size_t i = 0; i < batch.size(); ++i) {
-        if (i + kPrefetchAhead < batch.size()) {
-          table.batcher->PrefetchKey(batch[i + kPrefetchAhead].write.key);
-        }
+        if (i + kAhead < batch.size()) table.batcher->PrefetchKey(batch[i + kAhead].write.key);
         Op& op = batch[i];
         op.epoch = table.epoch;
         table.batcher->Add(std::move(op), now);
