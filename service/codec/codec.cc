@@ -661,20 +661,22 @@ bool EncodeInto(const Op& op, const TableSchema& schema, EncodedWrite* out, Reje
   return true;
 }
 
-}  // namespace
-
-EncodeResult EncodeWriteOp(const WriteOp& op, const TableSchema& schema) {
+template <typename Op>
+EncodeResult Encode(const Op& op, const TableSchema& schema) {
   EncodeResult result;
   Rejection why;
   if (!EncodeInto(op, schema, &result.write, &why)) result.rejection = std::move(why);
   return result;
 }
 
+}  // namespace
+
+EncodeResult EncodeWriteOp(const WriteOp& op, const TableSchema& schema) {
+  return Encode(op, schema);
+}
+
 EncodeResult EncodeWriteOp(const wire::WriteOp& op, const TableSchema& schema) {
-  EncodeResult result;
-  Rejection why;
-  if (!EncodeInto(op, schema, &result.write, &why)) result.rejection = std::move(why);
-  return result;
+  return Encode(op, schema);
 }
 
 absl::StatusOr<std::string> CanonicalNumber(absl::string_view text) {
