@@ -11,6 +11,7 @@
 #include "rapidjson/document.h"
 #include "service/codec/codec.h"
 #include "service/codec/text.h"
+#include "tests/support/schemas.h"
 
 namespace dynamo_batcher {
 namespace {
@@ -102,14 +103,7 @@ WriteOp Delete(uint64_t id, const Attrs& attrs) {
   return op;
 }
 
-// events: pk S + sk N.
-TableSchema EventsSchema() {
-  TableSchema s;
-  s.name = "events";
-  s.partition_key = {"pk", KeyType::kS};
-  s.sort_key = KeyAttribute{"sk", KeyType::kN};
-  return s;
-}
+using test_support::EventsSchema;  // events: pk S + sk N
 
 // users: pk S only.
 TableSchema UsersSchema() {

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
 #include "service/codec/codec.h"
+#include "tests/support/schemas.h"
 
 namespace dynamo_batcher {
 namespace {
@@ -24,13 +25,7 @@ namespace {
 namespace v1 = ::dynamobatcher::v1;
 namespace wire = ::dynamobatcher::internal;
 
-TableSchema Schema() {
-  TableSchema s;
-  s.name = "events";
-  s.partition_key = {"pk", KeyType::kS};
-  s.sort_key = KeyAttribute{"sk", KeyType::kN};
-  return s;
-}
+using test_support::EventsSchema;
 
 class Gen {
  public:
@@ -274,7 +269,7 @@ bool Agree(const std::string& bytes, const TableSchema& schema, Tally* tally) {
 
 TEST(WireView, ParsesAndEncodesLikeTheApiMessage) {
   google::protobuf::SetLogHandler(nullptr);  // invalid UTF-8 is expected input
-  const TableSchema schema = Schema();
+  const TableSchema schema = EventsSchema();
   Gen gen(20261202);
   Tally tally;
   for (int i = 0; i < 20000; ++i) {
@@ -290,7 +285,7 @@ TEST(WireView, ParsesAndEncodesLikeTheApiMessage) {
 
 TEST(WireView, MutatedBytesParseAndEncodeAlike) {
   google::protobuf::SetLogHandler(nullptr);
-  const TableSchema schema = Schema();
+  const TableSchema schema = EventsSchema();
   Gen gen(7);
   Tally tally;
   for (int i = 0; i < 20000; ++i) {
@@ -342,14 +337,14 @@ TEST(WireView, LastEntryOfANameWins) {
   item->mutable_attributes(2)->mutable_value()->set_n("1");
   add("pk", "second");
   add("a", "y");
-  const EncodeResult r = EncodeWriteOp(op, Schema());
+  const EncodeResult r = EncodeWriteOp(op, EventsSchema());
   ASSERT_TRUE(r.ok()) << r.rejection->message;
   EXPECT_NE(r.write.request_json.find("\"second\""), std::string::npos) << r.write.request_json;
   EXPECT_EQ(r.write.request_json.find("\"first\""), std::string::npos) << r.write.request_json;
   EXPECT_EQ(r.write.request_json.find("\"x\""), std::string::npos) << r.write.request_json;
   v1::WriteOp api;
   ASSERT_TRUE(api.ParseFromString(op.SerializeAsString()));
-  EXPECT_EQ(EncodeWriteOp(api, Schema()).write.key, r.write.key);
+  EXPECT_EQ(EncodeWriteOp(api, EventsSchema()).write.key, r.write.key);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "service/auth/sigv4.h"
 #include "service/codec/codec.h"
 #include "tests/support/fake_transport.h"
+#include "tests/support/schemas.h"
 
 namespace dynamo_batcher {
 namespace {
@@ -22,14 +23,6 @@ HttpResponse Http(long status, std::string body) {
 }
 
 absl::Time Aug30() { return absl::FromUnixSeconds(1440938160); }  // 2015-08-30T12:36:00Z
-
-TableSchema Events() {
-  TableSchema s;
-  s.name = "events";
-  s.partition_key = {"pk", KeyType::kS};
-  s.sort_key = KeyAttribute{"sk", KeyType::kN};
-  return s;
-}
 
 TEST(DynamoDbClient, DefaultEndpointComesFromTheRegion) {
   FakeTransport t;
@@ -130,7 +123,7 @@ TEST(DynamoDbClient, MissingCredentialsAreRetryableAndNothingIsSent) {
   EXPECT_EQ(c.SignedRequest("X", "{}", Aug30()).status().code(),
             absl::StatusCode::kFailedPrecondition);
   bool called = false;
-  c.BatchWriteItem(Events(), "{}", [&](BatchWriteResponse r) {
+  c.BatchWriteItem(test_support::EventsSchema(), "{}", [&](BatchWriteResponse r) {
     called = true;
     EXPECT_EQ(r.result.kind, BatchResult::Kind::kRetryable);
     EXPECT_TRUE(absl::StrContains(r.result.message, "AWS_ACCESS_KEY_ID"));
@@ -148,7 +141,7 @@ TEST(DynamoDbClient, BatchWriteItemSendsTheBodyAndParsesTheAnswer) {
       R"({"UnprocessedItems":{"events":[{"PutRequest":{"Item":{"pk":{"S":"a"},"sk":{"N":"2"}}}}]},
       "ConsumedCapacity":[{"TableName":"events","CapacityUnits":2}]})"));
   std::optional<BatchWriteResponse> got;
-  c.BatchWriteItem(Events(), R"({"RequestItems":{"events":[]}})",
+  c.BatchWriteItem(test_support::EventsSchema(), R"({"RequestItems":{"events":[]}})",
                    [&](BatchWriteResponse r) { got = std::move(r); });
   ASSERT_EQ(t.requests().size(), 1u);
   EXPECT_EQ(t.requests()[0].body, R"({"RequestItems":{"events":[]}})");
@@ -185,7 +178,7 @@ TEST(DynamoDbClient, CreateTableIfMissingToleratesAnExistingTable) {
       400,
       R"({"__type":"com.amazonaws.dynamodb.v20120810#ResourceInUseException","message":"Table already exists: events"})"));
   t.Enqueue(Http(200, R"({"Table":{"TableStatus":"ACTIVE"}})"));
-  ASSERT_TRUE(c.CreateTableIfMissing(Events()).ok());
+  ASSERT_TRUE(c.CreateTableIfMissing(test_support::EventsSchema()).ok());
   ASSERT_EQ(t.requests().size(), 2u);
   EXPECT_EQ(*FindHeader(t.requests()[0], "X-Amz-Target"), "DynamoDB_20120810.CreateTable");
   EXPECT_EQ(*FindHeader(t.requests()[1], "X-Amz-Target"), "DynamoDB_20120810.DescribeTable");
@@ -208,7 +201,7 @@ TEST(DynamoDbClient, CreateTableIfMissingReportsOtherErrors) {
   t.Enqueue(Http(
       400,
       R"({"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"no"})"));
-  const absl::Status s = c.CreateTableIfMissing(Events());
+  const absl::Status s = c.CreateTableIfMissing(test_support::EventsSchema());
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(absl::StrContains(s.message(), "AccessDeniedException")) << s;
   EXPECT_EQ(t.requests().size(), 1u);

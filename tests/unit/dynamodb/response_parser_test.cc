@@ -5,19 +5,14 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "service/codec/codec.h"
+#include "tests/support/schemas.h"
 
 namespace dynamo_batcher {
 namespace {
 
 using Kind = BatchResult::Kind;
 
-TableSchema EventsSchema() {  // S partition key + N sort key
-  TableSchema s;
-  s.name = "events";
-  s.partition_key = {"pk", KeyType::kS};
-  s.sort_key = KeyAttribute{"sk", KeyType::kN};
-  return s;
-}
+using test_support::EventsSchema;  // S partition key + N sort key
 
 TableSchema BlobsSchema() {  // B partition key only
   TableSchema s;
