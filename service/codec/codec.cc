@@ -578,7 +578,7 @@ bool EncodeInto(const Op& op, const TableSchema& schema, EncodedWrite* out, Reje
   out->key.clear();
   out->request_json.clear();
   out->item_size = 0;
-  if (op.op_case() == Op::OP_NOT_SET) {
+  if (!op.has_put() && !op.has_delete_key()) {
     return Reject(op, "NoOperation", "neither put nor delete_key is set (exactly one is required)",
                   out, rejection);
   }
@@ -677,6 +677,13 @@ EncodeResult EncodeWriteOp(const WriteOp& op, const TableSchema& schema) {
 
 EncodeResult EncodeWriteOp(const wire::WriteOp& op, const TableSchema& schema) {
   return Encode(op, schema);
+}
+
+bool ViewNeedsApiParse(const wire::WriteRequest& request) {
+  for (const wire::WriteOp& op : request.ops()) {
+    if (op.has_put() && op.has_delete_key()) return true;
+  }
+  return false;
 }
 
 absl::StatusOr<std::string> CanonicalNumber(absl::string_view text) {

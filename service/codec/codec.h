@@ -42,8 +42,16 @@ EncodeResult EncodeWriteOp(const dynamobatcher::v1::WriteOp& op, const TableSche
 
 // The same for an op of the Write stream's own parse (wire-identical to v1;
 // internal/write_request.proto): the same result for the same bytes, except
-// the order of attributes in request_json (a map's order is its own).
+// the order of attributes in request_json (a map's order is its own), and
+// except an op with both put and delete_key on the wire, which v1's oneof
+// resolves by order and the view cannot (it is encoded as the delete here):
+// a request with such an op is parsed as v1 instead (ViewNeedsApiParse).
 EncodeResult EncodeWriteOp(const dynamobatcher::internal::WriteOp& op, const TableSchema& schema);
+
+// True when an op of `request` has both put and delete_key. v1's `oneof op`
+// keeps the one that came last on the wire; the view keeps both and not
+// their order, so such a request must be parsed and encoded as v1.
+bool ViewNeedsApiParse(const dynamobatcher::internal::WriteRequest& request);
 
 // Validates a DynamoDB number (up to 38 significant digits, magnitude in
 // 1E-130 .. 9.9999999999999999999999999999999999999E+125, or zero) and

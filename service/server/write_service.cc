@@ -196,7 +196,21 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
     ++messages_read_;
     std::string why;
     // Parsed as the private view, explained (if it fails) as the API's type.
-    const bool parsed = ParseRequest(raw_request_, &request_, v1::WriteRequest::descriptor(), &why);
+    bool parsed = ParseRequest(raw_request_, &request_, v1::WriteRequest::descriptor(), &why);
+    request_bytes_ = raw_request_.Length();
+    if (parsed && ViewNeedsApiParse(request_)) {
+      // An op with both put and delete_key: v1's oneof keeps the later one,
+      // which only a v1 parse knows. Rare (no encoder writes both), so the
+      // API's own type, parsed afresh, is good enough.
+      DoneWith(&request_);
+      v1::WriteRequest api;
+      parsed = ParseRequest(raw_request_, &api, &why);
+      raw_request_.Clear();
+      if (parsed) {
+        Process(&api);
+        return;
+      }
+    }
     raw_request_.Clear();
     if (!parsed) {
       service_->CountInvalidMessage("Write");
@@ -208,7 +222,7 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
       StopReading();
       return;
     }
-    Process();
+    Process(&request_);
   }
 
   // The drain began: a stream idle in a read, with every op answered, can
@@ -326,10 +340,35 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
     uint64_t bytes = 0;  // charged to `table`'s budget when table >= 0
   };
 
-  void Process() {
+  // Kept for the next message when this one held at most this many bytes
+  // and ops + attributes: what a reused request keeps (its ops, items,
+  // attributes, names' capacity) stays bounded per stream, as any message a
+  // client sends is. Bigger messages are parsed into a fresh request.
+  static constexpr size_t kReuseMaxBytes = 16 << 10;
+  static constexpr int kReuseMaxObjects = 256;
+
+  // Done with the reused view: cleared for the next message (what it holds
+  // is kept), or replaced if the message was big (see kReuseMaxBytes).
+  void DoneWith(wire::WriteRequest* request) {
+    int objects = request->ops_size();
+    for (const wire::WriteOp& op : request->ops()) {
+      objects += op.put().attributes_size() + op.delete_key().attributes_size();
+    }
+    if (request_bytes_ > kReuseMaxBytes || objects > kReuseMaxObjects) {
+      *request = wire::WriteRequest();
+    } else {
+      request->Clear();
+    }
+  }
+  void DoneWith(v1::WriteRequest* request) { request->Clear(); }
+
+  // Validates, encodes and submits the ops of one message (`request`: the
+  // reused view, or a v1 parse of a message the view cannot answer for).
+  template <typename Request>
+  void Process(Request* request) {
     Engine* engine = service_->engine();
     const absl::Time now = SteadyClock().Now();
-    const int n = request_.ops_size();
+    const int n = request->ops_size();
     std::vector<std::vector<Op>> groups(engine->table_count());
     std::vector<uint64_t> group_bytes(engine->table_count(), 0);
     std::vector<v1::WriteResult> rejected;
@@ -337,7 +376,7 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
       const std::string msg = absl::StrCat(
           "WriteRequest.ops: ", n, " ops in one message, more than server.max_ops_per_message (",
           service_->limits().max_ops_per_message, "); split it");
-      for (const auto& op : request_.ops()) {
+      for (const auto& op : request->ops()) {
         rejected.emplace_back();
         Reject(&rejected.back(), op, "TooManyOps", msg);
         service_->metrics()
@@ -350,7 +389,7 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
         int table = -1;
         Op op;
         v1::WriteResult r;
-        if (service_->PrepareOp(request_.ops(i), now, &table, &op, &r)) {
+        if (service_->PrepareOp(request->ops(i), now, &table, &op, &r)) {
           op.sink = self;
           group_bytes[table] += op.MemoryBytes();
           groups[table].push_back(std::move(op));
@@ -359,7 +398,7 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
         }
       }
     }
-    request_.Clear();
+    DoneWith(request);
     // Each table's ops are reserved and submitted on their own: one table's
     // full budget never holds another table's ops. Per table, ops keep
     // their arrival order (the next message is read only once all are in).
@@ -626,6 +665,7 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
   // from message to message. (An arena per message parsed faster but let a
   // client that never reads grow RSS ~8 MiB more under load: its blocks.)
   wire::WriteRequest request_;
+  size_t request_bytes_ = 0;    // the size of the message in request_
   uint64_t messages_read_ = 0;  // by the read callbacks only (one at a time)
 
   absl::Mutex mu_;

@@ -275,7 +275,10 @@ struct RawRun {
   std::vector<v1::WriteResult> results;
 };
 
-RawRun RawWrite(const Sidecar& sidecar, const std::vector<std::string>& messages) {
+// With `half_close`, the client half-closes after its messages (the stream
+// then ends once every op is answered); without, the server must end it.
+RawRun RawWrite(const Sidecar& sidecar, const std::vector<std::string>& messages,
+                bool half_close = false) {
   grpc::GenericStub stub(sidecar.Channel());
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -292,6 +295,10 @@ RawRun RawWrite(const Sidecar& sidecar, const std::vector<std::string>& messages
     call->Write(bb, reinterpret_cast<void*>(2));
     cq.Next(&tag, &ok);
     if (!ok) break;
+  }
+  if (half_close) {
+    call->WritesDone(reinterpret_cast<void*>(5));
+    cq.Next(&tag, &ok);
   }
   // Read until the server ends the stream (it must, without a half-close).
   while (true) {
@@ -408,6 +415,62 @@ TEST_F(HostileClient, UnparseableMessagesEndTheStreamWithInvalidArgument) {
   EXPECT_EQ(MetricSum(*m, "dynamo_batcher_invalid_messages_total", {{"rpc", "Put"}}), 1);
   EXPECT_EQ(ReadValue(dynalite_.endpoint(), "events", "pk", "k3"), "")
       << "a message after the bad one must not be read";
+}
+
+// One op with both put and delete_key on the wire (no encoder writes that;
+// the bytes are legal protobuf): the API's `oneof op` keeps the one that came
+// last, so the sidecar must apply that one, in a message whose other ops go
+// the usual way, and the stream's later messages must be unaffected.
+TEST_F(HostileClient, OpWithBothPutAndDeleteKeyAppliesTheLastOnTheWire) {
+  auto sidecar = StartSidecar(dir_, Config(proxy_.endpoint()));
+  ASSERT_TRUE(sidecar.ok()) << sidecar.status();
+  // Both keys exist first, so a delete is visible.
+  RawRun setup = RawWrite(*sidecar, {ValidMessage(1, "both-a"), ValidMessage(2, "both-b")}, true);
+  ASSERT_TRUE(setup.status.ok()) << setup.status.error_message();
+  ASSERT_EQ(ReadValue(dynalite_.endpoint(), "events", "pk", "both-a"), "ok");
+
+  v1::WriteOp del_a;
+  del_a.set_id(11);
+  del_a.set_table("events");
+  (*del_a.mutable_delete_key()->mutable_attributes())["pk"].set_s("both-a");
+  v1::WriteOp del_b = del_a;
+  del_b.set_id(12);
+  (*del_b.mutable_delete_key()->mutable_attributes())["pk"].set_s("both-b");
+  // Two serialized WriteOps back to back are one op with both members, in
+  // that order: put then delete (delete wins), delete then put (put wins).
+  const std::string put_then_delete =
+      PutOp(11, "events", "pk", "both-a", "put-first").SerializeAsString() +
+      del_a.SerializeAsString();
+  const std::string delete_then_put =
+      del_b.SerializeAsString() +
+      PutOp(12, "events", "pk", "both-b", "put-last").SerializeAsString();
+  auto op_field = [](const std::string& op) {  // WriteRequest.ops (field 1)
+    std::string out(1, '\x0a');
+    size_t n = op.size();
+    for (; n >= 0x80; n >>= 7) out.push_back(static_cast<char>(n | 0x80));
+    out.push_back(static_cast<char>(n));
+    return out + op;
+  };
+  v1::WriteRequest check;
+  const std::string message =
+      op_field(put_then_delete) + op_field(delete_then_put) +
+      op_field(PutOp(13, "events", "pk", "both-c", "plain").SerializeAsString());
+  ASSERT_TRUE(check.ParseFromString(message));
+  ASSERT_TRUE(check.ops(0).has_delete_key());
+  ASSERT_TRUE(check.ops(1).has_put());
+
+  RawRun run = RawWrite(*sidecar, {message, ValidMessage(14, "both-d")}, true);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  std::map<uint64_t, v1::WriteResult> results;
+  for (const auto& r : run.results) results[r.id()] = r;
+  ASSERT_EQ(results.size(), 4u);
+  for (uint64_t id : {11, 12, 13, 14}) {
+    EXPECT_EQ(results[id].outcome(), v1::WRITTEN) << "op " << id << ": " << results[id].message();
+  }
+  EXPECT_EQ(ReadValue(dynalite_.endpoint(), "events", "pk", "both-a"), "") << "delete came last";
+  EXPECT_EQ(ReadValue(dynalite_.endpoint(), "events", "pk", "both-b"), "put-last");
+  EXPECT_EQ(ReadValue(dynalite_.endpoint(), "events", "pk", "both-c"), "plain");
+  EXPECT_EQ(ReadValue(dynalite_.endpoint(), "events", "pk", "both-d"), "ok");
 }
 
 // An unknown table's name is echoed cut to 64 bytes with control characters
