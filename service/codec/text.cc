@@ -3,6 +3,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -146,12 +150,30 @@ inline bool BlockNeedsEscape(uint64_t block) {
 }
 
 // Length of the longest prefix of `s` that needs no JSON escape and, with
-// `ascii_only`, holds only ASCII bytes; found eight bytes at a time.
+// `ascii_only`, holds only ASCII bytes; found sixteen bytes at a time where
+// SSE2 is there (every x86-64), then eight at a time.
 size_t PlainPrefix(absl::string_view s, bool ascii_only) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
   const uint64_t high = ascii_only ? 0x8080808080808080ULL : 0;
   size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  // Unsigned c < 0x20 as a signed compare: both sides shifted by 0x80.
+  const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+  const __m128i space_flipped = _mm_set1_epi8(static_cast<char>(0x20 ^ 0x80));
+  while (i + 16 <= n) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i escape =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                     _mm_cmplt_epi8(_mm_xor_si128(v, flip), space_flipped));
+    // movemask of v itself: the bytes >= 0x80.
+    const int mask = _mm_movemask_epi8(escape) | (ascii_only ? _mm_movemask_epi8(v) : 0);
+    if (mask != 0) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+    i += 16;
+  }
+#endif
   while (i + 8 <= n) {
     uint64_t block;
     std::memcpy(&block, p + i, sizeof(block));

@@ -90,9 +90,10 @@ TEST(AppendJsonString, LongStringsEscapeEveryByteAtEveryOffset) {
     out += "\"";
     return out;
   };
+  // 41 bytes: two 16-byte blocks, one 8-byte block and a tail.
   for (int c = 0; c < 256; ++c) {
-    for (size_t at = 0; at < 27; ++at) {
-      std::string s(27, 'a');
+    for (size_t at = 0; at < 41; ++at) {
+      std::string s(41, 'a');
       s[at] = static_cast<char>(c);
       ASSERT_EQ(Json(s), reference(s)) << "byte " << c << " at " << at;
     }
@@ -101,7 +102,8 @@ TEST(AppendJsonString, LongStringsEscapeEveryByteAtEveryOffset) {
 
 // The one-pass check-and-escape equals IsValidUtf8 then AppendJsonString,
 // and leaves the output alone for invalid input: valid and invalid
-// sequences, escapes and ASCII at every offset around the 8-byte blocks.
+// sequences, escapes and ASCII at every offset around the 16- and 8-byte
+// blocks.
 TEST(AppendJsonStringIfValidUtf8, EqualsCheckThenEscape) {
   const std::vector<std::string> pieces = {
       "a",        "\"",       "\\",           std::string("\0", 1),
@@ -109,7 +111,7 @@ TEST(AppendJsonStringIfValidUtf8, EqualsCheckThenEscape) {
       "\xC3",     "\x80",     "\xED\xA0\x80", "\xF4\x90\x80\x80",
       "\xC0\xAF", "\x7f"};
   for (const std::string& piece : pieces) {
-    for (size_t before = 0; before < 18; ++before) {
+    for (size_t before = 0; before < 36; ++before) {
       for (size_t after : {size_t{0}, size_t{3}, size_t{9}}) {
         const std::string s = std::string(before, 'x') + piece + std::string(after, 'y');
         std::string got = "prefix";
