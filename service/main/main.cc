@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/synchronization/mutex.h"
 #include "service/config/config.h"
 #include "service/main/sidecar.h"
 
@@ -63,6 +64,11 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
 }
 
 int Main(int argc, char** argv) {
+  // Debian's Abseil is built without NDEBUG, so each absl::Mutex lock also
+  // feeds its deadlock detector (a process-wide lock-order graph kept under
+  // a global lock): a debugging aid that costs on every hot lock. Off in the
+  // sidecar; unit tests, which do not run Main, keep it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   Flags flags;
   if (int code = ParseFlags(argc, argv, &flags); code >= 0) return code;
   auto loaded = LoadConfig(flags.config_path);
