@@ -392,6 +392,9 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
         if (service_->PrepareOp(request->ops(i), now, &table, &op, &r)) {
           op.sink = self;
           group_bytes[table] += op.MemoryBytes();
+          // Room for the rest of the message at once (exact when it names
+          // one table): no regrowth moving the ops already in.
+          if (groups[table].empty()) groups[table].reserve(static_cast<size_t>(n - i));
           groups[table].push_back(std::move(op));
         } else {
           rejected.push_back(std::move(r));
