@@ -93,7 +93,13 @@ BatchWriteResponse Malformed(BatchWriteResponse out, std::string why) {
 
 BatchWriteResponse ParseSuccess(const HttpResponse& response, const TableSchema& schema,
                                 BatchWriteResponse out) {
-  rapidjson::Document doc;
+  // The document's values start in a buffer on this frame: the usual answer
+  // ({"UnprocessedItems":{},"ConsumedCapacity":[...]}) fits, so the pool's
+  // first chunk (64 KB by default) is not allocated for every call; a
+  // bigger answer goes on in chunks from the heap.
+  char first_chunk[4096];
+  rapidjson::MemoryPoolAllocator<> pool(first_chunk, sizeof(first_chunk));
+  rapidjson::Document doc(&pool);
   doc.Parse<kParseFlags>(response.body.data(), response.body.size());
   if (doc.HasParseError() || !doc.IsObject()) {
     return Malformed(std::move(out),

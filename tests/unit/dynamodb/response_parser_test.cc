@@ -71,6 +71,26 @@ TEST(ParseBatchWriteResponse, UnprocessedItemsMapToCanonicalKeysWithNumbersByVal
   EXPECT_DOUBLE_EQ(r.consumed_wcu, 3.0);
 }
 
+// An answer far bigger than the parser's first buffer on the stack (4 KB):
+// 25 unprocessed puts of 2 KB each go on in heap chunks, every key intact.
+TEST(ParseBatchWriteResponse, LargeAnswerBeyondTheFirstBufferParsesWhole) {
+  std::string body = R"({"UnprocessedItems":{"events":[)";
+  for (int i = 0; i < 25; ++i) {
+    if (i > 0) body += ",";
+    body += R"({"PutRequest":{"Item":{"pk":{"S":"user#)" + std::to_string(i) + R"("},"sk":{"N":")" +
+            std::to_string(i) + R"("},"v":{"S":")" + std::string(2048, 'a' + i % 26) + R"("}}}})";
+  }
+  body += R"(]},"ConsumedCapacity":[{"TableName":"events","CapacityUnits":0.0}]})";
+  ASSERT_GT(body.size(), 50000u);
+  const BatchWriteResponse r = ParseBatchWriteResponse(Http(200, body), EventsSchema());
+  ASSERT_EQ(r.result.kind, Kind::kSuccess) << r.result.message;
+  ASSERT_EQ(r.result.unprocessed_keys.size(), 25u);
+  for (int i = 0; i < 25; ++i) {
+    EXPECT_EQ(r.result.unprocessed_keys[i],
+              Key(KeyType::kS, "user#" + std::to_string(i), KeyType::kN, std::to_string(i)));
+  }
+}
+
 TEST(ParseBatchWriteResponse, BinaryKeysAreBase64Decoded) {
   const std::string body = R"({"UnprocessedItems":{"blobs":[
       {"PutRequest":{"Item":{"id":{"B":"AAEC/w=="}}}},
