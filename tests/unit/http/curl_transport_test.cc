@@ -33,8 +33,8 @@ namespace dynamo_batcher {
 namespace {
 
 // Answers every request with 200 and the request body echoed back, on
-// keep-alive connections; requests to /hold are never answered. Counts
-// accepted connections.
+// keep-alive connections; requests to /hold are never answered, a body of
+// "slow" is answered after 400 ms. Counts accepted connections.
 class LoopbackServer {
  public:
   LoopbackServer() {
@@ -119,6 +119,8 @@ class LoopbackServer {
         heads_.push_back(head);
       }
       if (absl::StartsWith(head, "post /hold ")) continue;
+      // A body of "slow" is answered 400 ms late.
+      if (body == "slow") std::this_thread::sleep_for(std::chrono::milliseconds(400));
       const std::string response = absl::StrCat(
           "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Test-Header:  Yes \r\n",
           "Content-Length: ", body.size(), "\r\n\r\n", body);
@@ -291,6 +293,56 @@ TEST(CurlTransport, SequentialRequestsReuseOneConnection) {
     EXPECT_EQ(r.status, 200) << r.transport_error;
   }
   EXPECT_EQ(server.accepted(), 1);
+}
+
+// Easy handles are kept between requests and keep what a request of the
+// same method, body presence and URL set; nothing of an earlier request may
+// leak into a later one: not its method, its body, nor its timeout.
+TEST(CurlTransport, KeptHandlesCarryNothingOverFromAnEarlierRequest) {
+  LoopbackServer server;
+  CurlTransportOptions options;
+  options.max_connections = 1;  // one connection, so handles are reused
+  auto transport = MakeCurlTransport(options);
+  auto send = [&](const std::string& method, const std::string& path, std::string body,
+                  absl::Duration timeout) {
+    HttpRequest r = Post(server.Url(path), std::move(body), timeout);
+    r.method = method;
+    return transport->SendSync(std::move(r));
+  };
+  // Times out, then the same request without a timeout must wait it out.
+  HttpResponse timed = send("POST", "/", "slow", absl::Milliseconds(200));
+  EXPECT_TRUE(timed.timed_out);
+  HttpResponse patient = send("POST", "/", "slow", absl::InfiniteDuration());
+  EXPECT_EQ(patient.status, 200) << patient.transport_error;
+  EXPECT_EQ(patient.body, "slow");
+
+  struct Step {
+    std::string method, path, body, head_starts;
+  };
+  const std::vector<Step> steps = {
+      {"POST", "/", "one", "post / http/1.1"},  {"GET", "/g", "", "get /g http/1.1"},
+      {"PUT", "/p", "", "put /p http/1.1"},     {"PUT", "/p", "two", "put /p http/1.1"},
+      {"HEAD", "/h", "", "head /h http/1.1"},   {"POST", "/", "three", "post / http/1.1"},
+      {"GET", "/g", "", "get /g http/1.1"},     {"PUT", "/p", "", "put /p http/1.1"},
+      {"POST", "/", "four", "post / http/1.1"},
+  };
+  size_t before = server.request_heads().size();
+  for (const Step& step : steps) {
+    SCOPED_TRACE(step.method + " " + step.path + " body=" + step.body);
+    HttpResponse r = send(step.method, step.path, step.body, absl::Seconds(10));
+    ASSERT_EQ(r.status, 200) << r.transport_error;
+    if (step.method != "HEAD") {
+      EXPECT_EQ(r.body, step.body);
+    }
+    const std::vector<std::string> heads = server.request_heads();
+    ASSERT_EQ(heads.size(), before + 1);
+    const std::string& head = heads.back();
+    EXPECT_TRUE(absl::StartsWith(head, step.head_starts)) << head;
+    const bool announces_body =
+        absl::StrContains(head, "content-length:") && !absl::StrContains(head, "content-length: 0");
+    EXPECT_EQ(announces_body, !step.body.empty()) << head;
+    before = heads.size();
+  }
 }
 
 TEST(CurlTransport, LargeBodySentWithoutExpectContinue) {
