@@ -172,13 +172,20 @@ TEST_F(HttpEndpointsTest, IdleConnectionsAndTricklerDoNotStarveHealthz) {
     for (int fd : fds) close(fd);
   });
   std::atomic<bool> trickler_cut{false};
+  std::atomic<bool> trickler_connected{false};
   absl::Duration trickler_lived;
   std::thread trickler([&] {
     const std::string request =
         "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: aaaaaaaa\r\n\r\n";
-    const absl::Time start = absl::Now();
-    int fd = Connect(port);
+    // It starts with the idler's 200 connects: while the listen backlog is
+    // full a SYN waits for its 1 s retransmit, so it tries again (as the
+    // idler does), for up to 5 s.
+    int fd = -1;
+    const absl::Time give_up = absl::Now() + absl::Seconds(5);
+    while (fd < 0 && !stop.load() && absl::Now() < give_up) fd = Connect(port);
     if (fd < 0) return;
+    trickler_connected = true;
+    const absl::Time start = absl::Now();
     for (size_t i = 0; i < request.size() && !stop.load(); ++i) {
       if (!SendAll(fd, request.substr(i, 1))) break;
       // Wait 1.5 s, watching for the server closing the connection.
@@ -226,6 +233,7 @@ TEST_F(HttpEndpointsTest, IdleConnectionsAndTricklerDoNotStarveHealthz) {
   stop = true;
   trickler.join();
   idler.join();
+  ASSERT_TRUE(trickler_connected.load()) << "the trickler could not connect within 5 s";
   EXPECT_TRUE(trickler_cut.load()) << "the server let a trickling request live " << trickler_lived;
   EXPECT_LT(trickler_lived, absl::Seconds(5));
   // Idle connections are dropped by the same deadline (and were re-opened).
