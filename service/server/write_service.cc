@@ -1,5 +1,6 @@
 #include "service/server/write_service.h"
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -197,7 +198,6 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
     std::string why;
     // Parsed as the private view, explained (if it fails) as the API's type.
     bool parsed = ParseRequest(raw_request_, &request_, v1::WriteRequest::descriptor(), &why);
-    request_bytes_ = raw_request_.Length();
     if (parsed && ViewNeedsApiParse(request_)) {
       // An op with both put and delete_key: v1's oneof keeps the later one,
       // which only a v1 parse knows. Rare (no encoder writes both), so the
@@ -340,22 +340,46 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
     uint64_t bytes = 0;  // charged to `table`'s budget when table >= 0
   };
 
-  // Kept for the next message when this one held at most this many bytes
-  // and ops + attributes: what a reused request keeps (its ops, items,
-  // attributes, names' capacity) stays bounded per stream, as any message a
-  // client sends is. Bigger messages are parsed into a fresh request.
-  static constexpr size_t kReuseMaxBytes = 16 << 10;
-  static constexpr int kReuseMaxObjects = 256;
+  // What the reused view may hold after Clear(): a cleared protobuf keeps
+  // the union of every shape parsed into it (each op slot its largest items,
+  // each attribute slot its longest name), so the bound is on the largest
+  // shape since the view was last replaced, not on the last message.
+  struct ViewShape {
+    int ops = 0;
+    int attributes = 0;      // of one item
+    size_t name_bytes = 0;   // an attribute name's capacity
+    size_t table_bytes = 0;  // a table name's capacity
+  };
+  static constexpr size_t kViewKeepBytes = 64 << 10;
+
+  // Bytes the view can hold with this shape: per op its table name and two
+  // items (put, delete_key), per attribute its entry, cleared value and name.
+  static size_t ViewBytes(const ViewShape& shape) {
+    const size_t attribute = sizeof(void*) + sizeof(wire::Attribute) + sizeof(v1::AttributeValue) +
+                             sizeof(std::string) + shape.name_bytes;
+    const size_t item = sizeof(wire::Item) + static_cast<size_t>(shape.attributes) * attribute;
+    const size_t op =
+        sizeof(void*) + sizeof(wire::WriteOp) + sizeof(std::string) + shape.table_bytes + 2 * item;
+    return static_cast<size_t>(shape.ops) * op;
+  }
 
   // Done with the reused view: cleared for the next message (what it holds
-  // is kept), or replaced if the message was big (see kReuseMaxBytes).
+  // is kept), or replaced once what it can hold passes kViewKeepBytes.
   void DoneWith(wire::WriteRequest* request) {
-    int objects = request->ops_size();
+    ViewShape& shape = view_shape_;
+    shape.ops = std::max(shape.ops, request->ops_size());
     for (const wire::WriteOp& op : request->ops()) {
-      objects += op.put().attributes_size() + op.delete_key().attributes_size();
+      shape.table_bytes = std::max(shape.table_bytes, op.table().capacity());
+      for (const wire::Item* item : {&op.put(), &op.delete_key()}) {
+        shape.attributes = std::max(shape.attributes, item->attributes_size());
+        for (const wire::Attribute& a : item->attributes()) {
+          shape.name_bytes = std::max(shape.name_bytes, a.key().capacity());
+        }
+      }
     }
-    if (request_bytes_ > kReuseMaxBytes || objects > kReuseMaxObjects) {
+    if (ViewBytes(shape) > kViewKeepBytes) {
       *request = wire::WriteRequest();
+      shape = ViewShape();
     } else {
       request->Clear();
     }
@@ -668,7 +692,7 @@ class WriteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc
   // from message to message. (An arena per message parsed faster but let a
   // client that never reads grow RSS ~8 MiB more under load: its blocks.)
   wire::WriteRequest request_;
-  size_t request_bytes_ = 0;    // the size of the message in request_
+  ViewShape view_shape_;        // the largest shape request_ held since replaced
   uint64_t messages_read_ = 0;  // by the read callbacks only (one at a time)
 
   absl::Mutex mu_;
