@@ -84,7 +84,7 @@ std::unique_ptr<HttpTransport> MakeDynamoDbTransport(const Config& config) {
   topts.max_connections = config.dynamodb.max_connections;
   topts.max_connections_per_host = config.dynamodb.max_connections;
   topts.connect_timeout = config.dynamodb.connect_timeout;
-  return MakeCurlTransport(topts);
+  return MakeFramedTransport(topts);
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& key, const std::string& path) {

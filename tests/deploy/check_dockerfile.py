@@ -26,7 +26,8 @@ import sys
 BUILDER_PACKAGES = {
     "cmake", "ninja-build", "g++", "libgrpc++-dev", "protobuf-compiler-grpc",
     "libprotobuf-dev", "protobuf-compiler", "libabsl-dev", "prometheus-cpp-dev",
-    "libyaml-cpp-dev", "libjemalloc-dev", "libcurl4-openssl-dev", "libssl-dev", "rapidjson-dev",
+    "libyaml-cpp-dev", "libjemalloc-dev", "libcurl4-openssl-dev", "libhttp-parser-dev", "libssl-dev",
+    "rapidjson-dev",
 }
 BUILD_CMD = ("cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "
              "-DDYNAMO_BATCHER_BUILD_TESTS=OFF")

@@ -47,7 +47,8 @@ bool MakePki(const std::string& d) {
                             d, "/server.cnf", q));
 }
 
-class TlsTest : public ::testing::Test {
+// Runs on both transports: "curl" and "framed" (see GetParam).
+class TlsTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (!Shell("command -v openssl >/dev/null 2>&1") ||
@@ -91,7 +92,7 @@ class TlsTest : public ::testing::Test {
   HttpResponse Get(TlsOptions tls, const std::string& host = "127.0.0.1") {
     CurlTransportOptions o;
     o.tls = std::move(tls);
-    auto t = MakeCurlTransport(o);
+    auto t = GetParam() == "framed" ? MakeFramedTransport(o) : MakeCurlTransport(o);
     HttpRequest r;
     r.method = "GET";
     r.url = absl::StrCat("https://", host, ":", port_, "/");
@@ -110,7 +111,7 @@ TEST(TlsOptions, VerificationIsOnByDefault) {
   EXPECT_TRUE(CurlTransportOptions{}.tls.ca_file.empty());
 }
 
-TEST_F(TlsTest, TheRightCaFileIsAccepted) {
+TEST_P(TlsTest, TheRightCaFileIsAccepted) {
   TlsOptions tls;
   tls.ca_file = dir_ + "/ca.pem";
   HttpResponse r = Get(tls);
@@ -119,7 +120,7 @@ TEST_F(TlsTest, TheRightCaFileIsAccepted) {
   EXPECT_EQ(r.body, "ok");
 }
 
-TEST_F(TlsTest, AnotherCaIsRefusedWithATlsError) {
+TEST_P(TlsTest, AnotherCaIsRefusedWithATlsError) {
   TlsOptions tls;
   tls.ca_file = dir_ + "/other-ca.pem";
   HttpResponse r = Get(tls);
@@ -127,13 +128,13 @@ TEST_F(TlsTest, AnotherCaIsRefusedWithATlsError) {
   EXPECT_TRUE(absl::StartsWith(r.transport_error, "tls: ")) << r.transport_error;
 }
 
-TEST_F(TlsTest, TheSystemStoreDoesNotTrustTheTestCa) {
+TEST_P(TlsTest, TheSystemStoreDoesNotTrustTheTestCa) {
   HttpResponse r = Get(TlsOptions{});
   EXPECT_EQ(r.status, 0);
   EXPECT_TRUE(absl::StartsWith(r.transport_error, "tls: ")) << r.transport_error;
 }
 
-TEST_F(TlsTest, HostNameMustMatchTheCertificate) {
+TEST_P(TlsTest, HostNameMustMatchTheCertificate) {
   // Right CA, but the certificate names only IP 127.0.0.1, not "localhost".
   TlsOptions tls;
   tls.ca_file = dir_ + "/ca.pem";
@@ -142,7 +143,7 @@ TEST_F(TlsTest, HostNameMustMatchTheCertificate) {
   EXPECT_TRUE(absl::StartsWith(r.transport_error, "tls: ")) << r.transport_error;
 }
 
-TEST_F(TlsTest, MissingCaFileIsATlsError) {
+TEST_P(TlsTest, MissingCaFileIsATlsError) {
   TlsOptions tls;
   tls.ca_file = dir_ + "/does-not-exist.pem";
   HttpResponse r = Get(tls);
@@ -150,12 +151,15 @@ TEST_F(TlsTest, MissingCaFileIsATlsError) {
   EXPECT_TRUE(absl::StartsWith(r.transport_error, "tls: ")) << r.transport_error;
 }
 
-TEST_F(TlsTest, VerificationOffAcceptsAnyCertificate) {
+TEST_P(TlsTest, VerificationOffAcceptsAnyCertificate) {
   TlsOptions tls;
   tls.verify = false;
   HttpResponse r = Get(tls);
   EXPECT_EQ(r.status, 200) << r.transport_error;
 }
+
+INSTANTIATE_TEST_SUITE_P(Both, TlsTest, ::testing::Values("curl", "framed"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace dynamo_batcher

@@ -1,4 +1,5 @@
-// CurlTransport against a tiny HTTP/1.1 keep-alive server on 127.0.0.1.
+// Both transports (libcurl's, and the framed one of the DynamoDB data path)
+// against tiny HTTP/1.1 servers on 127.0.0.1: the same contract.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -180,6 +182,15 @@ HttpRequest Post(const std::string& url, std::string body,
   return r;
 }
 
+// Which transport a test runs on: "curl" or "framed".
+class TransportTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::unique_ptr<HttpTransport> Make(CurlTransportOptions options) {
+    return GetParam() == "framed" ? MakeFramedTransport(std::move(options))
+                                  : MakeCurlTransport(std::move(options));
+  }
+};
+
 // Calls send(t, i) for i in [0, per_thread) on each of `threads` threads at
 // once, and joins them.
 void FromThreads(int threads, int per_thread, const std::function<void(int, int)>& send) {
@@ -192,11 +203,11 @@ void FromThreads(int threads, int per_thread, const std::function<void(int, int)
   for (auto& s : senders) s.join();
 }
 
-TEST(CurlTransport, AnswersConcurrentRequestsOverFewPooledConnections) {
+TEST_P(TransportTest, AnswersConcurrentRequestsOverFewPooledConnections) {
   LoopbackServer server;
   CurlTransportOptions options;
   options.max_connections_per_host = 4;
-  auto transport = MakeCurlTransport(options);
+  auto transport = Make(options);
   Results results;
   constexpr int kThreads = 4, kPerThread = 10;
   FromThreads(kThreads, kPerThread, [&](int t, int i) {
@@ -222,9 +233,9 @@ TEST(CurlTransport, AnswersConcurrentRequestsOverFewPooledConnections) {
 // sent while it sleeps must wake it, one sent while it works must be found
 // before it polls again. A lost wake-up shows as a request that waits for
 // the poll's 1 s timeout, so 60 of them would take a minute.
-TEST(CurlTransport, RequestsSentWhileTheIoThreadIdlesAreStartedAtOnce) {
+TEST_P(TransportTest, RequestsSentWhileTheIoThreadIdlesAreStartedAtOnce) {
   LoopbackServer server;
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   const absl::Time start = absl::Now();
   for (int i = 0; i < 60; ++i) {
     // Each one finds the I/O thread asleep in its poll (the previous
@@ -237,11 +248,11 @@ TEST(CurlTransport, RequestsSentWhileTheIoThreadIdlesAreStartedAtOnce) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(15));
 }
 
-TEST(CurlTransport, RequestsSentFromCallbacksAreStartedWithoutAWakeUp) {
+TEST_P(TransportTest, RequestsSentFromCallbacksAreStartedWithoutAWakeUp) {
   LoopbackServer server;
   // Outlives the transport, whose destructor answers what is still pending.
   std::promise<int> done;
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   // A chain: each answer (on the I/O thread, which is not polling) sends
   // the next request, like the engine re-sending at once.
   constexpr int kChain = 60;
@@ -262,11 +273,11 @@ TEST(CurlTransport, RequestsSentFromCallbacksAreStartedWithoutAWakeUp) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(15));
 }
 
-TEST(CurlTransport, BurstsFromManyThreadsAreAllAnsweredPromptly) {
+TEST_P(TransportTest, BurstsFromManyThreadsAreAllAnsweredPromptly) {
   LoopbackServer server;
   CurlTransportOptions options;
   options.max_connections_per_host = 4;
-  auto transport = MakeCurlTransport(options);
+  auto transport = Make(options);
   Results results;
   constexpr int kThreads = 4, kPerThread = 100;
   const absl::Time start = absl::Now();
@@ -285,9 +296,9 @@ TEST(CurlTransport, BurstsFromManyThreadsAreAllAnsweredPromptly) {
   }
 }
 
-TEST(CurlTransport, SequentialRequestsReuseOneConnection) {
+TEST_P(TransportTest, SequentialRequestsReuseOneConnection) {
   LoopbackServer server;
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   for (int i = 0; i < 5; ++i) {
     HttpResponse r = transport->SendSync(Post(server.Url(), "x"));
     EXPECT_EQ(r.status, 200) << r.transport_error;
@@ -298,11 +309,11 @@ TEST(CurlTransport, SequentialRequestsReuseOneConnection) {
 // Easy handles are kept between requests and keep what a request of the
 // same method, body presence and URL set; nothing of an earlier request may
 // leak into a later one: not its method, its body, nor its timeout.
-TEST(CurlTransport, KeptHandlesCarryNothingOverFromAnEarlierRequest) {
+TEST_P(TransportTest, KeptHandlesCarryNothingOverFromAnEarlierRequest) {
   LoopbackServer server;
   CurlTransportOptions options;
   options.max_connections = 1;  // one connection, so handles are reused
-  auto transport = MakeCurlTransport(options);
+  auto transport = Make(options);
   auto send = [&](const std::string& method, const std::string& path, std::string body,
                   absl::Duration timeout) {
     HttpRequest r = Post(server.Url(path), std::move(body), timeout);
@@ -345,9 +356,9 @@ TEST(CurlTransport, KeptHandlesCarryNothingOverFromAnEarlierRequest) {
   }
 }
 
-TEST(CurlTransport, LargeBodySentWithoutExpectContinue) {
+TEST_P(TransportTest, LargeBodySentWithoutExpectContinue) {
   LoopbackServer server;
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   const std::string body(256 * 1024, 'a');
   HttpResponse r = transport->SendSync(Post(server.Url(), body));
   EXPECT_EQ(r.status, 200) << r.transport_error;
@@ -359,7 +370,7 @@ TEST(CurlTransport, LargeBodySentWithoutExpectContinue) {
   EXPECT_TRUE(absl::StartsWith(heads[0], "post / http/1.1"));
 }
 
-TEST(CurlTransport, ReportsConnectionRefused) {
+TEST_P(TransportTest, ReportsConnectionRefused) {
   // A port that was just free: bind, read it, close.
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -369,7 +380,7 @@ TEST(CurlTransport, ReportsConnectionRefused) {
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   HttpResponse r =
       transport->SendSync(Post(absl::StrCat("http://127.0.0.1:", ntohs(addr.sin_port), "/"), "{}"));
   EXPECT_EQ(r.status, 0);
@@ -377,9 +388,9 @@ TEST(CurlTransport, ReportsConnectionRefused) {
   EXPECT_FALSE(r.timed_out);
 }
 
-TEST(CurlTransport, ReportsTimeout) {
+TEST_P(TransportTest, ReportsTimeout) {
   LoopbackServer server;
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   const absl::Time start = absl::Now();
   HttpResponse r = transport->SendSync(Post(server.Url("/hold"), "{}", absl::Milliseconds(200)));
   EXPECT_EQ(r.status, 0);
@@ -388,9 +399,9 @@ TEST(CurlTransport, ReportsTimeout) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
-TEST(CurlTransport, DestructorAnswersPendingRequestsWithoutHanging) {
+TEST_P(TransportTest, DestructorAnswersPendingRequestsWithoutHanging) {
   LoopbackServer server;
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   Results results;
   for (int i = 0; i < 3; ++i) {
     transport->Send(Post(server.Url("/hold"), "{}", absl::Seconds(60)), results.Callback(i));
@@ -489,10 +500,10 @@ uint64_t PeakRssBytes() {
   return kb * 1024;
 }
 
-TEST(CurlTransport, HugeUnannouncedBodyIsAbortedAtTheCapWithoutGrowingMemory) {
+TEST_P(TransportTest, HugeUnannouncedBodyIsAbortedAtTheCapWithoutGrowingMemory) {
   constexpr uint64_t kHuge = 400ull << 20;  // what a hostile endpoint sent in the review
   HugeBodyServer server(kHuge, /*announce_length=*/false);
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   const uint64_t rss_before = PeakRssBytes();
   HttpRequest req;
   req.method = "GET";
@@ -508,9 +519,9 @@ TEST(CurlTransport, HugeUnannouncedBodyIsAbortedAtTheCapWithoutGrowingMemory) {
   EXPECT_LT(PeakRssBytes() - rss_before, 16ull << 20);
 }
 
-TEST(CurlTransport, AnnouncedOversizedBodyIsRefusedBeforeReading) {
+TEST_P(TransportTest, AnnouncedOversizedBodyIsRefusedBeforeReading) {
   HugeBodyServer server(400ull << 20, /*announce_length=*/true);
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   HttpRequest req;
   req.method = "GET";
   req.url = server.Url();
@@ -520,9 +531,9 @@ TEST(CurlTransport, AnnouncedOversizedBodyIsRefusedBeforeReading) {
       << r.transport_error;
 }
 
-TEST(CurlTransport, DefaultCapKeepsControlAnswersSmall) {
+TEST_P(TransportTest, DefaultCapKeepsControlAnswersSmall) {
   HugeBodyServer server(8ull << 20, /*announce_length=*/false);
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   HttpRequest req;
   req.method = "GET";
   req.url = server.Url();
@@ -530,9 +541,9 @@ TEST(CurlTransport, DefaultCapKeepsControlAnswersSmall) {
   EXPECT_TRUE(absl::StrContains(r.transport_error, "response too large")) << r.transport_error;
 }
 
-TEST(CurlTransport, BodyUpToTheCapIsDelivered) {
+TEST_P(TransportTest, BodyUpToTheCapIsDelivered) {
   HugeBodyServer server(256 << 10, /*announce_length=*/true);
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   HttpRequest req;
   req.method = "GET";
   req.url = server.Url();
@@ -542,11 +553,11 @@ TEST(CurlTransport, BodyUpToTheCapIsDelivered) {
   EXPECT_EQ(r.body.size(), 256u << 10);
 }
 
-TEST(CurlTransport, CredentialsAnswersAreCappedAt64KiB) {
+TEST_P(TransportTest, CredentialsAnswersAreCappedAt64KiB) {
   // A hostile or broken container-credentials endpoint: the fetch fails with
   // a clear error instead of buffering the whole answer.
   HugeBodyServer server(400ull << 20, /*announce_length=*/false);
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   ContainerCredentialsConfig c;
   c.url = server.Url();
   const uint64_t rss_before = PeakRssBytes();
@@ -559,11 +570,11 @@ TEST(CurlTransport, CredentialsAnswersAreCappedAt64KiB) {
   EXPECT_LT(PeakRssBytes() - rss_before, 16ull << 20);
 }
 
-TEST(CurlTransport, BatchWriteItemAnswerIsBoundedByItsRequest) {
+TEST_P(TransportTest, BatchWriteItemAnswerIsBoundedByItsRequest) {
   // A hostile endpoint answers a small BatchWriteItem with 400 MiB: the call
   // fails as a retryable connection error naming the cap, memory stays flat.
   HugeBodyServer server(400ull << 20, /*announce_length=*/false);
-  auto transport = MakeCurlTransport(CurlTransportOptions{});
+  auto transport = Make(CurlTransportOptions{});
   StaticCredentialsProvider creds({"AKID", "SECRET", "", std::nullopt}, "test");
   DynamoDbOptions o;
   o.endpoint = server.Url();
@@ -585,6 +596,206 @@ TEST(CurlTransport, BatchWriteItemAnswerIsBoundedByItsRequest) {
       << r.result.message;
   EXPECT_LT(PeakRssBytes() - rss_before, 16ull << 20);
 }
+
+// Answers the requests of each connection, in turn, with scripted raw bytes:
+// answer k goes to the k-th request the server reads (over all
+// connections). An answer is written whole, or one byte at a time with a
+// pause (a trickling server), and the connection is closed after it when
+// the script says so, announced or not.
+class RawServer {
+ public:
+  struct Answer {
+    std::string bytes;
+    bool close_after = false;
+    bool trickle = false;
+  };
+  explicit RawServer(std::vector<Answer> script) : script_(std::move(script)) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(listen_fd_, 8), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~RawServer() {
+    stop_ = true;
+    thread_.join();
+    close(listen_fd_);
+  }
+  std::string Url() const { return absl::StrCat("http://127.0.0.1:", port_, "/"); }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  void Run() {
+    while (!stop_ && next_ < script_.size()) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      const int fd = accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) continue;
+      ++accepted_;
+      Serve(fd);
+      close(fd);
+    }
+  }
+
+  // One connection, until the client closes it or the script closes it.
+  void Serve(int fd) {
+    std::string in;
+    while (!stop_ && next_ < script_.size()) {
+      const size_t end = in.find("\r\n\r\n");
+      if (end == std::string::npos) {
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, 20) <= 0) continue;
+        char buf[4096];
+        const ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) return;  // the client closed this one
+        in.append(buf, n);
+        continue;
+      }
+      const std::string head = absl::AsciiStrToLower(in.substr(0, end));
+      size_t content_length = 0;
+      const size_t cl = head.find("\r\ncontent-length:");
+      if (cl != std::string::npos) {
+        const size_t eol = head.find("\r\n", cl + 2);
+        (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(head.substr(cl + 17, eol - cl - 17)),
+                               &content_length);
+      }
+      if (in.size() < end + 4 + content_length) {
+        char buf[4096];
+        const ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) return;
+        in.append(buf, n);
+        continue;
+      }
+      in.erase(0, end + 4 + content_length);
+      const Answer& a = script_[next_++];
+      if (a.trickle) {
+        for (char c : a.bytes) {
+          if (send(fd, &c, 1, MSG_NOSIGNAL) != 1) return;
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+      } else if (send(fd, a.bytes.data(), a.bytes.size(), MSG_NOSIGNAL) !=
+                 static_cast<ssize_t>(a.bytes.size())) {
+        return;
+      }
+      if (a.close_after) return;
+    }
+  }
+
+  const std::vector<Answer> script_;
+  size_t next_ = 0;  // server thread only
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
+
+constexpr char kOk[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+TEST_P(TransportTest, ChunkedAnswerIsDecoded) {
+  RawServer server({{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
+                     "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"},
+                    {kOk}});
+  auto transport = Make(CurlTransportOptions{});
+  HttpResponse r = transport->SendSync(Post(server.Url(), "{}"));
+  EXPECT_EQ(r.status, 200) << r.transport_error;
+  EXPECT_EQ(r.body, "hello world");
+  ASSERT_NE(r.Header("x-a"), nullptr);
+  // The connection is still good for the next request.
+  HttpResponse again = transport->SendSync(Post(server.Url(), "{}"));
+  EXPECT_EQ(again.body, "ok") << again.transport_error;
+  EXPECT_EQ(server.accepted(), 1);
+}
+
+TEST_P(TransportTest, InterimAnswerIsSkippedAndItsHeadersDropped) {
+  RawServer server({{"HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\n"
+                     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final:  yes \r\n\r\nok"}});
+  auto transport = Make(CurlTransportOptions{});
+  HttpResponse r = transport->SendSync(Post(server.Url(), "{}"));
+  EXPECT_EQ(r.status, 200) << r.transport_error;
+  EXPECT_EQ(r.body, "ok");
+  EXPECT_EQ(r.Header("x-interim"), nullptr);
+  ASSERT_NE(r.Header("x-final"), nullptr);
+  EXPECT_EQ(*r.Header("x-final"), "yes");
+}
+
+TEST_P(TransportTest, AnswerTrickledOneByteAtATimeIsReadWhole) {
+  RawServer server({{"HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                     "Content-Length: 27\r\n\r\n{\"__type\":\"x#Throttling\"}\r\n",
+                     false, /*trickle=*/true}});
+  auto transport = Make(CurlTransportOptions{});
+  HttpResponse r = transport->SendSync(Post(server.Url(), "{}"));
+  EXPECT_EQ(r.status, 400) << r.transport_error;
+  EXPECT_EQ(r.body, "{\"__type\":\"x#Throttling\"}\r\n");
+  ASSERT_NE(r.Header("content-type"), nullptr);
+}
+
+// A server that closes a keep-alive connection after answering, without
+// saying so: the next request must not fail for it (a new connection, or
+// the request sent again on one).
+TEST_P(TransportTest, ConnectionClosedAfterAnAnswerIsNotTheNextRequestsFailure) {
+  RawServer server({{kOk, /*close_after=*/true}, {kOk, true}, {kOk}});
+  auto transport = Make(CurlTransportOptions{});
+  for (int i = 0; i < 3; ++i) {
+    HttpResponse r = transport->SendSync(Post(server.Url(), absl::StrCat(i)));
+    EXPECT_EQ(r.status, 200) << i << " " << r.transport_error;
+    EXPECT_EQ(r.body, "ok") << i;
+    // The close may reach the client only after its next request left.
+    absl::SleepFor(absl::Milliseconds(i == 0 ? 50 : 0));
+  }
+  EXPECT_EQ(server.accepted(), 3);
+}
+
+TEST_P(TransportTest, AnswerCutShortIsAConnectionErrorOfUnknownFate) {
+  RawServer server({{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a part", true}});
+  auto transport = Make(CurlTransportOptions{});
+  HttpResponse r = transport->SendSync(Post(server.Url(), "{}"));
+  EXPECT_EQ(r.status, 0);
+  EXPECT_FALSE(r.transport_error.empty());
+  EXPECT_TRUE(r.body.empty());
+  EXPECT_FALSE(r.not_sent);  // the server had the request
+}
+
+TEST_P(TransportTest, MalformedAnswerIsAnErrorOfUnknownFate) {
+  RawServer server({{"HTTP/1.1 2x0 What\r\nContent-Length: 2\r\n\r\nok"}});
+  auto transport = Make(CurlTransportOptions{});
+  HttpResponse r = transport->SendSync(Post(server.Url(), "{}"));
+  EXPECT_EQ(r.status, 0);
+  EXPECT_FALSE(r.transport_error.empty());
+  EXPECT_FALSE(r.not_sent);
+}
+
+TEST_P(TransportTest, AnswerWithoutLengthEndsWithTheConnection) {
+  RawServer server({{"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end", true}});
+  auto transport = Make(CurlTransportOptions{});
+  HttpResponse r = transport->SendSync(Post(server.Url(), "{}"));
+  EXPECT_EQ(r.status, 200) << r.transport_error;
+  EXPECT_EQ(r.body, "until the end");
+}
+
+// A header value is what the caller computed (a signature, a token read
+// from a credentials endpoint); one that would end the header early must
+// not reach the wire as a second header.
+TEST_P(TransportTest, HeaderValueWithALineBreakIsNeverSent) {
+  if (GetParam() != "framed") GTEST_SKIP() << "libcurl sends what it is given";
+  LoopbackServer server;
+  auto transport = Make(CurlTransportOptions{});
+  HttpRequest req = Post(server.Url(), "{}");
+  req.headers.emplace_back("X-Amz-Security-Token", "abc\r\nX-Injected: 1");
+  HttpResponse r = transport->SendSync(req);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(absl::StrContains(r.transport_error, "X-Amz-Security-Token")) << r.transport_error;
+  EXPECT_TRUE(r.not_sent);
+  EXPECT_TRUE(server.request_heads().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Both, TransportTest, ::testing::Values("curl", "framed"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace dynamo_batcher
