@@ -703,8 +703,11 @@ class FramedTransport : public HttpTransport {
       ex->received += n;
       const size_t used = http_parser_execute(&c->parser, &kSettings, buffer_, n);
       if (ex->complete) {
-        // Bytes after the answer answer nothing we asked: not reused.
-        Complete(c, used == n && http_should_keep_alive(&c->parser) != 0);
+        // Bytes after the answer answer nothing we asked, and an answer
+        // that came before the whole request left leaves the rest of it on
+        // the connection: either way not reused.
+        Complete(c, used == n && ex->sent == ex->wire.size() &&
+                        http_should_keep_alive(&c->parser) != 0);
         return;
       }
       if (ex->too_large) {
@@ -808,7 +811,7 @@ class FramedTransport : public HttpTransport {
                  conns_.end());
   }
 
-  static constexpr size_t kMaxConnectors = 4;
+  static constexpr size_t kMaxConnectors = 8;
 
   const CurlTransportOptions options_;
   int wake_fd_ = -1;

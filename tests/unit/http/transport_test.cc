@@ -794,6 +794,67 @@ TEST_P(TransportTest, HeaderValueWithALineBreakIsNeverSent) {
   EXPECT_TRUE(server.request_heads().empty());
 }
 
+// A listening socket that never accepts, its queue already full: a connect
+// to it is neither refused nor completed (the SYN is dropped).
+class BlackHole {
+ public:
+  BlackHole() {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(listen_fd_, 0), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    // Fill the queue: these complete (queued), later ones hang.
+    for (int i = 0; i < 4; ++i) {
+      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      (void)connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+      fillers_.push_back(fd);
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ~BlackHole() {
+    for (int fd : fillers_) close(fd);
+    close(listen_fd_);
+  }
+  std::string Url() const { return absl::StrCat("http://127.0.0.1:", port_, "/"); }
+
+ private:
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::vector<int> fillers_;
+};
+
+TEST_P(TransportTest, RequestTimesOutWhileItsConnectHangs) {
+  BlackHole hole;
+  CurlTransportOptions options;
+  options.connect_timeout = absl::Seconds(20);
+  auto transport = Make(options);
+  const absl::Time start = absl::Now();
+  HttpResponse r = transport->SendSync(Post(hole.Url(), "{}", absl::Milliseconds(300)));
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(r.timed_out) << r.transport_error;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_P(TransportTest, DestructorDoesNotWaitForAHangingConnect) {
+  BlackHole hole;
+  CurlTransportOptions options;
+  options.connect_timeout = absl::Seconds(20);
+  auto transport = Make(options);
+  Results results;
+  transport->Send(Post(hole.Url(), "{}", absl::Seconds(60)), results.Callback(0));
+  absl::SleepFor(absl::Milliseconds(200));  // the connect has begun
+  const absl::Time start = absl::Now();
+  transport.reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  ASSERT_TRUE(results.WaitFor(1, absl::Seconds(1)));
+  EXPECT_EQ(results.Take()[0].transport_error, "shutting down");
+}
+
 INSTANTIATE_TEST_SUITE_P(Both, TransportTest, ::testing::Values("curl", "framed"),
                          [](const auto& info) { return info.param; });
 
