@@ -25,9 +25,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <climits>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <deque>
 #include <memory>
 #include <mutex>  // std::call_once
@@ -295,8 +295,7 @@ std::string Frame(Exchange* ex) {
   bool has_host = false;
   size_t size = req.method.size() + ex->target.path.size() + ex->target.host.size() + 64;
   for (const auto& [name, value] : req.headers) {
-    if (name.empty() || !std::all_of(name.begin(), name.end(), IsTokenChar) ||
-        !HeaderSafe(value)) {
+    if (name.empty() || !std::all_of(name.begin(), name.end(), IsTokenChar) || !HeaderSafe(value)) {
       return absl::StrCat("invalid request: header ", name.empty() ? "(no name)" : name,
                           " has a character a header cannot carry");
     }
@@ -460,8 +459,8 @@ class FramedTransport : public HttpTransport {
     ex->start = now;
     const absl::Duration timeout = ex->request.timeout;
     if (timeout > absl::ZeroDuration() && timeout != absl::InfiniteDuration()) {
-      ex->deadline = now + std::max(std::chrono::milliseconds(1),
-                                    absl::ToChronoMilliseconds(timeout));
+      ex->deadline =
+          now + std::max(std::chrono::milliseconds(1), absl::ToChronoMilliseconds(timeout));
     }
     std::string why = SplitUrl(ex->request.url, &ex->target);
     if (why.empty()) why = Frame(ex.get());
@@ -706,8 +705,8 @@ class FramedTransport : public HttpTransport {
         // Bytes after the answer answer nothing we asked, and an answer
         // that came before the whole request left leaves the rest of it on
         // the connection: either way not reused.
-        Complete(c, used == n && ex->sent == ex->wire.size() &&
-                        http_should_keep_alive(&c->parser) != 0);
+        Complete(
+            c, used == n && ex->sent == ex->wire.size() && http_should_keep_alive(&c->parser) != 0);
         return;
       }
       if (ex->too_large) {
@@ -818,7 +817,7 @@ class FramedTransport : public HttpTransport {
   std::atomic<bool> stop_connecting_{false};
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Exchange>> queue_ ABSL_GUARDED_BY(mu_);
-  std::vector<Conn*> connected_ ABSL_GUARDED_BY(mu_);     // connectors' results
+  std::vector<Conn*> connected_ ABSL_GUARDED_BY(mu_);    // connectors' results
   std::deque<Conn*> connect_jobs_ ABSL_GUARDED_BY(mu_);  // for the connectors
   size_t idle_connectors_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> connectors_ ABSL_GUARDED_BY(mu_);
