@@ -718,6 +718,10 @@ class FramedTransport : public HttpTransport {
         Fail(c, absl::StrCat("http: malformed answer (", http_errno_description(err), ")"));
         return;
       }
+      if (c->parser.upgrade != 0) {  // 101: not an answer to what we asked
+        Fail(c, "http: unexpected protocol switch (101) in the answer");
+        return;
+      }
     }
   }
 

@@ -775,6 +775,24 @@ TEST_P(TransportTest, MalformedAnswerIsAnErrorOfUnknownFate) {
   EXPECT_FALSE(r.not_sent);
 }
 
+// A protocol switch nobody asked for is not an answer: the request fails
+// (of unknown fate) at once instead of waiting out its timeout. (libcurl
+// hands the 101 up as a status, which the DynamoDB client refuses.)
+TEST(FramedTransport, UnaskedProtocolSwitchIsAnError) {
+  // The connection stays open after the 101 (the second answer is never
+  // asked for): only the transport can end the request early.
+  RawServer server({{"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n"
+                     "Connection: Upgrade\r\n\r\n"},
+                    {kOk}});
+  auto transport = MakeFramedTransport(CurlTransportOptions{});
+  const absl::Time start = absl::Now();
+  HttpResponse r = transport->SendSync(Post(server.Url(), "{}", absl::Seconds(8)));
+  EXPECT_EQ(r.status, 0);
+  EXPECT_FALSE(r.transport_error.empty());
+  EXPECT_FALSE(r.not_sent);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4)) << r.transport_error;
+}
+
 TEST_P(TransportTest, AnswerWithoutLengthEndsWithTheConnection) {
   RawServer server({{"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end", true}});
   auto transport = Make(CurlTransportOptions{});
@@ -896,6 +914,7 @@ class TunnelProxy {
         fds.push_back({b, POLLIN, 0});
       }
       if (poll(fds.data(), fds.size(), 20) <= 0) continue;
+      const size_t polled = pairs.size();  // a pair opened below was not polled
       if (fds[0].revents & POLLIN) {
         const int fd = accept(listen_fd_, nullptr, nullptr);
         if (fd >= 0) {
@@ -903,7 +922,7 @@ class TunnelProxy {
           if (up >= 0) pairs.emplace_back(fd, up);
         }
       }
-      for (size_t i = 0; i < pairs.size(); ++i) {
+      for (size_t i = 0; i < polled; ++i) {
         bool closed = false;
         for (int side = 0; side < 2 && !closed; ++side) {
           if (!(fds[1 + 2 * i + side].revents & (POLLIN | POLLHUP | POLLERR))) continue;
