@@ -26,10 +26,16 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "service/http/curl_common.h"
 #include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
 namespace {
+
+using http_internal::Describe;
+using http_internal::IsTlsError;
+using http_internal::kMaxResponseHeaderBytes;
+using http_internal::TooLarge;
 
 constexpr char kShuttingDown[] = "shutting down";
 
@@ -44,10 +50,6 @@ struct Transfer {
   size_t header_bytes = 0;
   bool too_large = false;  // body or headers beyond their cap; aborted
 };
-
-// Headers of one answer, all lines together. curl caps a single line; this
-// caps their number.
-constexpr size_t kMaxResponseHeaderBytes = 64 << 10;
 
 HttpResponse TransportError(std::string what) {
   HttpResponse r;
@@ -87,51 +89,6 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
         std::string(absl::StripAsciiWhitespace(line.substr(colon + 1))));
   }
   return size * n;
-}
-
-bool IsTlsError(CURLcode code) {
-  switch (code) {
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_SHUTDOWN_FAILED:
-    case CURLE_USE_SSL_FAILED:
-      return true;
-    default:
-      return false;
-  }
-}
-
-std::string Describe(CURLcode code, const char* detail) {
-  const std::string more =
-      (detail != nullptr && *detail != '\0') ? detail : curl_easy_strerror(code);
-  switch (code) {
-    case CURLE_OPERATION_TIMEDOUT:
-      return "timeout";
-    case CURLE_COULDNT_CONNECT:
-      return "connection refused";
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-      return "connection reset";
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-      return absl::StrCat("dns: ", more);
-    default:
-      break;
-  }
-  if (IsTlsError(code)) return absl::StrCat("tls: ", more);
-  return more;
 }
 
 // One I/O thread, keep-alive pool shared through the multi handle.
@@ -233,20 +190,8 @@ class CurlTransport : public HttpTransport {
   // callbacks.
   void Configure(CURL* easy, const HttpRequest& req) {
     curl_easy_setopt(easy, CURLOPT_URL, req.url.c_str());
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    http_internal::SetConnectionOptions(easy, options_);
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPIDLE, 30L);
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPINTVL, 15L);
-    curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, options_.tls.verify ? 1L : 0L);
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, options_.tls.verify ? 2L : 0L);
-    if (!options_.tls.ca_file.empty()) {
-      curl_easy_setopt(easy, CURLOPT_CAINFO, options_.tls.ca_file.c_str());
-    }
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &OnBody);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &OnHeader);
     if (req.method == "GET") {
@@ -350,11 +295,7 @@ class CurlTransport : public HttpTransport {
                    code == CURLE_COULDNT_RESOLVE_PROXY || IsTlsError(code);
       if (t->too_large || code == CURLE_FILESIZE_EXCEEDED) {
         r.transport_error =
-            absl::StrCat("response too large: more than ",
-                         t->header_bytes > kMaxResponseHeaderBytes ? kMaxResponseHeaderBytes
-                                                                   : t->request.max_response_bytes,
-                         t->header_bytes > kMaxResponseHeaderBytes ? " bytes of headers" : " bytes",
-                         " (the limit for this kind of answer); aborted");
+            TooLarge(t->header_bytes > kMaxResponseHeaderBytes, t->request.max_response_bytes);
       } else {
         r.transport_error = Describe(code, t->error);
       }

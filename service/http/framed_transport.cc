@@ -43,16 +43,18 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "service/http/curl_common.h"
 #include "service/http/http_transport.h"
 
 namespace dynamo_batcher {
 namespace {
 
+using http_internal::Describe;
+using http_internal::kMaxResponseHeaderBytes;
+
 using Clock = std::chrono::steady_clock;
 
 constexpr char kShuttingDown[] = "shutting down";
-// Headers of one answer, all lines together (interim 1xx answers included).
-constexpr size_t kMaxResponseHeaderBytes = 64 << 10;
 // An idle connection older than this is closed rather than reused
 // (libcurl's default CURLOPT_MAXAGE_CONN).
 constexpr auto kMaxIdle = std::chrono::seconds(118);
@@ -62,52 +64,6 @@ HttpResponse TransportError(std::string what) {
   HttpResponse r;
   r.transport_error = std::move(what);
   return r;
-}
-
-bool IsTlsError(CURLcode code) {
-  switch (code) {
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_SHUTDOWN_FAILED:
-    case CURLE_USE_SSL_FAILED:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// The same words as the curl transport's answers.
-std::string Describe(CURLcode code, const char* detail) {
-  const std::string more =
-      (detail != nullptr && *detail != '\0') ? detail : curl_easy_strerror(code);
-  switch (code) {
-    case CURLE_OPERATION_TIMEDOUT:
-      return "timeout";
-    case CURLE_COULDNT_CONNECT:
-      return "connection refused";
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-      return "connection reset";
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-      return absl::StrCat("dns: ", more);
-    default:
-      break;
-  }
-  if (IsTlsError(code)) return absl::StrCat("tls: ", more);
-  return more;
 }
 
 // scheme://[userinfo@]authority[/path][?query][#fragment], http or https.
@@ -571,22 +527,10 @@ class FramedTransport : public HttpTransport {
     CURL* easy = c->easy;
     curl_easy_setopt(easy, CURLOPT_URL, c->origin.c_str());
     curl_easy_setopt(easy, CURLOPT_CONNECT_ONLY, 1L);
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     // Through a proxy, always a CONNECT tunnel: the requests are framed here
     // for the origin server.
     curl_easy_setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPIDLE, 30L);
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPINTVL, 15L);
-    curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, options_.tls.verify ? 1L : 0L);
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, options_.tls.verify ? 2L : 0L);
-    if (!options_.tls.ca_file.empty()) {
-      curl_easy_setopt(easy, CURLOPT_CAINFO, options_.tls.ca_file.c_str());
-    }
+    http_internal::SetConnectionOptions(easy, options_);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, c->error);
     curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, &OnConnectProgress);
@@ -726,11 +670,8 @@ class FramedTransport : public HttpTransport {
   }
 
   static std::string TooLarge(const Exchange* ex) {
-    const bool headers = ex->header_bytes > kMaxResponseHeaderBytes;
-    return absl::StrCat("response too large: more than ",
-                        headers ? kMaxResponseHeaderBytes : ex->request.max_response_bytes,
-                        headers ? " bytes of headers" : " bytes",
-                        " (the limit for this kind of answer); aborted");
+    return http_internal::TooLarge(ex->header_bytes > kMaxResponseHeaderBytes,
+                                   ex->request.max_response_bytes);
   }
 
   void Complete(Conn* c, bool keep) {
