@@ -264,8 +264,12 @@ std::string Frame(Exchange* ex) {
   absl::StrAppend(&w, req.method, " ", ex->target.path, " HTTP/1.1\r\n");
   if (!has_host) absl::StrAppend(&w, "Host: ", ex->target.host, "\r\n");
   for (const auto& [name, value] : req.headers) {
-    // As with libcurl, a header without a value is not sent.
-    if (absl::StripAsciiWhitespace(value).empty()) continue;
+    // As with libcurl, a header without a value is not sent. The body's
+    // length is the transport's to write, once.
+    if (absl::StripAsciiWhitespace(value).empty() ||
+        absl::EqualsIgnoreCase(name, "content-length")) {
+      continue;
+    }
     absl::StrAppend(&w, name, ": ", value, "\r\n");
   }
   if (with_length) absl::StrAppend(&w, "Content-Length: ", req.body.size(), "\r\n");

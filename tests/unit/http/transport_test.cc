@@ -986,6 +986,23 @@ class ScopedEnv {
 // The framed transport writes requests for the origin server, so through a
 // proxy from the environment each connection is a CONNECT tunnel, also for
 // http://; requests then reuse the tunnel.
+// The body's length is written once, by the transport: a caller's own
+// Content-Length (wrong here) would make two, and a server would read the
+// wrong body or refuse the request.
+TEST(FramedTransport, ContentLengthIsTheTransportsOwn) {
+  LoopbackServer server;
+  auto transport = MakeFramedTransport(CurlTransportOptions{});
+  HttpRequest req = Post(server.Url(), "twelve bytes");
+  req.headers.emplace_back("Content-Length", "3");
+  HttpResponse r = transport->SendSync(req);
+  EXPECT_EQ(r.status, 200) << r.transport_error;
+  EXPECT_EQ(r.body, "twelve bytes");
+  const std::vector<std::string> heads = server.request_heads();
+  ASSERT_EQ(heads.size(), 1u);
+  const std::string& head = heads[0];
+  EXPECT_EQ(head.find("content-length"), head.rfind("content-length")) << head;
+}
+
 TEST(FramedTransport, ProxyFromTheEnvironmentIsTunnelledThrough) {
   LoopbackServer server;
   TunnelProxy proxy;
