@@ -1,10 +1,18 @@
 #include "service/http/curl_common.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
 namespace dynamo_batcher {
 namespace http_internal {
+
+HttpResponse TransportError(std::string what) {
+  HttpResponse r;
+  r.transport_error = std::move(what);
+  return r;
+}
 
 void SetConnectionOptions(CURL* easy, const CurlTransportOptions& options) {
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");

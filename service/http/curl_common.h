@@ -14,6 +14,13 @@
 namespace dynamo_batcher {
 namespace http_internal {
 
+// What a request still waiting or in flight is answered when its transport
+// stops.
+inline constexpr char kShuttingDown[] = "shutting down";
+
+// An answer that is only a transport failure.
+HttpResponse TransportError(std::string what);
+
 // TCP keep-alive and no Nagle, the connect timeout and the TLS options of
 // `options` on a handle.
 void SetConnectionOptions(CURL* easy, const CurlTransportOptions& options);

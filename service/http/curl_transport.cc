@@ -35,9 +35,9 @@ namespace {
 using http_internal::Describe;
 using http_internal::IsTlsError;
 using http_internal::kMaxResponseHeaderBytes;
+using http_internal::kShuttingDown;
 using http_internal::TooLarge;
-
-constexpr char kShuttingDown[] = "shutting down";
+using http_internal::TransportError;
 
 struct Transfer {
   HttpRequest request;
@@ -46,16 +46,9 @@ struct Transfer {
   curl_slist* headers = nullptr;
   std::chrono::steady_clock::time_point start;
   char error[CURL_ERROR_SIZE] = {0};
-  std::string setup;  // method, body presence and URL its handle is set up for
   size_t header_bytes = 0;
   bool too_large = false;  // body or headers beyond their cap; aborted
 };
-
-HttpResponse TransportError(std::string what) {
-  HttpResponse r;
-  r.transport_error = std::move(what);
-  return r;
-}
 
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
@@ -117,7 +110,7 @@ class CurlTransport : public HttpTransport {
       if (multi_ != nullptr) curl_multi_wakeup(multi_);
     }
     if (thread_.joinable()) thread_.join();
-    for (const KeptEasy& kept : free_easy_) curl_easy_cleanup(kept.easy);
+    for (CURL* easy : free_easy_) curl_easy_cleanup(easy);
     if (multi_ != nullptr) curl_multi_cleanup(multi_);
   }
 
@@ -185,70 +178,52 @@ class CurlTransport : public HttpTransport {
     }
   }
 
-  // What a handle keeps from request to request of the same setup (see
-  // Start): the URL, the method, the connection and TLS options, the
-  // callbacks.
-  void Configure(CURL* easy, const HttpRequest& req) {
-    curl_easy_setopt(easy, CURLOPT_URL, req.url.c_str());
-    http_internal::SetConnectionOptions(easy, options_);
-    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &OnBody);
-    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &OnHeader);
-    if (req.method == "GET") {
-      curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-    } else if (req.method == "HEAD") {
-      curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-    } else if (req.method != "POST") {
-      curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req.method.c_str());
-    }
-  }
-
   void Start(std::unique_ptr<Transfer> t) {
-    Transfer* tp = t.get();
-    const HttpRequest& req = tp->request;
-    // A handle kept from a request of the same method, body presence and
-    // URL keeps those options; only the request's own are set again (most
-    // calls: BatchWriteItem after BatchWriteItem). Others are reset first.
-    std::string setup = absl::StrCat(req.method, req.body.empty() ? " - " : " + ", req.url);
+    // Handles are kept between requests (reset in Finish) and set up whole
+    // for each one: this transport carries the few credentials calls, the
+    // DynamoDB data path is the framed transport's.
     CURL* easy = nullptr;
-    bool configured = false;
-    for (size_t i = free_easy_.size(); i-- > 0;) {
-      if (free_easy_[i].setup == setup) {
-        easy = free_easy_[i].easy;
-        configured = true;
-        free_easy_.erase(free_easy_.begin() + static_cast<std::ptrdiff_t>(i));
-        break;
-      }
-    }
-    if (easy == nullptr && !free_easy_.empty()) {
-      easy = free_easy_.back().easy;
+    if (!free_easy_.empty()) {
+      easy = free_easy_.back();
       free_easy_.pop_back();
-      curl_easy_reset(easy);
+    } else {
+      easy = curl_easy_init();
     }
-    if (easy == nullptr) easy = curl_easy_init();
     if (easy == nullptr) {
       t->done(TransportError("curl: easy handle init failed"));
       return;
     }
-    if (!configured) Configure(easy, req);
-    tp->setup = std::move(setup);
+    Transfer* tp = t.get();
+    const HttpRequest& req = tp->request;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, tp);
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, tp->error);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, tp);
-    curl_easy_setopt(easy, CURLOPT_HEADERDATA, tp);
-    // 0: none (a kept handle must not keep an earlier request's timeout).
-    long timeout_ms = 0;
+    curl_easy_setopt(easy, CURLOPT_URL, req.url.c_str());
+    http_internal::SetConnectionOptions(easy, options_);
+    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
     if (req.timeout > absl::ZeroDuration() && req.timeout != absl::InfiniteDuration()) {
-      timeout_ms = static_cast<long>(std::max<int64_t>(1, absl::ToInt64Milliseconds(req.timeout)));
+      curl_easy_setopt(
+          easy, CURLOPT_TIMEOUT_MS,
+          static_cast<long>(std::max<int64_t>(1, absl::ToInt64Milliseconds(req.timeout))));
     }
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
     // Refused before reading when Content-Length announces more.
     curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
                      static_cast<curl_off_t>(req.max_response_bytes));
-    if (req.method != "GET" && req.method != "HEAD" &&
-        (req.method == "POST" || !req.body.empty())) {
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req.body.data());
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, tp->error);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &OnBody);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, tp);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &OnHeader);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, tp);
+
+    if (req.method == "GET") {
+      curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    } else if (req.method == "HEAD") {
+      curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+    } else {
+      if (req.method != "POST") curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+      if (req.method == "POST" || !req.body.empty()) {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                         static_cast<curl_off_t>(req.body.size()));
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req.body.data());
+      }
     }
     bool has_content_type = false;
     for (const auto& [name, value] : req.headers) {
@@ -303,9 +278,10 @@ class CurlTransport : public HttpTransport {
     curl_slist_free_all(t->headers);
     t->headers = nullptr;
     // The connection stays in the multi handle's pool; the easy handle is
-    // kept, set up for the next request like this one (see Start).
+    // reset and kept for the next request.
+    curl_easy_reset(easy);
     if (free_easy_.size() < static_cast<size_t>(std::max(1L, options_.max_connections))) {
-      free_easy_.push_back({easy, std::move(t->setup)});
+      free_easy_.push_back(easy);
     } else {
       curl_easy_cleanup(easy);
     }
@@ -323,12 +299,7 @@ class CurlTransport : public HttpTransport {
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
   // I/O thread only.
   absl::flat_hash_map<CURL*, std::unique_ptr<Transfer>> active_;
-  // Easy handles kept for reuse, each with the setup it has (see Start).
-  struct KeptEasy {
-    CURL* easy;
-    std::string setup;
-  };
-  std::vector<KeptEasy> free_easy_;
+  std::vector<CURL*> free_easy_;
   std::thread thread_;
 };
 

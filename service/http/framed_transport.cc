@@ -51,20 +51,15 @@ namespace {
 
 using http_internal::Describe;
 using http_internal::kMaxResponseHeaderBytes;
+using http_internal::kShuttingDown;
+using http_internal::TransportError;
 
 using Clock = std::chrono::steady_clock;
 
-constexpr char kShuttingDown[] = "shutting down";
 // An idle connection older than this is closed rather than reused
 // (libcurl's default CURLOPT_MAXAGE_CONN).
 constexpr auto kMaxIdle = std::chrono::seconds(118);
 constexpr size_t kReadChunk = 16 << 10;
-
-HttpResponse TransportError(std::string what) {
-  HttpResponse r;
-  r.transport_error = std::move(what);
-  return r;
-}
 
 // scheme://[userinfo@]authority[/path][?query][#fragment], http or https.
 struct Target {
@@ -681,12 +676,13 @@ class FramedTransport : public HttpTransport {
   void Complete(Conn* c, bool keep) {
     std::unique_ptr<Exchange> ex = std::move(c->ex);
     HttpResponse r = std::move(ex->response);
+    const Clock::time_point now = Clock::now();
     r.status = c->parser.status_code;
-    r.elapsed = absl::FromChrono(Clock::now() - ex->start);
+    r.elapsed = absl::FromChrono(now - ex->start);
     ++c->served;
     if (keep) {
       c->state = Conn::State::kIdle;
-      c->idle_since = Clock::now();
+      c->idle_since = now;
     } else {
       CloseConn(c);
     }
