@@ -52,27 +52,52 @@ int ListenOnLoopback(int backlog, int* port) {
   return fd;
 }
 
+// What every threaded stand-in below shares: its listening socket and the
+// thread that serves it, whose loop watches stopping(). Declared last in a
+// stand-in, it is destroyed first: the thread is joined before the members
+// it uses go. A stand-in whose destructor does more calls Stop() first.
+class Listener {
+ public:
+  explicit Listener(int backlog) : fd_(ListenOnLoopback(backlog, &port_)) {}
+  ~Listener() {
+    Stop();
+    close(fd_);
+  }
+  void Start(std::function<void()> serve) { thread_ = std::thread(std::move(serve)); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  bool stopping() const { return stop_.load(); }
+  int fd() const { return fd_; }
+  int port() const { return port_; }
+  std::string Url(absl::string_view path = "/") const {
+    return absl::StrCat("http://127.0.0.1:", port_, path);
+  }
+
+ private:
+  int port_ = 0;
+  const int fd_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 // Answers every request with 200 and the request body echoed back, on
 // keep-alive connections; requests to /hold are never answered, a body of
 // "slow" is answered after 400 ms. Counts accepted connections.
 class LoopbackServer {
  public:
   LoopbackServer() {
-    listen_fd_ = ListenOnLoopback(64, &port_);
-    thread_ = std::thread([this] { Run(); });
+    listener_.Start([this] { Run(); });
   }
   ~LoopbackServer() {
-    stop_ = true;
-    thread_.join();
+    listener_.Stop();
     for (auto& [fd, buf] : conns_) close(fd);
-    close(listen_fd_);
   }
 
-  std::string Url(absl::string_view path = "/") const {
-    return absl::StrCat("http://127.0.0.1:", port_, path);
-  }
+  std::string Url(absl::string_view path = "/") const { return listener_.Url(path); }
   int accepted() const { return accepted_.load(); }
-  int port() const { return port_; }
+  int port() const { return listener_.port(); }
   std::vector<std::string> request_heads() {
     std::lock_guard<std::mutex> lock(mu_);
     return heads_;
@@ -80,13 +105,13 @@ class LoopbackServer {
 
  private:
   void Run() {
-    while (!stop_) {
+    while (!listener_.stopping()) {
       std::vector<pollfd> fds;
-      fds.push_back({listen_fd_, POLLIN, 0});
+      fds.push_back({listener_.fd(), POLLIN, 0});
       for (auto& [fd, buf] : conns_) fds.push_back({fd, POLLIN, 0});
       if (poll(fds.data(), fds.size(), 20) <= 0) continue;
       if (fds[0].revents & POLLIN) {
-        int fd = accept(listen_fd_, nullptr, nullptr);
+        int fd = accept(listener_.fd(), nullptr, nullptr);
         if (fd >= 0) {
           conns_[fd] = "";
           ++accepted_;
@@ -143,14 +168,11 @@ class LoopbackServer {
     }
   }
 
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
   std::atomic<int> accepted_{0};
   std::map<int, std::string> conns_;  // server thread only
   std::mutex mu_;
   std::vector<std::string> heads_;  // guarded by mu_
-  std::thread thread_;
+  Listener listener_{64};
 };
 
 // Collects callbacks; waits with a bound. std::mutex so ThreadSanitizer
@@ -314,9 +336,9 @@ TEST_P(TransportTest, SequentialRequestsReuseOneConnection) {
   EXPECT_EQ(server.accepted(), 1);
 }
 
-// Easy handles are kept between requests and keep what a request of the
-// same method, body presence and URL set; nothing of an earlier request may
-// leak into a later one: not its method, its body, nor its timeout.
+// Handles and connections are kept between requests; nothing of an earlier
+// request may leak into a later one: not its method, its body, nor its
+// timeout.
 TEST_P(TransportTest, KeptHandlesCarryNothingOverFromAnEarlierRequest) {
   LoopbackServer server;
   CurlTransportOptions options;
@@ -433,23 +455,17 @@ TEST_P(TransportTest, DestructorAnswersPendingRequestsWithoutHanging) {
 class HugeBodyServer {
  public:
   HugeBodyServer(uint64_t total, bool announce_length) : total_(total), announce_(announce_length) {
-    listen_fd_ = ListenOnLoopback(4, &port_);
-    thread_ = std::thread([this] { Run(); });
+    listener_.Start([this] { Run(); });
   }
-  ~HugeBodyServer() {
-    stop_ = true;
-    thread_.join();
-    close(listen_fd_);
-  }
-  std::string Url() const { return absl::StrCat("http://127.0.0.1:", port_, "/"); }
+  std::string Url() const { return listener_.Url(); }
   uint64_t sent() const { return sent_.load(); }
 
  private:
   void Run() {
-    while (!stop_) {
-      pollfd p{listen_fd_, POLLIN, 0};
+    while (!listener_.stopping()) {
+      pollfd p{listener_.fd(), POLLIN, 0};
       if (poll(&p, 1, 20) <= 0) continue;
-      const int fd = accept(listen_fd_, nullptr, nullptr);
+      const int fd = accept(listener_.fd(), nullptr, nullptr);
       if (fd >= 0) Answer(fd);
     }
   }
@@ -469,7 +485,7 @@ class HugeBodyServer {
                       : std::string("Connection: close\r\n\r\n");
     (void)!write(fd, head.data(), head.size());
     const std::string chunk(64 << 10, 'x');
-    while (this_conn < total_ && !stop_) {
+    while (this_conn < total_ && !listener_.stopping()) {
       const ssize_t w = send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
       if (w <= 0) break;  // the client gave up
       this_conn += static_cast<uint64_t>(w);
@@ -477,14 +493,11 @@ class HugeBodyServer {
     }
     close(fd);
   }
-  std::atomic<bool> stop_{false};
 
   const uint64_t total_;
   const bool announce_;
-  int listen_fd_ = -1;
-  int port_ = 0;
   std::atomic<uint64_t> sent_{0};
-  std::thread thread_;
+  Listener listener_{4};
 };
 
 // Peak resident memory of this process so far (VmHWM), in bytes.
@@ -610,23 +623,17 @@ class RawServer {
     bool trickle = false;
   };
   explicit RawServer(std::vector<Answer> script) : script_(std::move(script)) {
-    listen_fd_ = ListenOnLoopback(8, &port_);
-    thread_ = std::thread([this] { Run(); });
+    listener_.Start([this] { Run(); });
   }
-  ~RawServer() {
-    stop_ = true;
-    thread_.join();
-    close(listen_fd_);
-  }
-  std::string Url() const { return absl::StrCat("http://127.0.0.1:", port_, "/"); }
+  std::string Url() const { return listener_.Url(); }
   int accepted() const { return accepted_.load(); }
 
  private:
   void Run() {
-    while (!stop_ && next_ < script_.size()) {
-      pollfd p{listen_fd_, POLLIN, 0};
+    while (!listener_.stopping() && next_ < script_.size()) {
+      pollfd p{listener_.fd(), POLLIN, 0};
       if (poll(&p, 1, 20) <= 0) continue;
-      const int fd = accept(listen_fd_, nullptr, nullptr);
+      const int fd = accept(listener_.fd(), nullptr, nullptr);
       if (fd < 0) continue;
       ++accepted_;
       Serve(fd);
@@ -637,7 +644,7 @@ class RawServer {
   // One connection, until the client closes it or the script closes it.
   void Serve(int fd) {
     std::string in;
-    while (!stop_ && next_ < script_.size()) {
+    while (!listener_.stopping() && next_ < script_.size()) {
       const size_t end = in.find("\r\n\r\n");
       if (end == std::string::npos) {
         pollfd p{fd, POLLIN, 0};
@@ -680,11 +687,8 @@ class RawServer {
 
   const std::vector<Answer> script_;
   size_t next_ = 0;  // server thread only
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
   std::atomic<int> accepted_{0};
-  std::thread thread_;
+  Listener listener_{8};
 };
 
 constexpr char kOk[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -867,15 +871,9 @@ TEST_P(TransportTest, DestructorDoesNotWaitForAHangingConnect) {
 class TunnelProxy {
  public:
   TunnelProxy() {
-    listen_fd_ = ListenOnLoopback(8, &port_);
-    thread_ = std::thread([this] { Run(); });
+    listener_.Start([this] { Run(); });
   }
-  ~TunnelProxy() {
-    stop_ = true;
-    thread_.join();
-    close(listen_fd_);
-  }
-  std::string Url() const { return absl::StrCat("http://127.0.0.1:", port_); }
+  std::string Url() const { return listener_.Url(""); }
   std::vector<std::string> connects() {
     std::lock_guard<std::mutex> lock(mu_);
     return connects_;
@@ -884,8 +882,8 @@ class TunnelProxy {
  private:
   void Run() {
     std::vector<std::pair<int, int>> pairs;  // client, upstream
-    while (!stop_) {
-      std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
+    while (!listener_.stopping()) {
+      std::vector<pollfd> fds{{listener_.fd(), POLLIN, 0}};
       for (auto& [a, b] : pairs) {
         fds.push_back({a, POLLIN, 0});
         fds.push_back({b, POLLIN, 0});
@@ -893,7 +891,7 @@ class TunnelProxy {
       if (poll(fds.data(), fds.size(), 20) <= 0) continue;
       const size_t polled = pairs.size();  // a pair opened below was not polled
       if (fds[0].revents & POLLIN) {
-        const int fd = accept(listen_fd_, nullptr, nullptr);
+        const int fd = accept(listener_.fd(), nullptr, nullptr);
         if (fd >= 0) {
           const int up = Open(fd);
           if (up >= 0) pairs.emplace_back(fd, up);
@@ -955,12 +953,9 @@ class TunnelProxy {
     return up;
   }
 
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::vector<std::string> connects_;  // guarded by mu_
-  std::thread thread_;
+  Listener listener_{8};
 };
 
 // Sets an environment variable for the scope, restoring it after.
