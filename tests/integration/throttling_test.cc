@@ -433,14 +433,14 @@ void RunFleet(const std::string& dir, const Dynalite& dynalite, int n, int secon
     // sidecar whose decreases do not move the shared table's loss takes it
     // for rate-independent, keeps a loss floor and stops yielding. Over a
     // minute the model (fleet_model_test, 8 seeds) shows Jain 0.44-0.71 and
-    // 31-62% throttled calls; in this 12 s run one sidecar pulls ahead in
-    // 3 runs of 8 (Jain 0.65, 0.70, 0.82; 0.97-0.996 otherwise), so
-    // fairness and the throttled share are figures here, not guarantees.
-    // What the default mode does keep in a fleet: the table's capacity is
-    // used (above) and every stream's writes succeed (below); and in a run
-    // this short no sidecar falls below a quarter of its share (the lowest
-    // seen, in the runs where one pulled ahead: 106 of 200 items/s; the
-    // model's minute goes lower, 29).
+    // 31-62% throttled calls. In this 12 s run one sidecar pulled ahead in 5
+    // runs of 16 (Jain 0.65-0.83; 0.92-0.996 otherwise), on the framed
+    // transport and the curl one alike (8 runs each), so fairness and the
+    // throttled share are figures here, not guarantees. What the default
+    // mode does keep in a fleet: the table's capacity is used (above), every
+    // stream's writes succeed (below), and in a run this short no sidecar
+    // falls below a quarter of its share (lowest seen in the 16 runs: 79 of
+    // 200 items/s; the model's minute goes lower, 29).
     for (int s = 0; s < n; ++s) {
       EXPECT_GE(d(s, "dynamo_batcher_ops_written_total") / window, 0.25 * kCapacity / n)
           << "sidecar " << s << " starved";
